@@ -1,0 +1,226 @@
+//! The connector and task traits, and the contexts the runtime hands to them.
+//!
+//! Lifecycle, as in Kafka Connect:
+//! - a [`Connector`] is started with the user's properties and splits the work into at most
+//!   `tasks.max` task configs ([`Connector::task_configs`]). It may ask for new task configs later
+//!   (a table appeared) through its [`ConnectorContext`].
+//! - a [`SourceTask`] is started with one task config and its stored offsets, then polled. The runtime
+//!   produces every record it returns and stores the record's source offset only after Kafka has
+//!   acknowledged the record, then calls [`SourceTask::commit`] with what was stored.
+//! - a [`SinkTask`] is started, told which partitions it owns ([`SinkTask::open`]), handed batches
+//!   ([`SinkTask::put`]) and periodically asked which offsets are safe to commit
+//!   ([`SinkTask::pre_commit`]). The runtime commits exactly what `pre_commit` returns, so a sink that
+//!   writes asynchronously or in files returns only offsets whose records are durable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{ConfigDef, ConfigValueReport, Props};
+use crate::{ConnectResult, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition};
+
+/// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
+pub type Offsets = BTreeMap<TopicPartition, i64>;
+
+/// Identifies a task: its connector's name and its number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// Connector name.
+    pub connector: String,
+    /// Task number, from 0.
+    pub task: u32,
+}
+
+impl TaskId {
+    /// A task id.
+    pub fn new(connector: impl Into<String>, task: u32) -> Self {
+        Self {
+            connector: connector.into(),
+            task,
+        }
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// What a connector may ask of the runtime.
+pub trait ConnectorContext: Send + Sync {
+    /// The connector's task configs may have changed: call [`Connector::task_configs`] again.
+    fn request_task_reconfiguration(&self);
+}
+
+/// A connector: validates its config and divides work into task configs.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector's config definition (without the runtime's common keys such as `tasks.max`).
+    fn config_def(&self) -> ConfigDef;
+
+    /// Validates properties without touching any external system. Override to add checks that span
+    /// several keys; keep the per-key results of the default.
+    fn validate(&self, props: &Props) -> Vec<ConfigValueReport> {
+        self.config_def().validate(props)
+    }
+
+    /// Starts the connector with validated properties.
+    async fn start(&mut self, ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()>;
+
+    /// Splits the work into at most `max_tasks` task configs.
+    fn task_configs(&self, max_tasks: usize) -> ConnectResult<Vec<Props>>;
+
+    /// Stops the connector, releasing what `start` acquired.
+    async fn stop(&mut self) -> ConnectResult<()> {
+        Ok(())
+    }
+}
+
+/// A connector that reads from an external system into Kafka.
+pub trait SourceConnector: Connector {
+    /// A new, unstarted task.
+    fn task(&self) -> Box<dyn SourceTask>;
+}
+
+/// A connector that writes Kafka records to an external system.
+pub trait SinkConnector: Connector {
+    /// A new, unstarted task.
+    fn task(&self) -> Box<dyn SinkTask>;
+}
+
+/// Reads the source offsets the runtime has stored for this connector.
+pub trait OffsetReader: Send + Sync {
+    /// The last stored offset of `partition`, if any.
+    fn offset(&self, partition: &SourcePartition) -> Option<SourceOffset>;
+}
+
+/// What a source task is given when it starts.
+#[derive(Clone)]
+pub struct SourceTaskContext {
+    /// The task's id.
+    pub task_id: TaskId,
+    offsets: Arc<dyn OffsetReader>,
+}
+
+impl SourceTaskContext {
+    /// A context reading offsets from `offsets`.
+    pub fn new(task_id: TaskId, offsets: Arc<dyn OffsetReader>) -> Self {
+        Self { task_id, offsets }
+    }
+
+    /// The stored offset of `partition`: where to resume.
+    pub fn offset(&self, partition: &SourcePartition) -> Option<SourceOffset> {
+        self.offsets.offset(partition)
+    }
+}
+
+/// A task that reads records from an external system.
+#[async_trait]
+pub trait SourceTask: Send {
+    /// Starts the task with its task config; resume from `ctx.offset(..)`.
+    async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()>;
+
+    /// Returns the next records, or an empty batch when there is nothing yet. It should return within
+    /// about a second even when idle, so that the runtime can pause, stop and commit promptly; the
+    /// runtime does not cancel a poll in progress except at a forced shutdown.
+    async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>>;
+
+    /// Called after these offsets were stored: every record up to them is in Kafka. Sources that must
+    /// acknowledge upstream (a replication slot's LSN) do it here.
+    async fn commit(&mut self, _offsets: &[(SourcePartition, SourceOffset)]) -> ConnectResult<()> {
+        Ok(())
+    }
+
+    /// Stops the task.
+    async fn stop(&mut self) -> ConnectResult<()> {
+        Ok(())
+    }
+}
+
+/// What a sink task may ask of the runtime.
+pub trait SinkTaskControl: Send + Sync {
+    /// Stop fetching from these partitions until resumed (back-pressure); already fetched records
+    /// are still delivered.
+    fn pause(&self, partitions: &[TopicPartition]);
+    /// Resume fetching from these partitions.
+    fn resume(&self, partitions: &[TopicPartition]);
+    /// Ask for an offset commit (a `pre_commit` call) as soon as possible.
+    fn request_commit(&self);
+    /// The partitions currently assigned to this task.
+    fn assignment(&self) -> Vec<TopicPartition>;
+}
+
+/// What a sink task is given when it starts.
+#[derive(Clone)]
+pub struct SinkTaskContext {
+    /// The task's id.
+    pub task_id: TaskId,
+    control: Arc<dyn SinkTaskControl>,
+}
+
+impl SinkTaskContext {
+    /// A context backed by `control`.
+    pub fn new(task_id: TaskId, control: Arc<dyn SinkTaskControl>) -> Self {
+        Self { task_id, control }
+    }
+
+    /// See [`SinkTaskControl::pause`].
+    pub fn pause(&self, partitions: &[TopicPartition]) {
+        self.control.pause(partitions);
+    }
+
+    /// See [`SinkTaskControl::resume`].
+    pub fn resume(&self, partitions: &[TopicPartition]) {
+        self.control.resume(partitions);
+    }
+
+    /// See [`SinkTaskControl::request_commit`].
+    pub fn request_commit(&self) {
+        self.control.request_commit();
+    }
+
+    /// See [`SinkTaskControl::assignment`].
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.control.assignment()
+    }
+}
+
+/// A task that writes records to an external system.
+#[async_trait]
+pub trait SinkTask: Send {
+    /// Starts the task with its task config.
+    async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()>;
+
+    /// These partitions are now assigned to this task.
+    async fn open(&mut self, _partitions: &[TopicPartition]) -> ConnectResult<()> {
+        Ok(())
+    }
+
+    /// Writes (or buffers) a batch. Records of one partition arrive in offset order.
+    async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()>;
+
+    /// Makes everything put so far durable.
+    async fn flush(&mut self, _offsets: &Offsets) -> ConnectResult<()> {
+        Ok(())
+    }
+
+    /// Given the offsets of everything put so far, returns the offsets that are safe to commit. The
+    /// default flushes and returns them all; a sink that buffers returns less.
+    async fn pre_commit(&mut self, offsets: Offsets) -> ConnectResult<Offsets> {
+        self.flush(&offsets).await?;
+        Ok(offsets)
+    }
+
+    /// These partitions are no longer assigned to this task: drop their buffers.
+    async fn close(&mut self, _partitions: &[TopicPartition]) -> ConnectResult<()> {
+        Ok(())
+    }
+
+    /// Stops the task.
+    async fn stop(&mut self) -> ConnectResult<()> {
+        Ok(())
+    }
+}
