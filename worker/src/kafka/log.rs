@@ -1,0 +1,203 @@
+//! A Kafka topic read as a log of state changes (Kafka Connect's `KafkaBasedLog`).
+//!
+//! Guarantees:
+//! - every record is applied in offset order within its partition, and at most once: a record at or
+//!   below the highest offset already applied in its partition is skipped. This makes re-deliveries
+//!   harmless (some brokers replay surviving records after compaction);
+//! - [`KafkaLog::read_to_end`] returns only once every record that was in the topic when it was called
+//!   has been applied, so a writer can read its own writes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::KafkaClients;
+use crate::error::WorkerError;
+
+/// One record of the log.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Next offset to apply, per partition.
+    next: Mutex<HashMap<i32, i64>>,
+    changed: Notify,
+}
+
+/// A compacted topic, read from the start by a background task and written through a producer.
+pub struct KafkaLog {
+    topic: String,
+    partitions: i32,
+    producer: FutureProducer,
+    consumer: Arc<StreamConsumer>,
+    progress: Arc<Progress>,
+    reader: JoinHandle<()>,
+}
+
+impl KafkaLog {
+    /// Starts reading `topic` from the beginning, calling `apply` for each new record, and returns
+    /// once everything already in the topic has been applied.
+    pub async fn open(
+        clients: &KafkaClients,
+        producer: FutureProducer,
+        topic: &str,
+        partitions: i32,
+        mut apply: impl FnMut(LogRecord) + Send + 'static,
+    ) -> Result<Self, WorkerError> {
+        let consumer: StreamConsumer = clients.consumer(
+            &[("group.id", "sluice-internal-log-reader")],
+            DefaultConsumerContext,
+        )?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(WorkerError::kafka("assigning partitions"))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(WorkerError::kafka(format!("assigning {topic}")))?;
+        let consumer = Arc::new(consumer);
+        let progress = Arc::new(Progress::default());
+        let reader = {
+            let consumer = Arc::clone(&consumer);
+            let progress = Arc::clone(&progress);
+            let topic = topic.to_owned();
+            tokio::spawn(async move {
+                loop {
+                    match consumer.recv().await {
+                        Ok(msg) => {
+                            let (partition, offset) = (msg.partition(), msg.offset());
+                            let fresh = {
+                                let mut next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                let entry = next.entry(partition).or_insert(0);
+                                let fresh = offset >= *entry;
+                                *entry = (*entry).max(offset + 1);
+                                fresh
+                            };
+                            if fresh {
+                                apply(LogRecord {
+                                    partition,
+                                    offset,
+                                    key: msg.key().map(<[u8]>::to_vec),
+                                    value: msg.payload().map(<[u8]>::to_vec),
+                                });
+                            }
+                            progress.changed.notify_waiters();
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic, error = %e, "reading internal topic failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            })
+        };
+        let log = Self {
+            topic: topic.to_owned(),
+            partitions,
+            producer,
+            consumer,
+            progress,
+            reader,
+        };
+        log.read_to_end().await?;
+        Ok(log)
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Waits until every record present now has been applied.
+    pub async fn read_to_end(&self) -> Result<(), WorkerError> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let partitions = self.partitions;
+        let ends = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(30))
+                        .map(|(low, high)| (p, low, high))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| WorkerError::Broker(e.to_string()))?
+        .map_err(WorkerError::kafka(format!("reading end offsets of {}", self.topic)))?;
+        self.wait_for(&ends).await;
+        Ok(())
+    }
+
+    async fn wait_for(&self, ends: &[(i32, i64, i64)]) {
+        loop {
+            let notified = self.progress.changed.notified();
+            if self.reached(ends) {
+                return;
+            }
+            // The consumer position also advances past gaps (compacted or control records).
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+
+    fn reached(&self, ends: &[(i32, i64, i64)]) -> bool {
+        let next = self.progress.next.lock().unwrap_or_else(|e| e.into_inner());
+        let positions = self.consumer.position().ok();
+        ends.iter().all(|&(p, low, high)| {
+            let applied = next.get(&p).copied().unwrap_or(0);
+            let position = positions
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(&self.topic, p))
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(0);
+            high <= low || applied >= high || position >= high
+        })
+    }
+
+    /// Writes a record and waits until this log has applied it.
+    pub async fn write(&self, key: &str, value: Option<&[u8]>) -> Result<(), WorkerError> {
+        let (partition, offset) = self.send(key, value).await?;
+        self.wait_for(&[(partition, 0, offset + 1)]).await;
+        Ok(())
+    }
+
+    /// Writes a record without waiting for it to be read back; returns its partition and offset.
+    pub async fn send(&self, key: &str, value: Option<&[u8]>) -> Result<(i32, i64), WorkerError> {
+        let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .map_err(|(e, _)| WorkerError::Kafka {
+                context: format!("writing {key} to {}", self.topic),
+                source: e,
+            })
+    }
+}
+
+impl Drop for KafkaLog {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
