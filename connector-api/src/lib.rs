@@ -105,7 +105,7 @@ mod schema;
 mod value;
 
 pub use config::{
-    ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigType, ConfigValueReport, Importance,
+    ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigKeyInfo, ConfigType, ConfigValueReport, Importance,
     ParsedConfig, Props, Validator,
 };
 pub use connector::{

@@ -79,6 +79,11 @@ pub fn transform_classes() -> Vec<String> {
         .collect()
 }
 
+/// The predicate class names this crate provides.
+pub fn predicate_classes() -> Vec<String> {
+    predicates::CLASSES.iter().map(|c| format!("org.apache.kafka.connect.transforms.predicates.{c}")).collect()
+}
+
 fn find_transform(class: &str) -> Option<(Option<Target>, Factory)> {
     let simple = class.strip_prefix(PACKAGE).unwrap_or(class);
     let (name, target) = match simple.split_once('$') {

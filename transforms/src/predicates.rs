@@ -10,6 +10,8 @@ pub trait Predicate: Send + Sync {
     fn test(&self, record: &Record) -> bool;
 }
 
+pub(crate) const CLASSES: &[&str] = &["TopicNameMatches", "HasHeaderKey", "RecordIsTombstone"];
+
 const PACKAGE: &str = "org.apache.kafka.connect.transforms.predicates.";
 
 struct TopicNameMatches(Regex);

@@ -55,6 +55,8 @@ pub struct WorkerConfig {
     pub embedded_data_dir: PathBuf,
     /// Port of the embedded broker.
     pub embedded_port: u16,
+    /// Whether source connectors create missing destination topics (KIP-158).
+    pub topic_creation_enable: bool,
     /// Every property as given, for pass-through and converter settings.
     pub originals: Props,
 }
@@ -132,6 +134,7 @@ pub fn worker_config_def() -> ConfigDef {
         )
         .define(ConfigKey::new("key.converter", Class, "Default key converter.").default_value("org.apache.kafka.connect.json.JsonConverter"))
         .define(ConfigKey::new("value.converter", Class, "Default value converter.").default_value("org.apache.kafka.connect.json.JsonConverter"))
+        .define(ConfigKey::new("topic.creation.enable", Boolean, "Whether source connectors create missing destination topics.").default_value("true"))
         .define(ConfigKey::new("embedded.broker.data.dir", String, "Data directory of the embedded broker.").default_value("data"))
         .define(
             ConfigKey::new("embedded.broker.port", Int, "Port of the embedded broker.")
@@ -180,6 +183,7 @@ impl WorkerConfig {
             value_converter: parsed.string("value.converter"),
             embedded_data_dir: PathBuf::from(parsed.string("embedded.broker.data.dir")),
             embedded_port: parsed.int("embedded.broker.port") as u16,
+            topic_creation_enable: parsed.boolean("topic.creation.enable"),
             originals: props,
         })
     }

@@ -131,6 +131,43 @@ impl KafkaClients {
         .map_err(|e| WorkerError::Broker(e.to_string()))?
     }
 
+    /// The Kafka cluster id, if the broker reports one.
+    pub async fn cluster_id(&self) -> Option<String> {
+        let config = self.base(&self.admin_overrides, &[]);
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().ok()?;
+            consumer.client().fetch_cluster_id(ADMIN_TIMEOUT)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Offsets committed by consumer `group` for every partition of `topics`, as
+    /// (topic, partition, offset); partitions without a commit are left out.
+    pub async fn committed_offsets(&self, group: &str, topics: &[String]) -> Result<Vec<(String, i32, i64)>, WorkerError> {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for topic in topics {
+            if let Some(n) = self.partition_count(topic).await? {
+                for p in 0..n {
+                    tpl.add_partition(topic, p);
+                }
+            }
+        }
+        let config = self.base(&self.consumer_overrides, &[("group.id", group), ("enable.auto.commit", "false")]);
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().map_err(WorkerError::kafka("creating a client"))?;
+            let committed = consumer.committed_offsets(tpl, ADMIN_TIMEOUT).map_err(WorkerError::kafka("reading committed offsets"))?;
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.topic().to_owned(), e.partition(), o)))
+                .collect())
+        })
+        .await
+        .map_err(|e| WorkerError::Broker(e.to_string()))?
+    }
+
     /// Number of partitions of `topic`, or `None` if it does not exist.
     pub async fn partition_count(&self, topic: &str) -> Result<Option<i32>, WorkerError> {
         let config = self.base(&self.admin_overrides, &[]);

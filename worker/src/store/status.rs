@@ -26,10 +26,28 @@ pub struct ConnectorStatus {
     pub generation: i64,
 }
 
+#[derive(Default)]
+struct Statuses {
+    by_key: BTreeMap<String, ConnectorStatus>,
+    /// `topic-<t>-connector-<c>` key → (connector, topic).
+    topics: BTreeMap<String, (String, String)>,
+}
+
 /// Reads and writes the status topic.
 pub struct StatusStore {
     log: KafkaLog,
-    statuses: Arc<Mutex<BTreeMap<String, ConnectorStatus>>>,
+    statuses: Arc<Mutex<Statuses>>,
+}
+
+/// Key of a topic-tracking record.
+pub fn topic_key(topic: &str, connector: &str) -> String {
+    format!("topic-{topic}-connector-{connector}")
+}
+
+fn parse_topic_record(value: &[u8]) -> Option<(String, String)> {
+    let json: serde_json::Value = serde_json::from_slice(value).ok()?;
+    let topic = json.get("topic")?;
+    Some((topic.get("connector")?.as_str()?.to_owned(), topic.get("name")?.as_str()?.to_owned()))
 }
 
 impl StatusStore {
@@ -48,7 +66,7 @@ impl StatusStore {
                 compacted: true,
             })
             .await?;
-        let statuses = Arc::new(Mutex::new(BTreeMap::new()));
+        let statuses = Arc::new(Mutex::new(Statuses::default()));
         let apply = Arc::clone(&statuses);
         let log = KafkaLog::open(
             clients,
@@ -60,16 +78,24 @@ impl StatusStore {
                     return;
                 };
                 let mut statuses = apply.lock().unwrap_or_else(|e| e.into_inner());
+                if key.starts_with("topic-") {
+                    match record.value.as_deref().and_then(parse_topic_record) {
+                        Some(entry) => statuses.topics.insert(key, entry),
+                        None => statuses.topics.remove(&key),
+                    };
+                    return;
+                }
                 match record.value.as_deref().map(serde_json::from_slice::<ConnectorStatus>) {
                     None => {
-                        statuses.remove(&key);
+                        statuses.by_key.remove(&key);
                     }
                     Some(Ok(status)) => {
                         let stale = statuses
+                            .by_key
                             .get(&key)
                             .is_some_and(|old| old.generation > status.generation);
                         if !stale {
-                            statuses.insert(key, status);
+                            statuses.by_key.insert(key, status);
                         }
                     }
                     Some(Err(_)) => {}
@@ -85,6 +111,7 @@ impl StatusStore {
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_key
             .get(key)
             .cloned()
     }
@@ -94,6 +121,7 @@ impl StatusStore {
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_key
             .values()
             .map(|s| s.generation)
             .max()
@@ -105,6 +133,7 @@ impl StatusStore {
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_key
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
@@ -116,17 +145,45 @@ impl StatusStore {
         {
             let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
             match status {
-                Some(s) => statuses.insert(key.to_owned(), s.clone()),
-                None => statuses.remove(key),
+                Some(s) => statuses.by_key.insert(key.to_owned(), s.clone()),
+                None => statuses.by_key.remove(key),
             };
         }
         let bytes = status.map(|s| serde_json::to_vec(s).unwrap_or_default());
         self.log.send(key, bytes.as_deref()).await.map(|_| ())
     }
 
-    /// Writes an arbitrary JSON value under `key` (used for topic tracking records).
-    pub async fn put_raw(&self, key: &str, value: Option<&[u8]>) -> Result<(), WorkerError> {
-        self.log.send(key, value).await.map(|_| ())
+    /// Topics a connector has used.
+    pub fn topics(&self, connector: &str) -> Vec<String> {
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let mut topics: Vec<String> = statuses.topics.values().filter(|(c, _)| c == connector).map(|(_, t)| t.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// Records that a connector's task used a topic (Kafka Connect's topic tracking record).
+    pub async fn put_topic(&self, topic: &str, connector: &str, task: &str, now_ms: i64) -> Result<(), WorkerError> {
+        let key = topic_key(topic, connector);
+        let value = serde_json::json!({"topic": {"name": topic, "connector": connector, "task": task, "discoverTimestamp": now_ms}});
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).topics.insert(key.clone(), (connector.to_owned(), topic.to_owned()));
+        self.log.send(&key, Some(value.to_string().as_bytes())).await.map(|_| ())
+    }
+
+    /// Forgets every topic a connector has used.
+    pub async fn reset_topics(&self, connector: &str) -> Result<(), WorkerError> {
+        let keys: Vec<String> = {
+            let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<String> = statuses.topics.iter().filter(|(_, (c, _))| c == connector).map(|(k, _)| k.clone()).collect();
+            for k in &keys {
+                statuses.topics.remove(k);
+            }
+            keys
+        };
+        for key in keys {
+            self.log.send(&key, None).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,133 @@
+//! The FileStream source.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_connector_api::{
+    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext, Importance, Props,
+    Record, Schema, SchemaType, SourceConnector, SourceOffset, SourcePartition, SourceRecord, SourceTask,
+    SourceTaskContext, Validator, Value, async_trait,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+fn def() -> ConfigDef {
+    ConfigDef::new()
+        .define(ConfigKey::new("file", ConfigType::String, "Path of the file to read.").importance(Importance::High).validator(Validator::NonEmpty))
+        .define(ConfigKey::new("topic", ConfigType::String, "Topic to write lines to.").importance(Importance::High).validator(Validator::NonEmpty))
+        .define(ConfigKey::new("batch.size", ConfigType::Int, "Largest number of lines per poll.").default_value("2000").validator(Validator::at_least(1.0)))
+}
+
+/// Reads lines from a file.
+#[derive(Default)]
+pub struct FileStreamSourceConnector {
+    props: Props,
+}
+
+#[async_trait]
+impl Connector for FileStreamSourceConnector {
+    fn config_def(&self) -> ConfigDef {
+        def()
+    }
+
+    async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
+        def().parse(props)?;
+        self.props = props.clone();
+        Ok(())
+    }
+
+    /// One task: a file has one reader.
+    fn task_configs(&self, _max_tasks: usize) -> ConnectResult<Vec<Props>> {
+        Ok(vec![self.props.clone()])
+    }
+}
+
+impl SourceConnector for FileStreamSourceConnector {
+    fn task(&self) -> Box<dyn SourceTask> {
+        Box::new(FileStreamSourceTask::default())
+    }
+}
+
+/// Reads lines from its file.
+#[derive(Default)]
+pub struct FileStreamSourceTask {
+    path: String,
+    topic: String,
+    batch_size: usize,
+    /// Byte position after the last complete line returned.
+    position: u64,
+    /// Bytes read past `position` that do not end in a newline yet.
+    partial: Vec<u8>,
+    file: Option<tokio::fs::File>,
+}
+
+impl FileStreamSourceTask {
+    fn partition(&self) -> SourcePartition {
+        json!({ "filename": self.path }).as_object().cloned().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl SourceTask for FileStreamSourceTask {
+    async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
+        let p = def().parse(props)?;
+        self.path = p.string("file");
+        self.topic = p.string("topic");
+        self.batch_size = p.int("batch.size") as usize;
+        self.position = ctx.offset(&self.partition()).and_then(|o| o.get("position").and_then(|v| v.as_u64())).unwrap_or(0);
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
+        if self.file.is_none() {
+            match tokio::fs::File::open(&self.path).await {
+                Ok(mut f) => {
+                    f.seek(SeekFrom::Start(self.position)).await?;
+                    self.file = Some(f);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(ConnectError::from(e).context(format!("opening {}", self.path))),
+            }
+        }
+        let Some(mut file) = self.file.take() else { return Ok(Vec::new()) };
+        let partition = self.partition();
+        let mut records = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while records.len() < self.batch_size {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => return Err(ConnectError::from(e).context(format!("reading {}", self.path))),
+            };
+            if n == 0 {
+                break;
+            }
+            self.partial.extend_from_slice(&buf[..n]);
+            while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=end).collect();
+                self.position += line.len() as u64;
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned();
+                let mut offset = SourceOffset::new();
+                offset.insert("position".to_owned(), json!(self.position));
+                records.push(SourceRecord {
+                    record: Record {
+                        topic: self.topic.clone(),
+                        value_schema: Some(Arc::new(Schema::new(SchemaType::String))),
+                        value: Value::String(text),
+                        ..Record::default()
+                    },
+                    source_partition: partition.clone(),
+                    source_offset: offset,
+                });
+            }
+        }
+        self.file = Some(file);
+        if records.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(records)
+    }
+}

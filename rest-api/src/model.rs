@@ -1,0 +1,144 @@
+//! Request and response bodies, shaped exactly as Kafka Connect's REST API shapes them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sluice_connector_api::{ConfigKeyInfo, ConfigValueReport, ConnectorType, Props};
+
+/// `GET /`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerInfo {
+    /// Sluice version.
+    pub version: String,
+    /// Build commit.
+    pub commit: String,
+    /// The Kafka cluster's id.
+    pub kafka_cluster_id: String,
+}
+
+/// A connector's target state as users name it (`initial_state`, pause, resume, stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TargetState {
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Stopped.
+    Stopped,
+}
+
+/// `POST /connectors` body, before validation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateConnectorRequest {
+    /// Connector name.
+    pub name: Option<String>,
+    /// Connector config; values are strings (numbers and booleans are accepted and stringified).
+    pub config: Option<BTreeMap<String, Json>>,
+    /// Initial target state.
+    pub initial_state: Option<TargetState>,
+}
+
+/// A task's id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConnectorTaskId {
+    /// Connector name.
+    pub connector: String,
+    /// Task number.
+    pub task: u32,
+}
+
+/// `GET /connectors/{c}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectorInfo {
+    /// Name.
+    pub name: String,
+    /// Config.
+    pub config: Props,
+    /// Its tasks.
+    pub tasks: Vec<ConnectorTaskId>,
+    /// Source or sink.
+    #[serde(rename = "type")]
+    pub kind: ConnectorType,
+}
+
+/// A connector's or task's state in a status response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateInfo {
+    /// UNASSIGNED, RUNNING, PAUSED, STOPPED, FAILED or RESTARTING.
+    pub state: String,
+    /// Worker running it.
+    pub worker_id: String,
+    /// Failure trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// One task's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskStateInfo {
+    /// Task number.
+    pub id: u32,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: StateInfo,
+}
+
+/// `GET /connectors/{c}/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectorStateInfo {
+    /// Name.
+    pub name: String,
+    /// The connector's state.
+    pub connector: StateInfo,
+    /// Each task's state.
+    pub tasks: Vec<TaskStateInfo>,
+    /// Source or sink.
+    #[serde(rename = "type")]
+    pub kind: ConnectorType,
+}
+
+/// `GET /connectors/{c}/tasks` element.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: ConnectorTaskId,
+    /// Task config.
+    pub config: Props,
+}
+
+/// `GET /connector-plugins` element.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginInfo {
+    /// Class name.
+    pub class: String,
+    /// `source`, `sink`, `transformation`, `predicate` or `converter`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One key in a validation response.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConfigInfo {
+    /// Its definition.
+    pub definition: ConfigKeyInfo,
+    /// Its value and errors.
+    pub value: ConfigValueReport,
+}
+
+/// `PUT /connector-plugins/{p}/config/validate`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConfigInfos {
+    /// Plugin class.
+    pub name: String,
+    /// Total number of errors.
+    pub error_count: usize,
+    /// Groups in order of first appearance.
+    pub groups: Vec<String>,
+    /// Every key.
+    pub configs: Vec<ConfigInfo>,
+}

@@ -1,0 +1,343 @@
+//! The sink task loop: consume (group `connect-<connector>`) → convert → transforms → put →
+//! pre-commit → commit.
+//!
+//! Offsets guarantee: the group's offsets are committed only with what the task's `pre_commit`
+//! returned, which by contract covers only records the sink has made durable. When partitions are
+//! revoked (another task of the group takes them), the last such offsets are committed
+//! synchronously before they go, so the next owner starts right after them. Records taken in after
+//! the last commit may be delivered again after a crash: duplicates are bounded by one flush interval.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_connector_api::{
+    ConnectError, Headers, Offsets, Props, Record, SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId,
+    TopicPartition,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState, record_coordinates};
+use crate::error::WorkerError;
+use crate::connector_config::RuntimeSettings;
+use crate::kafka::KafkaClients;
+
+/// Largest batch handed to `put`.
+const MAX_BATCH: usize = 1000;
+/// How long to gather a batch.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+enum GroupEvent {
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
+}
+
+/// Consumer context: reports rebalances and commits safe offsets of revoked partitions.
+struct GroupContext {
+    events: mpsc::UnboundedSender<GroupEvent>,
+    /// Offsets `pre_commit` returned, not yet known to be committed.
+    safe: Arc<Mutex<Offsets>>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = partitions(tpl);
+            let safe = self.safe.lock().unwrap_or_else(|e| e.into_inner());
+            let mut commit = TopicPartitionList::new();
+            for tp in &revoked {
+                if let Some(offset) = safe.get(tp) {
+                    let _ = commit.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+                }
+            }
+            if commit.count() > 0
+                && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+            {
+                tracing::warn!("committing offsets of revoked partitions failed: {e}");
+            }
+            let _ = self.events.send(GroupEvent::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let _ = self.events.send(GroupEvent::Assigned(partitions(tpl)));
+        }
+    }
+}
+
+/// What the task may ask of the runtime, shared with its context.
+#[derive(Default)]
+struct Control {
+    assignment: Mutex<BTreeSet<TopicPartition>>,
+    paused_by_task: Mutex<BTreeSet<TopicPartition>>,
+    resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
+    commit_requested: std::sync::atomic::AtomicBool,
+}
+
+impl SinkTaskControl for Control {
+    fn pause(&self, partitions: &[TopicPartition]) {
+        self.paused_by_task.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions.iter().cloned());
+    }
+    fn resume(&self, partitions: &[TopicPartition]) {
+        let mut paused = self.paused_by_task.lock().unwrap_or_else(|e| e.into_inner());
+        for p in partitions {
+            paused.remove(p);
+        }
+        self.resumed_by_task.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions.iter().cloned());
+    }
+    fn request_commit(&self) {
+        self.commit_requested.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// Runs one sink task.
+pub struct SinkTaskRunner {
+    /// The task's id.
+    pub id: TaskId,
+    /// The connector's task.
+    pub task: Box<dyn SinkTask>,
+    /// Its task config.
+    pub props: Props,
+    /// Converters, transforms, error policy and subscription.
+    pub settings: SharedSettings,
+    /// Kafka clients.
+    pub clients: KafkaClients,
+    /// Flush interval.
+    pub task_settings: TaskSettings,
+    /// The herder's wish.
+    pub desired: watch::Receiver<Desired>,
+    /// Where state changes go.
+    pub reporter: Reporter,
+}
+
+fn tpl_of(parts: &[TopicPartition]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        tpl.add_partition(&p.topic, p.partition);
+    }
+    tpl
+}
+
+impl SinkTaskRunner {
+    /// Runs until stopped or failed.
+    pub async fn run(mut self) {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let safe = Arc::new(Mutex::new(Offsets::new()));
+        let group = format!("connect-{}", self.id.connector);
+        let consumer: StreamConsumer<GroupContext> = match self.clients.consumer(
+            &[("group.id", group.as_str()), ("partition.assignment.strategy", "cooperative-sticky")],
+            GroupContext { events: events_tx, safe: Arc::clone(&safe) },
+        ) {
+            Ok(c) => c,
+            Err(e) => return self.reporter.failed(e.to_string()),
+        };
+        let topics: Vec<&str> = self.settings.subscription.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            return self.reporter.failed(format!("subscribing to {topics:?} failed: {e}"));
+        }
+        let control = Arc::new(Control::default());
+        let ctx = SinkTaskContext::new(self.id.clone(), Arc::clone(&control) as Arc<dyn SinkTaskControl>);
+        if let Err(e) = self.task.start(ctx, &self.props).await {
+            return self.reporter.failed(format!("task start failed: {}", e.trace()));
+        }
+        let mut current = Offsets::new();
+        let mut paused = false;
+        let mut shown = None;
+        let interval = self.task_settings.offset_flush_interval;
+        let mut next_commit = Instant::now() + interval;
+        let result: Result<(), String> = async {
+            loop {
+                let desired = *self.desired.borrow_and_update();
+                if desired == Desired::Stopped {
+                    return Ok(());
+                }
+                while let Ok(event) = events.try_recv() {
+                    self.on_group_event(event, &consumer, &control, &mut current, paused).await?;
+                }
+                self.apply_task_pauses(&consumer, &control, paused);
+                let want_paused = desired == Desired::Paused;
+                if want_paused != paused {
+                    let assigned: Vec<_> = control.assignment();
+                    let tpl = tpl_of(&assigned);
+                    let r = if want_paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+                    r.map_err(|e| format!("pausing or resuming partitions failed: {e}"))?;
+                    paused = want_paused;
+                }
+                let state = if paused { TaskState::Paused } else { TaskState::Running };
+                if shown != Some(state) {
+                    self.reporter.report(state, None);
+                    shown = Some(state);
+                }
+                let batch = gather(&self.id, &self.settings, &consumer, &control).await?;
+                if !batch.is_empty() {
+                    for r in &batch {
+                        current.insert(r.origin.clone(), r.offset + 1);
+                    }
+                    self.task.put(batch).await.map_err(|e| format!("put failed: {}", e.trace()))?;
+                }
+                let requested = control.commit_requested.swap(false, std::sync::atomic::Ordering::Relaxed);
+                if requested || Instant::now() >= next_commit {
+                    self.commit(&consumer, &safe, &current, CommitMode::Async).await?;
+                    next_commit = Instant::now() + interval;
+                }
+            }
+        }
+        .await;
+        let commit = if result.is_ok() { self.commit(&consumer, &safe, &current, CommitMode::Sync).await } else { Ok(()) };
+        let assigned = control.assignment();
+        if let Err(e) = self.task.close(&assigned).await {
+            tracing::warn!(task = %self.id, "close failed: {}", e.trace());
+        }
+        if let Err(e) = self.task.stop().await {
+            tracing::warn!(task = %self.id, "stop failed: {}", e.trace());
+        }
+        consumer.unsubscribe();
+        match result.and(commit) {
+            Ok(()) => self.reporter.report(TaskState::Unassigned, None),
+            Err(trace) => self.reporter.failed(trace),
+        }
+    }
+
+    async fn on_group_event(
+        &mut self,
+        event: GroupEvent,
+        consumer: &StreamConsumer<GroupContext>,
+        control: &Control,
+        current: &mut Offsets,
+        paused: bool,
+    ) -> Result<(), String> {
+        match event {
+            GroupEvent::Assigned(parts) => {
+                for topic in parts.iter().map(|p| &p.topic).collect::<BTreeSet<_>>() {
+                    self.reporter.topic_used(topic);
+                }
+                control.assignment.lock().unwrap_or_else(|e| e.into_inner()).extend(parts.iter().cloned());
+                if paused {
+                    let _ = consumer.pause(&tpl_of(&parts));
+                }
+                self.task.open(&parts).await.map_err(|e| format!("open failed: {}", e.trace()))
+            }
+            GroupEvent::Revoked(parts) => {
+                {
+                    let mut assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner());
+                    for p in &parts {
+                        assignment.remove(p);
+                        current.remove(p);
+                    }
+                }
+                self.task.close(&parts).await.map_err(|e| format!("close failed: {}", e.trace()))
+            }
+        }
+    }
+
+    fn apply_task_pauses(&self, consumer: &StreamConsumer<GroupContext>, control: &Control, paused: bool) {
+        let assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let by_task: Vec<_> = control.paused_by_task.lock().unwrap_or_else(|e| e.into_inner()).intersection(&assignment).cloned().collect();
+        if !by_task.is_empty() {
+            let _ = consumer.pause(&tpl_of(&by_task));
+        }
+        let resumed: Vec<_> = std::mem::take(&mut *control.resumed_by_task.lock().unwrap_or_else(|e| e.into_inner())).into_iter().filter(|p| assignment.contains(p)).collect();
+        if !resumed.is_empty() && !paused {
+            let _ = consumer.resume(&tpl_of(&resumed));
+        }
+    }
+
+    async fn commit(&mut self, consumer: &StreamConsumer<GroupContext>, safe: &Mutex<Offsets>, current: &Offsets, mode: CommitMode) -> Result<(), String> {
+        if current.is_empty() {
+            return Ok(());
+        }
+        let committable = self.task.pre_commit(current.clone()).await.map_err(|e| format!("flush failed: {}", e.trace()))?;
+        let mut tpl = TopicPartitionList::new();
+        {
+            let mut safe = safe.lock().unwrap_or_else(|e| e.into_inner());
+            for (tp, offset) in &committable {
+                if current.contains_key(tp) {
+                    let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+                    safe.insert(tp.clone(), *offset);
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        consumer.commit(&tpl, mode).map_err(|e| format!("committing offsets failed: {}", WorkerError::kafka("commit")(e)))
+    }
+}
+
+/// Collects up to [`MAX_BATCH`] records within [`BATCH_WAIT`].
+async fn gather(id: &TaskId, settings: &RuntimeSettings, consumer: &StreamConsumer<GroupContext>, control: &Control) -> Result<Vec<SinkRecord>, String> {
+    let deadline = Instant::now() + BATCH_WAIT;
+    let mut batch = Vec::new();
+    while batch.len() < MAX_BATCH {
+        let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => {
+                tracing::warn!(task = %id, "consumer error: {e}");
+                break;
+            }
+            Ok(Ok(m)) => m,
+        };
+        let origin = TopicPartition::new(msg.topic(), msg.partition());
+        if !control.assignment.lock().unwrap_or_else(|e| e.into_inner()).contains(&origin) {
+            continue; // fetched before a revocation
+        }
+        match to_sink_record(settings, &msg) {
+            Ok(Some(r)) => batch.push(r),
+            Ok(None) => {}
+            Err(e) if settings.tolerate_errors => {
+                if settings.log_errors {
+                    let at = if settings.log_include_messages { format!(" at {}", record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset()))) } else { String::new() };
+                    tracing::warn!(task = %id, "skipping record{at}: {}", e.trace());
+                }
+            }
+            Err(e) => {
+                return Err(format!(
+                    "Error handling record at {}: {}",
+                    record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset())),
+                    e.trace()
+                ));
+            }
+        }
+    }
+    Ok(batch)
+}
+
+fn to_sink_record(settings: &RuntimeSettings, msg: &BorrowedMessage<'_>) -> Result<Option<SinkRecord>, ConnectError> {
+    let topic = msg.topic();
+    let (key_schema, key) = settings.key_converter.to_connect(topic, msg.key()).map_err(|e| e.context("key conversion"))?;
+    let (value_schema, value) = settings.value_converter.to_connect(topic, msg.payload()).map_err(|e| e.context("value conversion"))?;
+    let mut headers = Headers::new();
+    if let Some(hs) = msg.headers() {
+        for h in hs.iter() {
+            headers.add(h.key, h.value.map(<[u8]>::to_vec));
+        }
+    }
+    let record = Record {
+        topic: topic.to_owned(),
+        partition: Some(msg.partition()),
+        key_schema,
+        key,
+        value_schema,
+        value,
+        headers,
+        timestamp: msg.timestamp().to_millis(),
+    };
+    let Some(record) = settings.transforms.apply(record).map_err(|e| e.error.context(format!("transform {}", e.alias)))? else {
+        return Ok(None);
+    };
+    Ok(Some(SinkRecord { record, origin: TopicPartition::new(topic, msg.partition()), offset: msg.offset() }))
+}

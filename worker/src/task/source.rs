@@ -1,0 +1,249 @@
+//! The source task loop: poll → transforms → convert → produce (idempotent, `acks=all`) → store
+//! offsets.
+//!
+//! Offsets guarantee: the offset of a record is written to the offsets topic only after Kafka has
+//! acknowledged that record and every record polled before it. Deliveries are tracked in poll order;
+//! every `offset.flush.interval.ms` (and when stopping) the loop waits for the outstanding
+//! deliveries, then writes the newest acknowledged offset of each source partition. After a crash,
+//! the task resumes from the last written offsets: records polled after them are produced again,
+//! so duplicates are bounded by one flush interval and nothing is lost.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use sluice_connector_api::{
+    ConnectError, Props, SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext, TaskId,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
+use crate::kafka::{KafkaClients, TopicSpec};
+use crate::store::OffsetStore;
+
+enum Pending {
+    Delivery(DeliveryFuture),
+    /// Dropped by a transform or skipped by the error policy: done as soon as those before it are.
+    Done,
+}
+
+struct Tracked {
+    pending: Pending,
+    partition: SourcePartition,
+    offset: SourceOffset,
+}
+
+/// Runs one source task.
+pub struct SourceTaskRunner {
+    /// The task's id.
+    pub id: TaskId,
+    /// The connector's task.
+    pub task: Box<dyn SourceTask>,
+    /// Its task config.
+    pub props: Props,
+    /// Converters, transforms and error policy.
+    pub settings: SharedSettings,
+    /// Producer for its records.
+    pub producer: FutureProducer,
+    /// Kafka clients, for creating destination topics.
+    pub clients: KafkaClients,
+    /// Where offsets are stored.
+    pub offsets: Arc<OffsetStore>,
+    /// Flush interval.
+    pub task_settings: TaskSettings,
+    /// The herder's wish.
+    pub desired: watch::Receiver<Desired>,
+    /// Where state changes go.
+    pub reporter: Reporter,
+    /// Topics written to so far.
+    pub topics: std::collections::HashSet<String>,
+}
+
+impl SourceTaskRunner {
+    /// Runs until stopped or failed.
+    pub async fn run(mut self) {
+        let ctx = SourceTaskContext::new(self.id.clone(), self.offsets.reader(&self.id.connector));
+        if let Err(e) = self.task.start(ctx, &self.props).await {
+            self.reporter.failed(format!("task start failed: {}", e.trace()));
+            return;
+        }
+        let mut in_flight: VecDeque<Tracked> = VecDeque::new();
+        let mut acked: BTreeMap<String, (SourcePartition, SourceOffset)> = BTreeMap::new();
+        let interval = self.task_settings.offset_flush_interval;
+        let mut next_flush = Instant::now() + interval;
+        let mut shown = None;
+        let result: Result<(), String> = async {
+            loop {
+                let desired = *self.desired.borrow_and_update();
+                if desired == Desired::Stopped {
+                    return Ok(());
+                }
+                let state = if desired == Desired::Paused { TaskState::Paused } else { TaskState::Running };
+                if shown != Some(state) {
+                    self.reporter.report(state, None);
+                    shown = Some(state);
+                }
+                if Instant::now() >= next_flush {
+                    self.commit(&mut in_flight, &mut acked).await?;
+                    next_flush = Instant::now() + interval;
+                }
+                if desired == Desired::Paused {
+                    let _ = tokio::time::timeout_at(next_flush, self.desired.changed()).await;
+                    continue;
+                }
+                let batch = self.task.poll().await.map_err(|e| format!("poll failed: {}", e.trace()))?;
+                for record in batch {
+                    self.send(record, &mut in_flight).await?;
+                }
+                settle_ready(&mut in_flight, &mut acked)?;
+            }
+        }
+        .await;
+        let commit = self.commit(&mut in_flight, &mut acked).await;
+        if let Err(e) = self.task.stop().await {
+            tracing::warn!(task = %self.id, "stop failed: {}", e.trace());
+        }
+        match result.and(commit) {
+            Ok(()) => self.reporter.report(TaskState::Unassigned, None),
+            Err(trace) => self.reporter.failed(trace),
+        }
+    }
+
+    async fn send(&mut self, record: SourceRecord, in_flight: &mut VecDeque<Tracked>) -> Result<(), String> {
+        let SourceRecord { record, source_partition, source_offset } = record;
+        let topic = record.topic.clone();
+        let done = |in_flight: &mut VecDeque<Tracked>, partition, offset| {
+            in_flight.push_back(Tracked { pending: Pending::Done, partition, offset });
+        };
+        let outcome = (|| -> Result<Option<(String, Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, OwnedHeaders)>, ConnectError> {
+            let Some(r) = self.settings.transforms.apply(record).map_err(|e| e.error.context(format!("transform {}", e.alias)))? else {
+                return Ok(None);
+            };
+            let key = self.settings.key_converter.from_connect(&r.topic, r.key_schema.as_deref(), &r.key).map_err(|e| e.context("key conversion"))?;
+            let value = self.settings.value_converter.from_connect(&r.topic, r.value_schema.as_deref(), &r.value).map_err(|e| e.context("value conversion"))?;
+            let headers = r.headers.iter().fold(OwnedHeaders::new_with_capacity(r.headers.len()), |h, header| {
+                h.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
+            });
+            Ok(Some((r.topic, r.partition, key, value, r.timestamp, headers)))
+        })();
+        let (dest, partition, key, value, timestamp, headers) = match outcome {
+            Ok(Some(parts)) => parts,
+            Ok(None) => {
+                done(in_flight, source_partition, source_offset);
+                return Ok(());
+            }
+            Err(e) if self.settings.tolerate_errors => {
+                if self.settings.log_errors {
+                    tracing::warn!(task = %self.id, topic, "skipping record: {}", e.trace());
+                }
+                done(in_flight, source_partition, source_offset);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("record for {topic} from source partition {} failed: {}", serde_json::Value::Object(source_partition), e.trace())),
+        };
+        if !self.topics.contains(&dest) {
+            if let Some((partitions, replication_factor)) = self.settings.topic_creation {
+                let spec = TopicSpec { name: &dest, partitions, replication_factor, compacted: false };
+                self.clients.ensure_topic(spec).await.map_err(|e| format!("creating topic {dest} failed: {e}"))?;
+            }
+            self.reporter.topic_used(&dest);
+            self.topics.insert(dest.clone());
+        }
+        let mut fr = FutureRecord::<[u8], [u8]>::to(&dest).headers(headers);
+        if let Some(k) = key.as_deref() {
+            fr = fr.key(k);
+        }
+        if let Some(v) = value.as_deref() {
+            fr = fr.payload(v);
+        }
+        if let Some(p) = partition {
+            fr = fr.partition(p);
+        }
+        if let Some(ts) = timestamp {
+            fr = fr.timestamp(ts);
+        }
+        loop {
+            match self.producer.send_result(fr) {
+                Ok(delivery) => {
+                    in_flight.push_back(Tracked { pending: Pending::Delivery(delivery), partition: source_partition, offset: source_offset });
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    fr = back;
+                    // Make room: wait for the oldest delivery, or briefly if none is ours.
+                    match in_flight.iter_mut().find_map(|t| match &mut t.pending {
+                        Pending::Delivery(d) => Some(d),
+                        Pending::Done => None,
+                    }) {
+                        Some(d) => {
+                            let _ = tokio::time::timeout(Duration::from_millis(100), d).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((e, _)) => return Err(format!("producing to {dest} failed: {e}")),
+            }
+        }
+    }
+
+    /// Waits for every delivery, then stores the newest acknowledged offset of each partition.
+    async fn commit(&mut self, in_flight: &mut VecDeque<Tracked>, acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>) -> Result<(), String> {
+        let mut failure = None;
+        while let Some(tracked) = in_flight.pop_front() {
+            let ok = match tracked.pending {
+                Pending::Done => Ok(()),
+                Pending::Delivery(d) => match d.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(format!("Kafka did not acknowledge a record: {e}")),
+                    Err(_) => Err("the producer was closed before acknowledging a record".to_owned()),
+                },
+            };
+            match ok {
+                Ok(()) => {
+                    acked.insert(canonical(&tracked.partition), (tracked.partition, tracked.offset));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    in_flight.clear();
+                    break;
+                }
+            }
+        }
+        if !acked.is_empty() {
+            let offsets: Vec<_> = std::mem::take(acked).into_values().collect();
+            self.offsets.write(&self.id.connector, &offsets).await.map_err(|e| format!("writing offsets failed: {e}"))?;
+            if let Err(e) = self.task.commit(&offsets).await {
+                tracing::warn!(task = %self.id, "commit callback failed: {}", e.trace());
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Moves the acknowledged prefix of `in_flight` into `acked` without waiting.
+fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>) -> Result<(), String> {
+    while let Some(front) = in_flight.front_mut() {
+        match &mut front.pending {
+            Pending::Done => {}
+            Pending::Delivery(d) => match d.now_or_never() {
+                None => return Ok(()),
+                Some(Ok(Ok(_))) => {}
+                Some(Ok(Err((e, _)))) => return Err(format!("Kafka did not acknowledge a record: {e}")),
+                Some(Err(_)) => return Err("the producer was closed before acknowledging a record".to_owned()),
+            },
+        }
+        if let Some(t) = in_flight.pop_front() {
+            acked.insert(canonical(&t.partition), (t.partition, t.offset));
+        }
+    }
+    Ok(())
+}
+
+fn canonical(partition: &SourcePartition) -> String {
+    serde_json::Value::Object(partition.clone()).to_string()
+}
