@@ -591,7 +591,10 @@ mod tests {
 
     fn def() -> ConfigDef {
         ConfigDef::new()
-            .define(ConfigKey::new("topic", ConfigType::String, "Topic.").validator(Validator::NonEmpty))
+            .define(
+                ConfigKey::new("topic", ConfigType::String, "Topic.")
+                    .validator(Validator::NonEmpty),
+            )
             .define(
                 ConfigKey::new("tasks.max", ConfigType::Int, "Tasks.")
                     .default_value("1")

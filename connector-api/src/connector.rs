@@ -19,7 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{ConfigDef, ConfigValueReport, Props};
-use crate::{ConnectResult, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition};
+use crate::{
+    ConnectResult, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition,
+};
 
 /// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
 pub type Offsets = BTreeMap<TopicPartition, i64>;

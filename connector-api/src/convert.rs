@@ -2,7 +2,7 @@
 //! `JsonConverter` (with or without the `{"schema", "payload"}` envelope), `StringConverter` and
 //! `ByteArrayConverter`.
 //!
-//! Round trip guarantee: for any value that fits its schema, `to_connect(from_connect(v)) == v`
+//! Round trip guarantee: for any value that fits its schema, `to_connect(to_bytes(v)) == v`
 //! with the JSON converter when schemas are enabled. Without schemas, integers come back as
 //! `Int64`, floats as `Float64` and objects as structs in document order.
 
@@ -21,7 +21,7 @@ pub trait Converter: Send + Sync {
     fn to_connect(&self, topic: &str, data: Option<&[u8]>) -> ConnectResult<ConnectData>;
 
     /// Connect data to the bytes written to `topic`; `None` writes a null.
-    fn from_connect(
+    fn to_bytes(
         &self,
         topic: &str,
         schema: Option<&Schema>,
@@ -122,7 +122,7 @@ impl Converter for JsonConverter {
         }
     }
 
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         schema: Option<&Schema>,
@@ -173,7 +173,7 @@ impl Converter for StringConverter {
         }
     }
 
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         _schema: Option<&Schema>,
@@ -201,7 +201,7 @@ impl Converter for ByteArrayConverter {
         ))
     }
 
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         _schema: Option<&Schema>,
@@ -329,7 +329,11 @@ pub fn value_to_json_with_schema(value: &Value, schema: &Schema) -> Json {
 }
 
 /// JSON to a value of the given schema; errors name the JSON path.
-pub fn json_to_value_with_schema(json: &Json, schema: &Schema, path: &str) -> Result<Value, String> {
+pub fn json_to_value_with_schema(
+    json: &Json,
+    schema: &Schema,
+    path: &str,
+) -> Result<Value, String> {
     if json.is_null() {
         if let Some(default) = &schema.default {
             return Ok(default.clone());
@@ -388,7 +392,8 @@ pub fn json_to_value_with_schema(json: &Json, schema: &Schema, path: &str) -> Re
             )
         }
         SchemaType::Map => {
-            let (Some(ks), Some(vs)) = (schema.key_schema.as_deref(), schema.value_schema.as_deref())
+            let (Some(ks), Some(vs)) =
+                (schema.key_schema.as_deref(), schema.value_schema.as_deref())
             else {
                 return Err(format!("Map schema at {path} lacks keys or values schema"));
             };
@@ -529,7 +534,10 @@ pub fn schema_from_json(json: &Json) -> Result<Schema, String> {
     schema.doc = obj.get("doc").and_then(Json::as_str).map(str::to_owned);
     if let Some(Json::Object(params)) = obj.get("parameters") {
         for (k, v) in params {
-            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
             schema.parameters.insert(k.clone(), v);
         }
     }
@@ -619,10 +627,7 @@ mod tests {
                 ),
         );
         let schema = order_schema();
-        let bytes = conv
-            .from_connect("t", Some(&schema), &value)
-            .unwrap()
-            .unwrap();
+        let bytes = conv.to_bytes("t", Some(&schema), &value).unwrap().unwrap();
         let json: Json = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["schema"]["name"], "order");
         assert_eq!(json["schema"]["fields"][1]["parameters"]["scale"], "2");
@@ -658,7 +663,7 @@ mod tests {
             .map(|(k, _)| k.as_str())
             .collect();
         assert_eq!(names, ["z", "a", "m"]);
-        let out = conv.from_connect("t", None, &value).unwrap().unwrap();
+        let out = conv.to_bytes("t", None, &value).unwrap().unwrap();
         assert_eq!(out, br#"{"z":1,"a":2.5,"m":null}"#);
     }
 
@@ -681,7 +686,7 @@ mod tests {
             schemas_enable: true,
         };
         assert_eq!(conv.to_connect("t", None).unwrap(), (None, Value::Null));
-        assert_eq!(conv.from_connect("t", None, &Value::Null).unwrap(), None);
+        assert_eq!(conv.to_bytes("t", None, &Value::Null).unwrap(), None);
     }
 
     #[test]
@@ -695,7 +700,7 @@ mod tests {
     #[test]
     fn byte_array_rejects_structs() {
         let err = ByteArrayConverter
-            .from_connect("t", None, &Value::Struct(Struct::new()))
+            .to_bytes("t", None, &Value::Struct(Struct::new()))
             .unwrap_err();
         assert!(err.message().contains("struct"));
     }

@@ -105,8 +105,8 @@ mod schema;
 mod value;
 
 pub use config::{
-    ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigKeyInfo, ConfigType, ConfigValueReport, Importance,
-    ParsedConfig, Props, Validator,
+    ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigKeyInfo, ConfigType, ConfigValueReport,
+    Importance, ParsedConfig, Props, Validator,
 };
 pub use connector::{
     Connector, ConnectorContext, OffsetReader, Offsets, SinkConnector, SinkTask, SinkTaskContext,

@@ -79,7 +79,10 @@ impl SchemaType {
 
     /// Whether this is a primitive (not array, map or struct).
     pub fn is_primitive(self) -> bool {
-        !matches!(self, SchemaType::Array | SchemaType::Map | SchemaType::Struct)
+        !matches!(
+            self,
+            SchemaType::Array | SchemaType::Map | SchemaType::Struct
+        )
     }
 }
 

@@ -15,9 +15,21 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Every built-in connector plugin.
 pub fn builtin() -> PluginRegistry {
     PluginRegistry::new()
-        .with(Plugin::source::<datagen::DatagenConnector>(datagen::CLASS, &["Datagen", "DatagenSource"], VERSION))
-        .with(Plugin::source::<file::FileStreamSourceConnector>(file::SOURCE_CLASS, &["FileStreamSource", "FileSource"], VERSION))
-        .with(Plugin::sink::<file::FileStreamSinkConnector>(file::SINK_CLASS, &["FileStreamSink", "FileSink"], VERSION))
+        .with(Plugin::source::<datagen::DatagenConnector>(
+            datagen::CLASS,
+            &["Datagen", "DatagenSource"],
+            VERSION,
+        ))
+        .with(Plugin::source::<file::FileStreamSourceConnector>(
+            file::SOURCE_CLASS,
+            &["FileStreamSource", "FileSource"],
+            VERSION,
+        ))
+        .with(Plugin::sink::<file::FileStreamSinkConnector>(
+            file::SINK_CLASS,
+            &["FileStreamSink", "FileSink"],
+            VERSION,
+        ))
 }
 
 #[cfg(test)]
@@ -28,9 +40,21 @@ mod tests {
     fn aliases_resolve() {
         let registry = builtin();
         assert_eq!(registry.find("Datagen").unwrap().class, datagen::CLASS);
-        assert_eq!(registry.find("FileStreamSink").unwrap().class, file::SINK_CLASS);
-        assert_eq!(registry.find("org.apache.kafka.connect.file.FileStreamSourceConnector").unwrap().class, file::SOURCE_CLASS);
+        assert_eq!(
+            registry.find("FileStreamSink").unwrap().class,
+            file::SINK_CLASS
+        );
+        assert_eq!(
+            registry
+                .find("org.apache.kafka.connect.file.FileStreamSourceConnector")
+                .unwrap()
+                .class,
+            file::SOURCE_CLASS
+        );
         let err = registry.find("Jdbc").unwrap_err().to_string();
-        assert!(err.contains(datagen::CLASS) && err.contains(file::SINK_CLASS), "{err}");
+        assert!(
+            err.contains(datagen::CLASS) && err.contains(file::SINK_CLASS),
+            "{err}"
+        );
     }
 }

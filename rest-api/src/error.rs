@@ -17,7 +17,10 @@ pub struct ApiError {
 impl ApiError {
     /// Any status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400: the request or config is invalid.
@@ -56,6 +59,10 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error_code": self.status.as_u16(), "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(json!({ "error_code": self.status.as_u16(), "message": self.message })),
+        )
+            .into_response()
     }
 }

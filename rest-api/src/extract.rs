@@ -22,11 +22,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn reject(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
+    // Kafka Connect answers mistyped bodies with 400, not 422.
+    let status = match &rejection {
+        JsonRejection::JsonDataError(_) => StatusCode::BAD_REQUEST,
+        _ => rejection.status(),
+    };
     let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => "Request body must be JSON with Content-Type: application/json".to_owned(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "Request body must be JSON with Content-Type: application/json".to_owned()
+        }
         JsonRejection::JsonSyntaxError(_) => format!("Malformed JSON: {}", rejection.body_text()),
-        JsonRejection::JsonDataError(_) => format!("Invalid request body: {}", rejection.body_text()),
+        JsonRejection::JsonDataError(_) => {
+            format!("Invalid request body: {}", rejection.body_text())
+        }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large".to_owned(),
         _ => rejection.body_text(),
     };

@@ -30,11 +30,17 @@ fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
 }
 
 fn bool_param(query: &Option<String>, name: &str) -> ApiResult<bool> {
-    match query_pairs(query).into_iter().rev().find(|(k, _)| k == name) {
+    match query_pairs(query)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == name)
+    {
         None => Ok(false),
         Some((_, v)) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some((_, v)) if v.eq_ignore_ascii_case("false") || v.is_empty() => Ok(false),
-        Some((_, v)) => Err(ApiError::bad_request(format!("Query parameter {name} must be true or false, got {v}"))),
+        Some((_, v)) => Err(ApiError::bad_request(format!(
+            "Query parameter {name} must be true or false, got {v}"
+        ))),
     }
 }
 
@@ -63,7 +69,9 @@ fn check_name(name: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request("Connector name must not be empty"));
     }
     if name.contains('/') || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!("Connector name {name:?} must not contain '/' or control characters")));
+        return Err(ApiError::bad_request(format!(
+            "Connector name {name:?} must not contain '/' or control characters"
+        )));
     }
     Ok(())
 }
@@ -82,7 +90,8 @@ fn with_name(name: &str, mut config: Props) -> ApiResult<Props> {
 }
 
 fn parse_task(task: &str) -> ApiResult<u32> {
-    task.parse().map_err(|_| ApiError::not_found(format!("Task {task} not found")))
+    task.parse()
+        .map_err(|_| ApiError::not_found(format!("Task {task} not found")))
 }
 
 pub(crate) async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
@@ -100,9 +109,16 @@ pub(crate) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-pub(crate) async fn list_connectors(State(s): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<Response> {
+pub(crate) async fn list_connectors(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
     let names = s.herder.connectors().await;
-    let expand: Vec<String> = query_pairs(&query).into_iter().filter(|(k, _)| k == "expand").map(|(_, v)| v).collect();
+    let expand: Vec<String> = query_pairs(&query)
+        .into_iter()
+        .filter(|(k, _)| k == "expand")
+        .map(|(_, v)| v)
+        .collect();
     if expand.is_empty() {
         return Ok(Json(names).into_response());
     }
@@ -124,7 +140,11 @@ pub(crate) async fn list_connectors(State(s): State<AppState>, RawQuery(query): 
                     }
                     Err(_) => continue,
                 },
-                other => return Err(ApiError::bad_request(format!("Unknown expand value {other}: use status or info"))),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "Unknown expand value {other}: use status or info"
+                    )));
+                }
             }
         }
         out.insert(name, Json_::Object(entry));
@@ -132,49 +152,93 @@ pub(crate) async fn list_connectors(State(s): State<AppState>, RawQuery(query): 
     Ok(Json(Json_::Object(out)).into_response())
 }
 
-pub(crate) async fn create_connector(State(s): State<AppState>, ApiJson(req): ApiJson<CreateConnectorRequest>) -> ApiResult<Response> {
-    let name = req.name.map(|n| n.trim().to_owned()).ok_or_else(|| ApiError::bad_request("Connector name must be provided in the request body as \"name\""))?;
+pub(crate) async fn create_connector(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<CreateConnectorRequest>,
+) -> ApiResult<Response> {
+    let name = req.name.map(|n| n.trim().to_owned()).ok_or_else(|| {
+        ApiError::bad_request("Connector name must be provided in the request body as \"name\"")
+    })?;
     check_name(&name)?;
-    let config = req.config.ok_or_else(|| ApiError::bad_request("Connector config must be provided in the request body as \"config\""))?;
+    let config = req.config.ok_or_else(|| {
+        ApiError::bad_request("Connector config must be provided in the request body as \"config\"")
+    })?;
     let config = with_name(&name, config_props(config)?)?;
-    let info = s.herder.create_connector(&name, config, req.initial_state).await?;
+    let info = s
+        .herder
+        .create_connector(&name, config, req.initial_state)
+        .await?;
     let location = format!("/connectors/{name}");
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(info)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(info),
+    )
+        .into_response())
 }
 
-pub(crate) async fn get_connector(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ConnectorInfo>> {
+pub(crate) async fn get_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ConnectorInfo>> {
     Ok(Json(s.herder.connector_info(&name).await?))
 }
 
-pub(crate) async fn delete_connector(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.herder.delete_connector(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn get_connector_config(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Props>> {
+pub(crate) async fn get_connector_config(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Props>> {
     Ok(Json(s.herder.connector_info(&name).await?.config))
 }
 
-pub(crate) async fn put_connector_config(State(s): State<AppState>, Path(name): Path<String>, ApiJson(config): ApiJson<BTreeMap<String, Json_>>) -> ApiResult<Response> {
+pub(crate) async fn put_connector_config(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(config): ApiJson<BTreeMap<String, Json_>>,
+) -> ApiResult<Response> {
     check_name(&name)?;
     let config = with_name(&name, config_props(config)?)?;
     let (created, info) = s.herder.put_connector_config(&name, config).await?;
     if created {
         let location = format!("/connectors/{name}");
-        Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(info)).into_response())
+        Ok((
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(info),
+        )
+            .into_response())
     } else {
         Ok(Json(info).into_response())
     }
 }
 
-pub(crate) async fn connector_status(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ConnectorStateInfo>> {
+pub(crate) async fn connector_status(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ConnectorStateInfo>> {
     Ok(Json(s.herder.connector_status(&name).await?))
 }
 
-pub(crate) async fn restart_connector(State(s): State<AppState>, Path(name): Path<String>, RawQuery(query): RawQuery) -> ApiResult<Response> {
+pub(crate) async fn restart_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
     let include_tasks = bool_param(&query, "includeTasks")?;
     let only_failed = bool_param(&query, "onlyFailed")?;
-    match s.herder.restart_connector(&name, include_tasks, only_failed).await? {
+    match s
+        .herder
+        .restart_connector(&name, include_tasks, only_failed)
+        .await?
+    {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
         Some(status) => Ok((StatusCode::ACCEPTED, Json(status)).into_response()),
     }
@@ -185,23 +249,38 @@ async fn target(s: AppState, name: String, state: TargetState) -> ApiResult<Stat
     Ok(StatusCode::ACCEPTED)
 }
 
-pub(crate) async fn pause_connector(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn pause_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     target(s, name, TargetState::Paused).await
 }
 
-pub(crate) async fn resume_connector(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn resume_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     target(s, name, TargetState::Running).await
 }
 
-pub(crate) async fn stop_connector(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn stop_connector(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     target(s, name, TargetState::Stopped).await
 }
 
-pub(crate) async fn task_configs(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vec<TaskInfo>>> {
+pub(crate) async fn task_configs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<TaskInfo>>> {
     Ok(Json(s.herder.task_configs(&name).await?))
 }
 
-pub(crate) async fn task_status(State(s): State<AppState>, Path((name, task)): Path<(String, String)>) -> ApiResult<Json<TaskStateInfo>> {
+pub(crate) async fn task_status(
+    State(s): State<AppState>,
+    Path((name, task)): Path<(String, String)>,
+) -> ApiResult<Json<TaskStateInfo>> {
     let task = parse_task(&task)?;
     let status = s.herder.connector_status(&name).await?;
     status
@@ -212,51 +291,89 @@ pub(crate) async fn task_status(State(s): State<AppState>, Path((name, task)): P
         .ok_or_else(|| ApiError::not_found(format!("Task {name}-{task} not found")))
 }
 
-pub(crate) async fn restart_task(State(s): State<AppState>, Path((name, task)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub(crate) async fn restart_task(
+    State(s): State<AppState>,
+    Path((name, task)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let task = parse_task(&task)?;
     s.herder.restart_task(&name, task).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn connector_offsets(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Json_>> {
+pub(crate) async fn connector_offsets(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Json_>> {
     Ok(Json(s.herder.connector_offsets(&name).await?))
 }
 
-pub(crate) async fn connector_topics(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Json_>> {
+pub(crate) async fn connector_topics(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Json_>> {
     let topics = s.herder.connector_topics(&name).await?;
     Ok(Json(json!({ name: { "topics": topics } })))
 }
 
-pub(crate) async fn reset_connector_topics(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn reset_connector_topics(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.herder.reset_connector_topics(&name).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
-pub(crate) async fn list_plugins(State(s): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<PluginInfo>>> {
-    let all = match query_pairs(&query).into_iter().rev().find(|(k, _)| k == "connectorsOnly") {
+pub(crate) async fn list_plugins(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<PluginInfo>>> {
+    let all = match query_pairs(&query)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "connectorsOnly")
+    {
         Some((_, v)) if v.eq_ignore_ascii_case("false") => true,
         Some((_, v)) if v.eq_ignore_ascii_case("true") || v.is_empty() => false,
-        Some((_, v)) => return Err(ApiError::bad_request(format!("Query parameter connectorsOnly must be true or false, got {v}"))),
+        Some((_, v)) => {
+            return Err(ApiError::bad_request(format!(
+                "Query parameter connectorsOnly must be true or false, got {v}"
+            )));
+        }
         None => false,
     };
     Ok(Json(s.herder.plugins(!all)))
 }
 
-pub(crate) async fn plugin_config(State(s): State<AppState>, Path(plugin): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn plugin_config(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(s.herder.plugin_config(&plugin)?).into_response())
 }
 
-pub(crate) async fn validate_config(State(s): State<AppState>, Path(plugin): Path<String>, ApiJson(config): ApiJson<BTreeMap<String, Json_>>) -> ApiResult<Json<ConfigInfos>> {
+pub(crate) async fn validate_config(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+    ApiJson(config): ApiJson<BTreeMap<String, Json_>>,
+) -> ApiResult<Json<ConfigInfos>> {
     let config = config_props(config)?;
     Ok(Json(s.herder.validate(&plugin, &config)?))
 }
 
 pub(crate) async fn list_loggers(State(s): State<AppState>) -> Json<Json_> {
     let levels = s.logs.levels();
-    Json(Json_::Object(levels.into_iter().map(|(k, v)| (k, json!({ "level": v }))).collect()))
+    Json(Json_::Object(
+        levels
+            .into_iter()
+            .map(|(k, v)| (k, json!({ "level": v })))
+            .collect(),
+    ))
 }
 
-pub(crate) async fn get_logger(State(s): State<AppState>, Path(logger): Path<String>) -> ApiResult<Json<Json_>> {
+pub(crate) async fn get_logger(
+    State(s): State<AppState>,
+    Path(logger): Path<String>,
+) -> ApiResult<Json<Json_>> {
     s.logs
         .levels()
         .get(&logger)
@@ -269,8 +386,15 @@ pub(crate) struct LevelRequest {
     level: String,
 }
 
-pub(crate) async fn set_logger(State(s): State<AppState>, Path(logger): Path<String>, ApiJson(req): ApiJson<LevelRequest>) -> ApiResult<Json<Vec<String>>> {
-    s.logs.set_level(&logger, &req.level).map(Json).map_err(ApiError::bad_request)
+pub(crate) async fn set_logger(
+    State(s): State<AppState>,
+    Path(logger): Path<String>,
+    ApiJson(req): ApiJson<LevelRequest>,
+) -> ApiResult<Json<Vec<String>>> {
+    s.logs
+        .set_level(&logger, &req.level)
+        .map(Json)
+        .map_err(ApiError::bad_request)
 }
 
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -278,5 +402,8 @@ pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "HTTP 405 Method Not Allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP 405 Method Not Allowed",
+    )
 }

@@ -40,16 +40,30 @@ pub trait Herder: Send + Sync + 'static {
     /// A connector's and its tasks' states.
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, ApiError>;
     /// Creates a connector; 409 if it exists, 400 if invalid.
-    async fn create_connector(&self, name: &str, config: Props, initial_state: Option<TargetState>) -> Result<ConnectorInfo, ApiError>;
+    async fn create_connector(
+        &self,
+        name: &str,
+        config: Props,
+        initial_state: Option<TargetState>,
+    ) -> Result<ConnectorInfo, ApiError>;
     /// Creates or updates a connector; returns whether it was created.
-    async fn put_connector_config(&self, name: &str, config: Props) -> Result<(bool, ConnectorInfo), ApiError>;
+    async fn put_connector_config(
+        &self,
+        name: &str,
+        config: Props,
+    ) -> Result<(bool, ConnectorInfo), ApiError>;
     /// Deletes a connector.
     async fn delete_connector(&self, name: &str) -> Result<(), ApiError>;
     /// A connector's task configs.
     async fn task_configs(&self, name: &str) -> Result<Vec<TaskInfo>, ApiError>;
     /// Restarts a connector and, if asked, its (failed) tasks; returns the status when tasks were
     /// included.
-    async fn restart_connector(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<Option<ConnectorStateInfo>, ApiError>;
+    async fn restart_connector(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStateInfo>, ApiError>;
     /// Restarts one task.
     async fn restart_task(&self, name: &str, task: u32) -> Result<(), ApiError>;
     /// Pauses, resumes or stops a connector.
@@ -93,8 +107,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/connectors", get(list_connectors).post(create_connector))
-        .route("/connectors/{name}", get(get_connector).delete(delete_connector))
-        .route("/connectors/{name}/config", get(get_connector_config).put(put_connector_config))
+        .route(
+            "/connectors/{name}",
+            get(get_connector).delete(delete_connector),
+        )
+        .route(
+            "/connectors/{name}/config",
+            get(get_connector_config).put(put_connector_config),
+        )
         .route("/connectors/{name}/status", get(connector_status))
         .route("/connectors/{name}/restart", post(restart_connector))
         .route("/connectors/{name}/pause", put(pause_connector))
@@ -102,13 +122,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/connectors/{name}/stop", put(stop_connector))
         .route("/connectors/{name}/tasks", get(task_configs))
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
-        .route("/connectors/{name}/tasks/{task}/restart", post(restart_task))
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(restart_task),
+        )
         .route("/connectors/{name}/offsets", get(connector_offsets))
         .route("/connectors/{name}/topics", get(connector_topics))
-        .route("/connectors/{name}/topics/reset", put(reset_connector_topics))
+        .route(
+            "/connectors/{name}/topics/reset",
+            put(reset_connector_topics),
+        )
         .route("/connector-plugins", get(list_plugins))
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
-        .route("/connector-plugins/{plugin}/config/validate", put(validate_config))
+        .route(
+            "/connector-plugins/{plugin}/config/validate",
+            put(validate_config),
+        )
         .route("/admin/loggers", get(list_loggers))
         .route("/admin/loggers/{logger}", get(get_logger).put(set_logger))
         .fallback(not_found)
@@ -121,7 +150,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 mod tests {
     #[test]
     fn openapi_documents_every_route() {
-        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON");
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON");
         let paths = doc["paths"].as_object().expect("paths");
         let source = include_str!("lib.rs");
         let routed: Vec<&str> = source
@@ -131,8 +161,7 @@ mod tests {
             .collect();
         assert!(routed.len() > 20, "found {} routes", routed.len());
         for route in routed {
-            let documented = route.replace("{name}", "{name}");
-            assert!(paths.contains_key(&documented), "{route} is not in openapi.json");
+            assert!(paths.contains_key(route), "{route} is not in openapi.json");
         }
     }
 }

@@ -1,1 +1,460 @@
+//! Test harness: real processes, free ports, unique names, polling with deadlines.
+//!
+//! - [`Broker`] runs `sluice broker` (the embedded tansu broker with SQLite storage) as its own
+//!   process on a free port, with its data in a temporary directory.
+//! - [`Worker`] runs a `sluice` worker process against a broker, with internal topics and group
+//!   unique to the test, and can be killed (SIGKILL), terminated (SIGTERM) and restarted.
+//! - [`eventually`] polls a condition until it holds or a deadline passes.
+//!
+//! The `sluice` binary is built on first use (`cargo build -p sluice-worker --bin sluice`), or
+//! taken from `SLUICE_BIN`.
 
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{Value, json};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// The `sluice` binary, built once per test process.
+pub fn sluice_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("SLUICE_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "sluice-worker", "--bin", "sluice"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the sluice binary failed");
+        // <target>/debug/deps/<test binary> → <target>/debug/sluice
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe.parent().and_then(Path::parent).expect("target dir");
+        let bin = dir.join("sluice");
+        assert!(bin.exists(), "{} does not exist", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Polls `check` every `every` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on {port}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A Kafka-compatible broker process.
+pub struct Broker {
+    /// `host:port`.
+    pub bootstrap: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker on a free port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+        let mut child = Command::new(sluice_bin())
+            .args(["broker", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting broker");
+        wait_for_port(port, &mut child, "broker");
+        Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Settings of a worker process; reused across restarts so it finds its state again.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Properties passed as `SLUICE_*` environment variables.
+    pub props: BTreeMap<String, String>,
+}
+
+impl WorkerSettings {
+    /// Settings with internal topics and group unique to this test.
+    pub fn new(broker: &Broker) -> Self {
+        let id = unique("t");
+        let props = BTreeMap::from([
+            ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
+            ("group.id".to_owned(), format!("{id}-cluster")),
+            ("config.storage.topic".to_owned(), format!("{id}-configs")),
+            ("offset.storage.topic".to_owned(), format!("{id}-offsets")),
+            ("offset.storage.partitions".to_owned(), "3".to_owned()),
+            ("status.storage.topic".to_owned(), format!("{id}-status")),
+            ("status.storage.partitions".to_owned(), "2".to_owned()),
+            ("offset.flush.interval.ms".to_owned(), "1000".to_owned()),
+            ("rest.host.name".to_owned(), "127.0.0.1".to_owned()),
+        ]);
+        Self { props }
+    }
+
+    /// Sets a property.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.props.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// A `sluice` worker process.
+pub struct Worker {
+    /// Base URL of its REST API.
+    pub url: String,
+    /// Its settings (with the REST port it used).
+    pub settings: WorkerSettings,
+    child: Option<Child>,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// A response: status code and JSON body (`Null` when empty).
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body as JSON (or a JSON string holding non-JSON text).
+    pub body: Value,
+}
+
+impl Worker {
+    /// Starts a worker and waits until its REST API answers.
+    pub async fn start(settings: WorkerSettings) -> Self {
+        let mut settings = settings;
+        let port = match settings.props.get("rest.port") {
+            Some(p) => p.parse().expect("rest.port"),
+            None => free_port(),
+        };
+        settings
+            .props
+            .insert("rest.port".to_owned(), port.to_string());
+        let logdir = tempfile::tempdir().expect("tempdir");
+        let log = logdir.path().join("worker.log");
+        let mut worker = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            settings,
+            child: None,
+            log,
+            _logdir: logdir,
+            http: reqwest::Client::new(),
+        };
+        worker.spawn().await;
+        worker
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(sluice_bin());
+        for (k, v) in &self.settings.props {
+            cmd.env(
+                format!("SLUICE_{}", k.to_ascii_uppercase().replace('.', "_")),
+                v,
+            );
+        }
+        let child = cmd
+            .env("SLUICE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting worker");
+        self.child = Some(child);
+        let url = self.url.clone();
+        let http = self.http.clone();
+        let log = self.log.clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "worker exited with {status} during start-up; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not become healthy; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the process dies at once, committing nothing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for exit; returns how long the exit took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            assert!(sent.is_ok_and(|s| s.success()), "sending SIGTERM failed");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("worker did not exit within 60 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        started.elapsed()
+    }
+
+    /// Starts the worker process again with the same settings and port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// The worker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a request with an optional JSON body.
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Response { status, body }
+    }
+
+    /// Sends a raw body with a content type.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Response {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Response {
+        self.request("GET", path, None).await
+    }
+
+    /// Creates a connector, asserting 201.
+    pub async fn create(&self, name: &str, config: Value) -> Value {
+        let r = self
+            .request(
+                "POST",
+                "/connectors",
+                Some(json!({"name": name, "config": config})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "creating {name}: {:?}", r.body);
+        r.body
+    }
+
+    /// Waits until the connector and `tasks` tasks are in `state`.
+    pub async fn wait_for_state(&self, name: &str, state: &str, tasks: usize) -> Value {
+        eventually(
+            &format!("{name} and {tasks} tasks {state}"),
+            Duration::from_secs(60),
+            || async {
+                let r = self.get(&format!("/connectors/{name}/status")).await;
+                let ok = r.status == 200
+                    && r.body["connector"]["state"] == state
+                    && r.body["tasks"]
+                        .as_array()
+                        .is_some_and(|t| t.len() == tasks && t.iter().all(|t| t["state"] == state));
+                ok.then_some(r.body)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("---- last lines of worker log {} ----", self.url);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Parses a JSON-lines file written by the file sink; missing file = no lines.
+pub fn read_json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// Counts of (task, seq) pairs in datagen records.
+pub struct SequenceReport {
+    /// Distinct pairs seen.
+    pub distinct: usize,
+    /// Records seen more than once (total extra copies).
+    pub duplicates: usize,
+    /// Extra copies identical to the first (the sink delivered the same Kafka record again).
+    pub sink_duplicates: usize,
+    /// Extra copies generated anew (the source produced the sequence number again).
+    pub source_duplicates: usize,
+    /// Expected pairs never seen.
+    pub missing: Vec<(i64, i64)>,
+}
+
+/// Checks that every `seq` in `0..per_task` of every task in `0..tasks` is present.
+pub fn sequence_report(records: &[Value], tasks: i64, per_task: i64) -> SequenceReport {
+    let mut seen: BTreeMap<(i64, i64), Vec<&Value>> = BTreeMap::new();
+    for r in records {
+        let key = (
+            r["task"].as_i64().unwrap_or(-1),
+            r["seq"].as_i64().unwrap_or(-1),
+        );
+        seen.entry(key).or_default().push(r);
+    }
+    let (mut sink_duplicates, mut source_duplicates) = (0, 0);
+    for copies in seen.values() {
+        for extra in &copies[1..] {
+            if copies[..]
+                .iter()
+                .take_while(|c| !std::ptr::eq(**c, *extra))
+                .any(|c| c == extra)
+            {
+                sink_duplicates += 1;
+            } else {
+                source_duplicates += 1;
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for t in 0..tasks {
+        for s in 0..per_task {
+            if !seen.contains_key(&(t, s)) {
+                missing.push((t, s));
+            }
+        }
+    }
+    SequenceReport {
+        distinct: seen.len(),
+        duplicates: seen.values().map(|c| c.len() - 1).sum(),
+        sink_duplicates,
+        source_duplicates,
+        missing,
+    }
+}

@@ -32,10 +32,24 @@ fn parse_type(name: &str) -> Option<SchemaType> {
 pub(crate) fn cast(t: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
     let spec = props.get("spec").map(|s| s.trim()).unwrap_or("");
     if spec.is_empty() {
-        return Err(vec![("spec".into(), "Missing required configuration \"spec\" which has no default value.".into())]);
+        return Err(vec![(
+            "spec".into(),
+            "Missing required configuration \"spec\" which has no default value.".into(),
+        )]);
     }
-    let bad = |part: &str| ("spec".to_owned(), format!("Invalid cast {part}: expected field:type or type, with type one of int8, int16, int32, int64, float32, float64, boolean, string"));
-    let mut transform = Cast { target: t.unwrap_or(Target::Value), whole: None, fields: Vec::new() };
+    let bad = |part: &str| {
+        (
+            "spec".to_owned(),
+            format!(
+                "Invalid cast {part}: expected field:type or type, with type one of int8, int16, int32, int64, float32, float64, boolean, string"
+            ),
+        )
+    };
+    let mut transform = Cast {
+        target: t.unwrap_or(Target::Value),
+        whole: None,
+        fields: Vec::new(),
+    };
     let mut errors = Errors::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once(':') {
@@ -49,20 +63,37 @@ pub(crate) fn cast(t: Option<Target>, props: &Props) -> Result<Box<dyn Transform
             },
         }
     }
-    if errors.is_empty() { Ok(Box::new(transform)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Box::new(transform))
+    } else {
+        Err(errors)
+    }
 }
 
 /// Casts one value; `Null` stays `Null`.
 pub(crate) fn cast_value(value: &Value, to: SchemaType) -> Result<Value, ConnectError> {
-    let fail = || ConnectError::user(format!("Cast: cannot cast {} value {value} to {}", value.type_name(), to.as_str()));
+    let fail = || {
+        ConnectError::user(format!(
+            "Cast: cannot cast {} value {value} to {}",
+            value.type_name(),
+            to.as_str()
+        ))
+    };
     if value.is_null() {
         return Ok(Value::Null);
     }
     let as_i64 = || -> Result<i64, ConnectError> {
         match value {
             Value::Boolean(b) => Ok(i64::from(*b)),
-            Value::String(s) => s.trim().parse::<i64>().or_else(|_| s.trim().parse::<f64>().map(|f| f as i64)).map_err(|_| fail()),
-            v => v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)).ok_or_else(fail),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .or_else(|_| s.trim().parse::<f64>().map(|f| f as i64))
+                .map_err(|_| fail()),
+            v => v
+                .as_i64()
+                .or_else(|| v.as_f64().map(|f| f as i64))
+                .ok_or_else(fail),
         }
     };
     let as_f64 = || -> Result<f64, ConnectError> {
@@ -85,7 +116,9 @@ pub(crate) fn cast_value(value: &Value, to: SchemaType) -> Result<Value, Connect
             v => Value::Boolean(v.as_f64().ok_or_else(fail)? != 0.0),
         },
         SchemaType::String => match value {
-            Value::Array(_) | Value::Map(_) | Value::Struct(_) | Value::Bytes(_) => return Err(fail()),
+            Value::Array(_) | Value::Map(_) | Value::Struct(_) | Value::Bytes(_) => {
+                return Err(fail());
+            }
             v => Value::String(v.to_string()),
         },
         _ => return Err(fail()),
@@ -93,7 +126,13 @@ pub(crate) fn cast_value(value: &Value, to: SchemaType) -> Result<Value, Connect
 }
 
 fn cast_schema(schema: &Schema, to: SchemaType) -> Schema {
-    Schema { kind: to, name: None, parameters: Default::default(), default: None, ..schema.clone() }
+    Schema {
+        kind: to,
+        name: None,
+        parameters: Default::default(),
+        default: None,
+        ..schema.clone()
+    }
 }
 
 impl Transform for Cast {

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use sluice_connector_api::{
-    ConnectError, Field, Props, Record, Schema, SchemaType, Struct, Value,
-};
+use sluice_connector_api::{ConnectError, Field, Props, Record, Schema, SchemaType, Struct, Value};
 
 use crate::util::{Errors, half, list, not_a_struct, required, target_name};
 use crate::{Target, Transform};
@@ -43,7 +41,10 @@ pub(crate) fn insert_field(t: Option<Target>, props: &Props) -> Result<Box<dyn T
     let static_field = match (get("static.field"), props.get("static.value")) {
         (Some(f), Some(v)) => Some((f, v.clone())),
         (Some(_), None) => {
-            return Err(vec![("static.value".into(), "static.value is required when static.field is set".into())]);
+            return Err(vec![(
+                "static.value".into(),
+                "static.value is required when static.field is set".into(),
+            )]);
         }
         _ => None,
     };
@@ -57,7 +58,11 @@ pub(crate) fn insert_field(t: Option<Target>, props: &Props) -> Result<Box<dyn T
         timestamp: get("timestamp.field"),
         static_field,
     };
-    if transform.topic.is_none() && transform.partition.is_none() && transform.timestamp.is_none() && transform.static_field.is_none() {
+    if transform.topic.is_none()
+        && transform.partition.is_none()
+        && transform.timestamp.is_none()
+        && transform.static_field.is_none()
+    {
         return Err(vec![("topic.field".into(), "InsertField needs at least one of topic.field, partition.field, timestamp.field, static.field".into())]);
     }
     Ok(Box::new(transform))
@@ -67,16 +72,32 @@ impl Transform for InsertField {
     fn apply(&self, mut record: Record) -> Result<Option<Record>, ConnectError> {
         let mut additions: Vec<(String, Value, Schema)> = Vec::new();
         if let Some(f) = &self.topic {
-            additions.push((f.clone(), Value::String(record.topic.clone()), Schema::new(SchemaType::String).optional()));
+            additions.push((
+                f.clone(),
+                Value::String(record.topic.clone()),
+                Schema::new(SchemaType::String).optional(),
+            ));
         }
         if let Some(f) = &self.partition {
-            additions.push((f.clone(), record.partition.map(Value::Int32).unwrap_or_default(), Schema::new(SchemaType::Int32).optional()));
+            additions.push((
+                f.clone(),
+                record.partition.map(Value::Int32).unwrap_or_default(),
+                Schema::new(SchemaType::Int32).optional(),
+            ));
         }
         if let Some(f) = &self.timestamp {
-            additions.push((f.clone(), record.timestamp.map(Value::Int64).unwrap_or_default(), Schema::timestamp().optional()));
+            additions.push((
+                f.clone(),
+                record.timestamp.map(Value::Int64).unwrap_or_default(),
+                Schema::timestamp().optional(),
+            ));
         }
         if let Some((f, v)) = &self.static_field {
-            additions.push((f.clone(), Value::String(v.clone()), Schema::new(SchemaType::String).optional()));
+            additions.push((
+                f.clone(),
+                Value::String(v.clone()),
+                Schema::new(SchemaType::String).optional(),
+            ));
         }
         let (schema, value) = half(&mut record, self.target);
         if value.is_null() {
@@ -89,7 +110,10 @@ impl Transform for InsertField {
             s.put(name.clone(), v);
             edit_schema(schema, |schema| {
                 schema.fields.retain(|f| f.name != name);
-                schema.fields.push(Field { name, schema: field_schema });
+                schema.fields.push(Field {
+                    name,
+                    schema: field_schema,
+                });
             });
         }
         Ok(Some(record))
@@ -105,7 +129,10 @@ struct ReplaceField {
     renames: Vec<(String, String)>,
 }
 
-pub(crate) fn replace_field(t: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
+pub(crate) fn replace_field(
+    t: Option<Target>,
+    props: &Props,
+) -> Result<Box<dyn Transform>, Errors> {
     let mut include = list(props, "include");
     include.extend(list(props, "whitelist"));
     let mut exclude = list(props, "exclude");
@@ -114,9 +141,14 @@ pub(crate) fn replace_field(t: Option<Target>, props: &Props) -> Result<Box<dyn 
     let renames = list(props, "renames")
         .into_iter()
         .filter_map(|pair| match pair.split_once(':') {
-            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => Some((from.trim().to_owned(), to.trim().to_owned())),
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                Some((from.trim().to_owned(), to.trim().to_owned()))
+            }
             _ => {
-                errors.push(("renames".into(), format!("Invalid rename mapping {pair}: expected old:new")));
+                errors.push((
+                    "renames".into(),
+                    format!("Invalid rename mapping {pair}: expected old:new"),
+                ));
                 None
             }
         })
@@ -124,16 +156,26 @@ pub(crate) fn replace_field(t: Option<Target>, props: &Props) -> Result<Box<dyn 
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Box::new(ReplaceField { target: target(t), include, exclude, renames }))
+    Ok(Box::new(ReplaceField {
+        target: target(t),
+        include,
+        exclude,
+        renames,
+    }))
 }
 
 impl ReplaceField {
     fn keeps(&self, name: &str) -> bool {
-        !self.exclude.iter().any(|e| e == name) && (self.include.is_empty() || self.include.iter().any(|i| i == name))
+        !self.exclude.iter().any(|e| e == name)
+            && (self.include.is_empty() || self.include.iter().any(|i| i == name))
     }
 
     fn renamed<'a>(&'a self, name: &'a str) -> &'a str {
-        self.renames.iter().find(|(from, _)| from == name).map(|(_, to)| to.as_str()).unwrap_or(name)
+        self.renames
+            .iter()
+            .find(|(from, _)| from == name)
+            .map(|(_, to)| to.as_str())
+            .unwrap_or(name)
     }
 }
 
@@ -174,7 +216,10 @@ struct MaskField {
 pub(crate) fn mask_field(t: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
     let fields = list(props, "fields");
     if fields.is_empty() {
-        return Err(vec![("fields".into(), "Missing required configuration \"fields\" which has no default value.".into())]);
+        return Err(vec![(
+            "fields".into(),
+            "Missing required configuration \"fields\" which has no default value.".into(),
+        )]);
     }
     Ok(Box::new(MaskField {
         target: target(t),
@@ -184,18 +229,47 @@ pub(crate) fn mask_field(t: Option<Target>, props: &Props) -> Result<Box<dyn Tra
 }
 
 fn masked(value: &Value, replacement: Option<&str>, field: &str) -> Result<Value, ConnectError> {
-    let bad = |r: &str| ConnectError::user(format!("MaskField: replacement {r} is not valid for field {field} of type {}", value.type_name()));
+    let bad = |r: &str| {
+        ConnectError::user(format!(
+            "MaskField: replacement {r} is not valid for field {field} of type {}",
+            value.type_name()
+        ))
+    };
     Ok(match (value, replacement) {
         (Value::Null, _) => Value::Null,
         (Value::String(_), r) => Value::String(r.unwrap_or("").to_owned()),
         (Value::Boolean(_), None) => Value::Boolean(false),
         (Value::Boolean(_), Some(r)) => Value::Boolean(r.parse().map_err(|_| bad(r))?),
-        (Value::Int8(_), r) => Value::Int8(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0)),
-        (Value::Int16(_), r) => Value::Int16(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0)),
-        (Value::Int32(_), r) => Value::Int32(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0)),
-        (Value::Int64(_), r) => Value::Int64(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0)),
-        (Value::Float32(_), r) => Value::Float32(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0.0)),
-        (Value::Float64(_), r) => Value::Float64(r.map(|r| r.parse().map_err(|_| bad(r))).transpose()?.unwrap_or(0.0)),
+        (Value::Int8(_), r) => Value::Int8(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        (Value::Int16(_), r) => Value::Int16(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        (Value::Int32(_), r) => Value::Int32(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        (Value::Int64(_), r) => Value::Int64(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        (Value::Float32(_), r) => Value::Float32(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0.0),
+        ),
+        (Value::Float64(_), r) => Value::Float64(
+            r.map(|r| r.parse().map_err(|_| bad(r)))
+                .transpose()?
+                .unwrap_or(0.0),
+        ),
         (Value::Bytes(_), r) => Value::Bytes(r.unwrap_or("").as_bytes().to_vec()),
         (Value::Array(_), None) => Value::Array(Vec::new()),
         (Value::Map(_), None) => Value::Map(Vec::new()),
@@ -231,7 +305,10 @@ struct ValueToKey {
 pub(crate) fn value_to_key(_: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
     let fields = list(props, "fields");
     if fields.is_empty() {
-        return Err(vec![("fields".into(), "Missing required configuration \"fields\" which has no default value.".into())]);
+        return Err(vec![(
+            "fields".into(),
+            "Missing required configuration \"fields\" which has no default value.".into(),
+        )]);
     }
     Ok(Box::new(ValueToKey { fields }))
 }
@@ -243,14 +320,22 @@ impl Transform for ValueToKey {
         };
         let mut key = Struct::new();
         for f in &self.fields {
-            let v = s.get(f).ok_or_else(|| ConnectError::user(format!("ValueToKey: field {f} not found in the record value")))?;
+            let v = s.get(f).ok_or_else(|| {
+                ConnectError::user(format!(
+                    "ValueToKey: field {f} not found in the record value"
+                ))
+            })?;
             key.put(f.clone(), v.clone());
         }
         record.key_schema = match &record.value_schema {
             Some(vs) => {
                 let mut fields = Vec::new();
                 for f in &self.fields {
-                    let field = vs.field(f).ok_or_else(|| ConnectError::user(format!("ValueToKey: field {f} not found in the value schema")))?;
+                    let field = vs.field(f).ok_or_else(|| {
+                        ConnectError::user(format!(
+                            "ValueToKey: field {f} not found in the value schema"
+                        ))
+                    })?;
                     fields.push(field.clone());
                 }
                 Some(Arc::new(Schema::structure(fields)))
@@ -269,13 +354,19 @@ struct ExtractField {
     field: String,
 }
 
-pub(crate) fn extract_field(t: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
+pub(crate) fn extract_field(
+    t: Option<Target>,
+    props: &Props,
+) -> Result<Box<dyn Transform>, Errors> {
     let mut errors = Errors::new();
     let field = required(props, "field", &mut errors).to_owned();
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Box::new(ExtractField { target: target(t), field }))
+    Ok(Box::new(ExtractField {
+        target: target(t),
+        field,
+    }))
 }
 
 impl Transform for ExtractField {
@@ -291,7 +382,13 @@ impl Transform for ExtractField {
         let new_schema = match schema.as_deref() {
             Some(sch) => Some(Arc::new(
                 sch.field(&self.field)
-                    .ok_or_else(|| ConnectError::user(format!("ExtractField: field {} not found in the {} schema", self.field, target_name(self.target))))?
+                    .ok_or_else(|| {
+                        ConnectError::user(format!(
+                            "ExtractField: field {} not found in the {} schema",
+                            self.field,
+                            target_name(self.target)
+                        ))
+                    })?
                     .schema
                     .clone(),
             )),
@@ -316,7 +413,10 @@ pub(crate) fn hoist_field(t: Option<Target>, props: &Props) -> Result<Box<dyn Tr
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Box::new(HoistField { target: target(t), field }))
+    Ok(Box::new(HoistField {
+        target: target(t),
+        field,
+    }))
 }
 
 impl Transform for HoistField {
@@ -333,4 +433,3 @@ impl Transform for HoistField {
         Ok(Some(record))
     }
 }
-

@@ -71,7 +71,10 @@ pub fn transform_classes() -> Vec<String> {
         .iter()
         .flat_map(|(name, variants, _)| {
             if *variants {
-                vec![format!("{PACKAGE}{name}$Key"), format!("{PACKAGE}{name}$Value")]
+                vec![
+                    format!("{PACKAGE}{name}$Key"),
+                    format!("{PACKAGE}{name}$Value"),
+                ]
             } else {
                 vec![format!("{PACKAGE}{name}")]
             }
@@ -81,7 +84,10 @@ pub fn transform_classes() -> Vec<String> {
 
 /// The predicate class names this crate provides.
 pub fn predicate_classes() -> Vec<String> {
-    predicates::CLASSES.iter().map(|c| format!("org.apache.kafka.connect.transforms.predicates.{c}")).collect()
+    predicates::CLASSES
+        .iter()
+        .map(|c| format!("org.apache.kafka.connect.transforms.predicates.{c}"))
+        .collect()
 }
 
 fn find_transform(class: &str) -> Option<(Option<Target>, Factory)> {
@@ -152,7 +158,14 @@ impl TransformChain {
                     }
                     Err(errs) => {
                         for (k, m) in errs {
-                            errors.push(if k == "type" { type_key.clone() } else { format!("{prefix}{k}") }, m);
+                            errors.push(
+                                if k == "type" {
+                                    type_key.clone()
+                                } else {
+                                    format!("{prefix}{k}")
+                                },
+                                m,
+                            );
                         }
                     }
                 },
@@ -181,11 +194,16 @@ impl TransformChain {
                 None | Some("") => None,
                 Some(p) => match predicates.get(p) {
                     Some(pred) => {
-                        let negate = sub.get("negate").is_some_and(|n| n.trim().eq_ignore_ascii_case("true"));
+                        let negate = sub
+                            .get("negate")
+                            .is_some_and(|n| n.trim().eq_ignore_ascii_case("true"));
                         Some((Arc::clone(pred), negate))
                     }
                     None => {
-                        errors.push(format!("{prefix}predicate"), format!("Unknown predicate {p}: it must be listed in 'predicates'"));
+                        errors.push(
+                            format!("{prefix}predicate"),
+                            format!("Unknown predicate {p}: it must be listed in 'predicates'"),
+                        );
                         None
                     }
                 },

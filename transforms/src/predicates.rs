@@ -36,24 +36,45 @@ impl Predicate for RecordIsTombstone {
     }
 }
 
-pub(crate) fn build(class: &str, props: &Props) -> Result<Box<dyn Predicate>, Vec<(String, String)>> {
+pub(crate) fn build(
+    class: &str,
+    props: &Props,
+) -> Result<Box<dyn Predicate>, Vec<(String, String)>> {
     let simple = class.trim().strip_prefix(PACKAGE).unwrap_or(class.trim());
-    let missing = |k: &str| vec![(k.to_owned(), format!("Missing required configuration \"{k}\" which has no default value."))];
+    let missing = |k: &str| {
+        vec![(
+            k.to_owned(),
+            format!("Missing required configuration \"{k}\" which has no default value."),
+        )]
+    };
     match simple {
         "TopicNameMatches" => {
-            let pattern = props.get("pattern").filter(|p| !p.is_empty()).ok_or_else(|| missing("pattern"))?;
+            let pattern = props
+                .get("pattern")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| missing("pattern"))?;
             Regex::new(&format!("^(?:{pattern})$"))
                 .map(|r| Box::new(TopicNameMatches(r)) as Box<dyn Predicate>)
-                .map_err(|e| vec![("pattern".to_owned(), format!("Invalid regex {pattern}: {e}"))])
+                .map_err(|e| {
+                    vec![(
+                        "pattern".to_owned(),
+                        format!("Invalid regex {pattern}: {e}"),
+                    )]
+                })
         }
         "HasHeaderKey" => {
-            let name = props.get("name").filter(|p| !p.is_empty()).ok_or_else(|| missing("name"))?;
+            let name = props
+                .get("name")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| missing("name"))?;
             Ok(Box::new(HasHeaderKey(name.clone())))
         }
         "RecordIsTombstone" => Ok(Box::new(RecordIsTombstone)),
         _ => Err(vec![(
             "type".to_owned(),
-            format!("Unknown predicate class {class}; available: {PACKAGE}TopicNameMatches, {PACKAGE}HasHeaderKey, {PACKAGE}RecordIsTombstone"),
+            format!(
+                "Unknown predicate class {class}; available: {PACKAGE}TopicNameMatches, {PACKAGE}HasHeaderKey, {PACKAGE}RecordIsTombstone"
+            ),
         )]),
     }
 }

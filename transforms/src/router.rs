@@ -34,10 +34,16 @@ pub(crate) fn regex_router(_: Option<Target>, props: &Props) -> Result<Box<dyn T
     };
     let replacement = props.get("replacement").cloned();
     if replacement.is_none() {
-        errors.push(("replacement".into(), "Missing required configuration \"replacement\" which has no default value.".into()));
+        errors.push((
+            "replacement".into(),
+            "Missing required configuration \"replacement\" which has no default value.".into(),
+        ));
     }
     match (compiled, replacement) {
-        (Some(regex), Some(replacement)) if errors.is_empty() => Ok(Box::new(RegexRouter { regex, replacement: java_replacement(&replacement) })),
+        (Some(regex), Some(replacement)) if errors.is_empty() => Ok(Box::new(RegexRouter {
+            regex,
+            replacement: java_replacement(&replacement),
+        })),
         _ => Err(errors),
     }
 }
@@ -45,7 +51,10 @@ pub(crate) fn regex_router(_: Option<Target>, props: &Props) -> Result<Box<dyn T
 impl Transform for RegexRouter {
     fn apply(&self, mut record: Record) -> Result<Option<Record>, ConnectError> {
         if self.regex.is_match(&record.topic) {
-            record.topic = self.regex.replace(&record.topic, self.replacement.as_str()).into_owned();
+            record.topic = self
+                .regex
+                .replace(&record.topic, self.replacement.as_str())
+                .into_owned();
         }
         Ok(Some(record))
     }
@@ -64,7 +73,10 @@ pub(crate) fn java_date_format(pattern: &str) -> Result<String, String> {
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
-            let end = chars[i + 1..].iter().position(|&x| x == '\'').ok_or("unterminated quote")?;
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '\'')
+                .ok_or("unterminated quote")?;
             let literal: String = chars[i + 1..i + 1 + end].iter().collect();
             out.push_str(&literal.replace('%', "%%"));
             i += end + 2;
@@ -87,7 +99,9 @@ pub(crate) fn java_date_format(pattern: &str) -> Result<String, String> {
             ('E', 1..=3) => "%a",
             ('E', _) => "%A",
             ('Z', _) => "%z",
-            (c, _) if c.is_ascii_alphabetic() => return Err(format!("unsupported pattern letter {c}")),
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!("unsupported pattern letter {c}"));
+            }
             (c, n) => {
                 out.extend(std::iter::repeat_n(c, n));
                 i += n;
@@ -100,21 +114,46 @@ pub(crate) fn java_date_format(pattern: &str) -> Result<String, String> {
     Ok(out)
 }
 
-pub(crate) fn timestamp_router(_: Option<Target>, props: &Props) -> Result<Box<dyn Transform>, Errors> {
-    let topic_format = props.get("topic.format").cloned().unwrap_or_else(|| "${topic}-${timestamp}".to_owned());
-    let pattern = props.get("timestamp.format").cloned().unwrap_or_else(|| "yyyyMMdd".to_owned());
+pub(crate) fn timestamp_router(
+    _: Option<Target>,
+    props: &Props,
+) -> Result<Box<dyn Transform>, Errors> {
+    let topic_format = props
+        .get("topic.format")
+        .cloned()
+        .unwrap_or_else(|| "${topic}-${timestamp}".to_owned());
+    let pattern = props
+        .get("timestamp.format")
+        .cloned()
+        .unwrap_or_else(|| "yyyyMMdd".to_owned());
     match java_date_format(&pattern) {
-        Ok(timestamp_format) => Ok(Box::new(TimestampRouter { topic_format, timestamp_format })),
-        Err(e) => Err(vec![("timestamp.format".into(), format!("Invalid timestamp.format {pattern}: {e}"))]),
+        Ok(timestamp_format) => Ok(Box::new(TimestampRouter {
+            topic_format,
+            timestamp_format,
+        })),
+        Err(e) => Err(vec![(
+            "timestamp.format".into(),
+            format!("Invalid timestamp.format {pattern}: {e}"),
+        )]),
     }
 }
 
 impl Transform for TimestampRouter {
     fn apply(&self, mut record: Record) -> Result<Option<Record>, ConnectError> {
-        let ts = record.timestamp.ok_or_else(|| ConnectError::user(format!("TimestampRouter: record in topic {} has no timestamp", record.topic)))?;
-        let time: DateTime<Utc> = DateTime::from_timestamp_millis(ts).ok_or_else(|| ConnectError::user(format!("TimestampRouter: timestamp {ts} out of range")))?;
+        let ts = record.timestamp.ok_or_else(|| {
+            ConnectError::user(format!(
+                "TimestampRouter: record in topic {} has no timestamp",
+                record.topic
+            ))
+        })?;
+        let time: DateTime<Utc> = DateTime::from_timestamp_millis(ts).ok_or_else(|| {
+            ConnectError::user(format!("TimestampRouter: timestamp {ts} out of range"))
+        })?;
         let formatted = time.format(&self.timestamp_format).to_string();
-        record.topic = self.topic_format.replace("${topic}", &record.topic).replace("${timestamp}", &formatted);
+        record.topic = self
+            .topic_format
+            .replace("${topic}", &record.topic)
+            .replace("${timestamp}", &formatted);
         Ok(Some(record))
     }
 }

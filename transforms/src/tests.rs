@@ -9,34 +9,60 @@ fn chain(pairs: &[(&str, &str)]) -> TransformChain {
 }
 
 fn props(pairs: &[(&str, &str)]) -> Props {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn order() -> Record {
     let schema = Schema::structure(vec![
-        Field { name: "id".into(), schema: Schema::new(SchemaType::Int64) },
-        Field { name: "email".into(), schema: Schema::new(SchemaType::String) },
-        Field { name: "amount".into(), schema: Schema::new(SchemaType::String) },
+        Field {
+            name: "id".into(),
+            schema: Schema::new(SchemaType::Int64),
+        },
+        Field {
+            name: "email".into(),
+            schema: Schema::new(SchemaType::String),
+        },
+        Field {
+            name: "amount".into(),
+            schema: Schema::new(SchemaType::String),
+        },
     ]);
     Record {
         topic: "orders".into(),
         partition: Some(3),
         value_schema: Some(Arc::new(schema)),
-        value: Value::Struct(Struct::new().with("id", 7i64).with("email", "a@b.c").with("amount", "12.5")),
+        value: Value::Struct(
+            Struct::new()
+                .with("id", 7i64)
+                .with("email", "a@b.c")
+                .with("amount", "12.5"),
+        ),
         timestamp: Some(1_700_000_000_000),
         ..Record::default()
     }
 }
 
 fn field_names(schema: &Option<Arc<Schema>>) -> Vec<String> {
-    schema.as_ref().unwrap().fields.iter().map(|f| f.name.clone()).collect()
+    schema
+        .as_ref()
+        .unwrap()
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .collect()
 }
 
 #[test]
 fn insert_field_adds_values_and_schema_fields() {
     let c = chain(&[
         ("transforms", "ins"),
-        ("transforms.ins.type", "org.apache.kafka.connect.transforms.InsertField$Value"),
+        (
+            "transforms.ins.type",
+            "org.apache.kafka.connect.transforms.InsertField$Value",
+        ),
         ("transforms.ins.topic.field", "src_topic!"),
         ("transforms.ins.static.field", "origin"),
         ("transforms.ins.static.value", "sluice"),
@@ -45,8 +71,15 @@ fn insert_field_adds_values_and_schema_fields() {
     let v = out.value.as_struct().unwrap();
     assert_eq!(v.get("src_topic"), Some(&Value::from("orders")));
     assert_eq!(v.get("origin"), Some(&Value::from("sluice")));
-    assert_eq!(field_names(&out.value_schema), ["id", "email", "amount", "src_topic", "origin"]);
-    out.value_schema.as_ref().unwrap().check(&out.value).unwrap();
+    assert_eq!(
+        field_names(&out.value_schema),
+        ["id", "email", "amount", "src_topic", "origin"]
+    );
+    out.value_schema
+        .as_ref()
+        .unwrap()
+        .check(&out.value)
+        .unwrap();
 }
 
 #[test]
@@ -59,14 +92,28 @@ fn replace_field_includes_excludes_and_renames() {
     ]);
     let out = c.apply(order()).unwrap().unwrap();
     assert_eq!(field_names(&out.value_schema), ["order_id", "amount"]);
-    assert_eq!(out.value.as_struct().unwrap().get("order_id"), Some(&Value::Int64(7)));
-    let c = chain(&[("transforms", "r"), ("transforms.r.type", "ReplaceField$Value"), ("transforms.r.include", "id")]);
-    assert_eq!(field_names(&c.apply(order()).unwrap().unwrap().value_schema), ["id"]);
+    assert_eq!(
+        out.value.as_struct().unwrap().get("order_id"),
+        Some(&Value::Int64(7))
+    );
+    let c = chain(&[
+        ("transforms", "r"),
+        ("transforms.r.type", "ReplaceField$Value"),
+        ("transforms.r.include", "id"),
+    ]);
+    assert_eq!(
+        field_names(&c.apply(order()).unwrap().unwrap().value_schema),
+        ["id"]
+    );
 }
 
 #[test]
 fn mask_field_blanks_and_replaces() {
-    let c = chain(&[("transforms", "m"), ("transforms.m.type", "MaskField$Value"), ("transforms.m.fields", "email,id")]);
+    let c = chain(&[
+        ("transforms", "m"),
+        ("transforms.m.type", "MaskField$Value"),
+        ("transforms.m.fields", "email,id"),
+    ]);
     let out = c.apply(order()).unwrap().unwrap();
     let v = out.value.as_struct().unwrap();
     assert_eq!(v.get("email"), Some(&Value::from("")));
@@ -77,7 +124,16 @@ fn mask_field_blanks_and_replaces() {
         ("transforms.m.fields", "email"),
         ("transforms.m.replacement", "***"),
     ]);
-    assert_eq!(c.apply(order()).unwrap().unwrap().value.as_struct().unwrap().get("email"), Some(&Value::from("***")));
+    assert_eq!(
+        c.apply(order())
+            .unwrap()
+            .unwrap()
+            .value
+            .as_struct()
+            .unwrap()
+            .get("email"),
+        Some(&Value::from("***"))
+    );
 }
 
 #[test]
@@ -96,16 +152,29 @@ fn value_to_key_then_extract_field_key() {
 
 #[test]
 fn hoist_field_wraps_value() {
-    let c = chain(&[("transforms", "h"), ("transforms.h.type", "HoistField$Value"), ("transforms.h.field", "line")]);
-    let out = c.apply(Record::new("t", Value::from("hello"))).unwrap().unwrap();
-    assert_eq!(out.value, Value::Struct(Struct::new().with("line", "hello")));
+    let c = chain(&[
+        ("transforms", "h"),
+        ("transforms.h.type", "HoistField$Value"),
+        ("transforms.h.field", "line"),
+    ]);
+    let out = c
+        .apply(Record::new("t", Value::from("hello")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.value,
+        Value::Struct(Struct::new().with("line", "hello"))
+    );
 }
 
 #[test]
 fn regex_router_uses_java_group_syntax() {
     let c = chain(&[
         ("transforms", "r"),
-        ("transforms.r.type", "org.apache.kafka.connect.transforms.RegexRouter"),
+        (
+            "transforms.r.type",
+            "org.apache.kafka.connect.transforms.RegexRouter",
+        ),
         ("transforms.r.regex", "(.*)ers"),
         ("transforms.r.replacement", "$1s_v2"),
     ]);
@@ -119,21 +188,46 @@ fn timestamp_router_formats_record_time() {
         ("transforms.t.type", "TimestampRouter"),
         ("transforms.t.timestamp.format", "yyyy-MM-dd'T'HH"),
     ]);
-    assert_eq!(c.apply(order()).unwrap().unwrap().topic, "orders-2023-11-14T22");
+    assert_eq!(
+        c.apply(order()).unwrap().unwrap().topic,
+        "orders-2023-11-14T22"
+    );
 }
 
 #[test]
 fn cast_fields_and_whole_value() {
-    let c = chain(&[("transforms", "c"), ("transforms.c.type", "Cast$Value"), ("transforms.c.spec", "amount:float64,id:string")]);
+    let c = chain(&[
+        ("transforms", "c"),
+        ("transforms.c.type", "Cast$Value"),
+        ("transforms.c.spec", "amount:float64,id:string"),
+    ]);
     let out = c.apply(order()).unwrap().unwrap();
     let v = out.value.as_struct().unwrap();
     assert_eq!(v.get("amount"), Some(&Value::Float64(12.5)));
     assert_eq!(v.get("id"), Some(&Value::from("7")));
-    out.value_schema.as_ref().unwrap().check(&out.value).unwrap();
-    let c = chain(&[("transforms", "c"), ("transforms.c.type", "Cast$Value"), ("transforms.c.spec", "int32")]);
-    assert_eq!(c.apply(Record::new("t", Value::from("42"))).unwrap().unwrap().value, Value::Int32(42));
+    out.value_schema
+        .as_ref()
+        .unwrap()
+        .check(&out.value)
+        .unwrap();
+    let c = chain(&[
+        ("transforms", "c"),
+        ("transforms.c.type", "Cast$Value"),
+        ("transforms.c.spec", "int32"),
+    ]);
+    assert_eq!(
+        c.apply(Record::new("t", Value::from("42")))
+            .unwrap()
+            .unwrap()
+            .value,
+        Value::Int32(42)
+    );
     let bad = c.apply(Record::new("t", Value::from("forty"))).unwrap_err();
-    assert!(bad.to_string().contains("cannot cast string value forty to int32"), "{bad}");
+    assert!(
+        bad.to_string()
+            .contains("cannot cast string value forty to int32"),
+        "{bad}"
+    );
 }
 
 #[test]
@@ -143,22 +237,36 @@ fn filter_with_predicates_and_negate() {
         ("transforms.drop.type", "Filter"),
         ("transforms.drop.predicate", "isTomb"),
         ("predicates", "isTomb,isOrders,hasTrace"),
-        ("predicates.isTomb.type", "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone"),
+        (
+            "predicates.isTomb.type",
+            "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone",
+        ),
         ("predicates.isOrders.type", "TopicNameMatches"),
         ("predicates.isOrders.pattern", "ord.*"),
         ("predicates.hasTrace.type", "HasHeaderKey"),
         ("predicates.hasTrace.name", "trace"),
     ];
     let c = chain(&base);
-    assert!(c.apply(Record::new("orders", Value::Null)).unwrap().is_none());
+    assert!(
+        c.apply(Record::new("orders", Value::Null))
+            .unwrap()
+            .is_none()
+    );
     assert!(c.apply(order()).unwrap().is_some());
 
     let mut negated = base.to_vec();
     negated[2] = ("transforms.drop.predicate", "isOrders");
     negated.push(("transforms.drop.negate", "true"));
     let c = chain(&negated);
-    assert!(c.apply(order()).unwrap().is_some(), "orders match, so negate keeps it");
-    assert!(c.apply(Record::new("payments", Value::from("x"))).unwrap().is_none());
+    assert!(
+        c.apply(order()).unwrap().is_some(),
+        "orders match, so negate keeps it"
+    );
+    assert!(
+        c.apply(Record::new("payments", Value::from("x")))
+            .unwrap()
+            .is_none()
+    );
 
     let mut by_header = base.to_vec();
     by_header[2] = ("transforms.drop.predicate", "hasTrace");
@@ -186,13 +294,23 @@ fn config_errors_are_all_reported() {
     let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["transforms.a.type", "transforms.b.regex", "transforms.b.replacement", "transforms.c.predicate", "transforms.d.spec"]
+        [
+            "transforms.a.type",
+            "transforms.b.regex",
+            "transforms.b.replacement",
+            "transforms.c.predicate",
+            "transforms.d.spec"
+        ]
     );
 }
 
 #[test]
 fn schemaless_struct_transforms_without_schema() {
-    let c = chain(&[("transforms", "r"), ("transforms.r.type", "ReplaceField$Value"), ("transforms.r.renames", "a:b")]);
+    let c = chain(&[
+        ("transforms", "r"),
+        ("transforms.r.type", "ReplaceField$Value"),
+        ("transforms.r.renames", "a:b"),
+    ]);
     let rec = Record::new("t", Value::Struct(Struct::new().with("a", 1i64)));
     let out = c.apply(rec).unwrap().unwrap();
     assert!(out.value_schema.is_none());
@@ -201,7 +319,14 @@ fn schemaless_struct_transforms_without_schema() {
 
 #[test]
 fn non_struct_value_fails_with_readable_error() {
-    let c = chain(&[("transforms", "m"), ("transforms.m.type", "MaskField$Value"), ("transforms.m.fields", "x")]);
+    let c = chain(&[
+        ("transforms", "m"),
+        ("transforms.m.type", "MaskField$Value"),
+        ("transforms.m.fields", "x"),
+    ]);
     let err = c.apply(Record::new("t", Value::from("plain"))).unwrap_err();
-    assert_eq!(err.to_string(), "transform m failed: MaskField requires the record value to be a struct or JSON object, found string");
+    assert_eq!(
+        err.to_string(),
+        "transform m failed: MaskField requires the record value to be a struct or JSON object, found string"
+    );
 }

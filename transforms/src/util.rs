@@ -13,7 +13,10 @@ pub(crate) fn required<'a>(props: &'a Props, key: &str, errors: &mut Errors) -> 
     match props.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         Some(v) => v,
         None => {
-            errors.push((key.to_owned(), format!("Missing required configuration \"{key}\" which has no default value.")));
+            errors.push((
+                key.to_owned(),
+                format!("Missing required configuration \"{key}\" which has no default value."),
+            ));
             ""
         }
     }
@@ -23,7 +26,13 @@ pub(crate) fn required<'a>(props: &'a Props, key: &str, errors: &mut Errors) -> 
 pub(crate) fn list(props: &Props, key: &str) -> Vec<String> {
     props
         .get(key)
-        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -66,76 +66,157 @@ pub fn worker_config_def() -> ConfigDef {
     use ConfigType::*;
     ConfigDef::new()
         .define(
-            ConfigKey::new("bootstrap.servers", String, "Kafka brokers, host:port[,host:port]. Unset: start an embedded broker.")
-                .default_value("")
-                .importance(Importance::High),
+            ConfigKey::new(
+                "bootstrap.servers",
+                String,
+                "Kafka brokers, host:port[,host:port]. Unset: start an embedded broker.",
+            )
+            .default_value("")
+            .importance(Importance::High),
         )
         .define(
-            ConfigKey::new("group.id", String, "Identifies the Connect cluster this worker belongs to.")
-                .default_value("sluice-cluster")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
+            ConfigKey::new(
+                "group.id",
+                String,
+                "Identifies the Connect cluster this worker belongs to.",
+            )
+            .default_value("sluice-cluster")
+            .importance(Importance::High)
+            .validator(Validator::NonEmpty),
         )
         .define(
-            ConfigKey::new("config.storage.topic", String, "Topic for connector configs (1 partition, compacted).")
-                .default_value("connect-configs")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
+            ConfigKey::new(
+                "config.storage.topic",
+                String,
+                "Topic for connector configs (1 partition, compacted).",
+            )
+            .default_value("connect-configs")
+            .importance(Importance::High)
+            .validator(Validator::NonEmpty),
         )
         .define(
-            ConfigKey::new("offset.storage.topic", String, "Topic for source offsets (compacted).")
-                .default_value("connect-offsets")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
+            ConfigKey::new(
+                "offset.storage.topic",
+                String,
+                "Topic for source offsets (compacted).",
+            )
+            .default_value("connect-offsets")
+            .importance(Importance::High)
+            .validator(Validator::NonEmpty),
         )
         .define(
-            ConfigKey::new("offset.storage.partitions", Int, "Partitions of the offsets topic when created.")
-                .default_value("25")
-                .validator(Validator::at_least(1.0)),
+            ConfigKey::new(
+                "offset.storage.partitions",
+                Int,
+                "Partitions of the offsets topic when created.",
+            )
+            .default_value("25")
+            .validator(Validator::at_least(1.0)),
         )
         .define(
-            ConfigKey::new("status.storage.topic", String, "Topic for connector and task status (compacted).")
-                .default_value("connect-status")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
+            ConfigKey::new(
+                "status.storage.topic",
+                String,
+                "Topic for connector and task status (compacted).",
+            )
+            .default_value("connect-status")
+            .importance(Importance::High)
+            .validator(Validator::NonEmpty),
         )
         .define(
-            ConfigKey::new("status.storage.partitions", Int, "Partitions of the status topic when created.")
-                .default_value("5")
-                .validator(Validator::at_least(1.0)),
+            ConfigKey::new(
+                "status.storage.partitions",
+                Int,
+                "Partitions of the status topic when created.",
+            )
+            .default_value("5")
+            .validator(Validator::at_least(1.0)),
         )
         .define(
-            ConfigKey::new("replication.factor", Int, "Replication factor of internal topics when created; -1 for the broker default.")
-                .default_value("-1")
-                .validator(Validator::at_least(-1.0)),
+            ConfigKey::new(
+                "replication.factor",
+                Int,
+                "Replication factor of internal topics when created; -1 for the broker default.",
+            )
+            .default_value("-1")
+            .validator(Validator::at_least(-1.0)),
         )
         .define(
-            ConfigKey::new("offset.flush.interval.ms", Long, "Interval between source offset writes and sink offset commits, in ms.")
-                .default_value("60000")
-                .validator(Validator::at_least(1.0)),
+            ConfigKey::new(
+                "offset.flush.interval.ms",
+                Long,
+                "Interval between source offset writes and sink offset commits, in ms.",
+            )
+            .default_value("60000")
+            .validator(Validator::at_least(1.0)),
         )
         .define(
-            ConfigKey::new("task.shutdown.graceful.timeout.ms", Long, "Time a task may take to stop, in ms.")
-                .default_value("5000")
-                .validator(Validator::at_least(0.0)),
+            ConfigKey::new(
+                "task.shutdown.graceful.timeout.ms",
+                Long,
+                "Time a task may take to stop, in ms.",
+            )
+            .default_value("5000")
+            .validator(Validator::at_least(0.0)),
         )
-        .define(ConfigKey::new("rest.host.name", String, "Address the REST API binds to.").default_value("0.0.0.0"))
+        .define(
+            ConfigKey::new("rest.host.name", String, "Address the REST API binds to.")
+                .default_value("0.0.0.0"),
+        )
         .define(
             ConfigKey::new("rest.port", Int, "REST API port; 0 picks a free port.")
                 .default_value("8083")
                 .validator(Validator::between(0.0, 65535.0)),
         )
-        .define(ConfigKey::new("listeners", List, "REST listeners as http://host:port; overrides rest.host.name and rest.port.").default_value(""))
-        .define(ConfigKey::new("rest.advertised.host.name", String, "Host name advertised to other workers.").default_value(""))
         .define(
-            ConfigKey::new("rest.max.body.bytes", Int, "Largest accepted request body, in bytes.")
-                .default_value("1048576")
-                .validator(Validator::at_least(1024.0)),
+            ConfigKey::new(
+                "listeners",
+                List,
+                "REST listeners as http://host:port; overrides rest.host.name and rest.port.",
+            )
+            .default_value(""),
         )
-        .define(ConfigKey::new("key.converter", Class, "Default key converter.").default_value("org.apache.kafka.connect.json.JsonConverter"))
-        .define(ConfigKey::new("value.converter", Class, "Default value converter.").default_value("org.apache.kafka.connect.json.JsonConverter"))
-        .define(ConfigKey::new("topic.creation.enable", Boolean, "Whether source connectors create missing destination topics.").default_value("true"))
-        .define(ConfigKey::new("embedded.broker.data.dir", String, "Data directory of the embedded broker.").default_value("data"))
+        .define(
+            ConfigKey::new(
+                "rest.advertised.host.name",
+                String,
+                "Host name advertised to other workers.",
+            )
+            .default_value(""),
+        )
+        .define(
+            ConfigKey::new(
+                "rest.max.body.bytes",
+                Int,
+                "Largest accepted request body, in bytes.",
+            )
+            .default_value("1048576")
+            .validator(Validator::at_least(1024.0)),
+        )
+        .define(
+            ConfigKey::new("key.converter", Class, "Default key converter.")
+                .default_value("org.apache.kafka.connect.json.JsonConverter"),
+        )
+        .define(
+            ConfigKey::new("value.converter", Class, "Default value converter.")
+                .default_value("org.apache.kafka.connect.json.JsonConverter"),
+        )
+        .define(
+            ConfigKey::new(
+                "topic.creation.enable",
+                Boolean,
+                "Whether source connectors create missing destination topics.",
+            )
+            .default_value("true"),
+        )
+        .define(
+            ConfigKey::new(
+                "embedded.broker.data.dir",
+                String,
+                "Data directory of the embedded broker.",
+            )
+            .default_value("data"),
+        )
         .define(
             ConfigKey::new("embedded.broker.port", Int, "Port of the embedded broker.")
                 .default_value("9092")
@@ -148,11 +229,17 @@ impl WorkerConfig {
     pub fn from_props(props: Props) -> Result<Self, ConfigErrors> {
         let parsed: ParsedConfig = worker_config_def().parse(&props)?;
         let mut errors = ConfigErrors::default();
-        let (mut rest_host, mut rest_port) = (parsed.string("rest.host.name"), parsed.int("rest.port") as u16);
+        let (mut rest_host, mut rest_port) = (
+            parsed.string("rest.host.name"),
+            parsed.int("rest.port") as u16,
+        );
         if let Some(listener) = parsed.list("listeners").first() {
             match parse_listener(listener) {
                 Some((host, port)) => (rest_host, rest_port) = (host, port),
-                None => errors.push("listeners", format!("Invalid listener {listener}: expected http://host:port")),
+                None => errors.push(
+                    "listeners",
+                    format!("Invalid listener {listener}: expected http://host:port"),
+                ),
             }
         }
         for key in ["key.converter", "value.converter"] {
@@ -174,7 +261,8 @@ impl WorkerConfig {
             status_storage_partitions: parsed.int("status.storage.partitions"),
             replication_factor: parsed.int("replication.factor"),
             offset_flush_interval_ms: parsed.long("offset.flush.interval.ms") as u64,
-            task_shutdown_graceful_timeout_ms: parsed.long("task.shutdown.graceful.timeout.ms") as u64,
+            task_shutdown_graceful_timeout_ms: parsed.long("task.shutdown.graceful.timeout.ms")
+                as u64,
             rest_host,
             rest_port,
             rest_advertised_host_name: parsed.optional_string("rest.advertised.host.name"),
@@ -216,7 +304,10 @@ impl WorkerConfig {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        out.extend(sluice_connector_api::config::with_prefix(&self.originals, &prefix));
+        out.extend(sluice_connector_api::config::with_prefix(
+            &self.originals,
+            &prefix,
+        ));
         out
     }
 }
@@ -260,25 +351,42 @@ mod tests {
             "# comment\nbootstrap.servers=k1:9092\nlisteners=http://127.0.0.1:9000\nsasl.mechanism: PLAIN\nproducer.linger.ms=5\n",
         );
         props.extend(env_props(
-            [("SLUICE_GROUP_ID".to_owned(), "g".to_owned()), ("PATH".to_owned(), "/bin".to_owned())].into_iter(),
+            [
+                ("SLUICE_GROUP_ID".to_owned(), "g".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+            ]
+            .into_iter(),
         ));
         let config = WorkerConfig::from_props(props).unwrap();
         assert_eq!(config.bootstrap_servers.as_deref(), Some("k1:9092"));
         assert_eq!(config.group_id, "g");
-        assert_eq!((config.rest_host.as_str(), config.rest_port), ("127.0.0.1", 9000));
+        assert_eq!(
+            (config.rest_host.as_str(), config.rest_port),
+            ("127.0.0.1", 9000)
+        );
         let producer = config.client_overrides("producer");
-        assert_eq!(producer.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
+        assert_eq!(
+            producer.get("sasl.mechanism").map(String::as_str),
+            Some("PLAIN")
+        );
         assert_eq!(producer.get("linger.ms").map(String::as_str), Some("5"));
-        assert!(!config.client_overrides("consumer").contains_key("linger.ms"));
+        assert!(
+            !config
+                .client_overrides("consumer")
+                .contains_key("linger.ms")
+        );
     }
 
     #[test]
     fn every_error_is_reported() {
-        let props = parse_properties("rest.port=99999\noffset.flush.interval.ms=soon\nvalue.converter=avro\n");
+        let props = parse_properties(
+            "rest.port=99999\noffset.flush.interval.ms=soon\nvalue.converter=avro\n",
+        );
         let errors = WorkerConfig::from_props(props).unwrap_err();
         let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["offset.flush.interval.ms", "rest.port"]);
-        let errors = WorkerConfig::from_props(parse_properties("value.converter=avro")).unwrap_err();
+        let errors =
+            WorkerConfig::from_props(parse_properties("value.converter=avro")).unwrap_err();
         assert_eq!(errors.0[0].key, "value.converter");
     }
 }

@@ -55,57 +55,121 @@ pub struct RuntimeSettings {
     pub topic_creation: Option<(i32, i32)>,
 }
 
-fn converter(props: &Props, worker: &WorkerConfig, key: &str, errors: &mut ConfigErrors) -> Option<Box<dyn Converter>> {
+fn converter(
+    props: &Props,
+    worker: &WorkerConfig,
+    key: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Box<dyn Converter>> {
     let (class, settings) = match props.get(key).filter(|c| !c.trim().is_empty()) {
-        Some(class) => (class.trim().to_owned(), with_prefix(props, &format!("{key}."))),
+        Some(class) => (
+            class.trim().to_owned(),
+            with_prefix(props, &format!("{key}.")),
+        ),
         None => {
-            let class = if key == "key.converter" { &worker.key_converter } else { &worker.value_converter };
-            (class.clone(), with_prefix(&worker.originals, &format!("{key}.")))
+            let class = if key == "key.converter" {
+                &worker.key_converter
+            } else {
+                &worker.value_converter
+            };
+            (
+                class.clone(),
+                with_prefix(&worker.originals, &format!("{key}.")),
+            )
         }
     };
-    converter_for(&class, &settings).map_err(|e| errors.push(key, e)).ok()
+    converter_for(&class, &settings)
+        .map_err(|e| errors.push(key, e))
+        .ok()
 }
 
 impl RuntimeSettings {
     /// Resolves the settings, reporting every error at once. Keys that `def` rejects are
     /// reported by [`common_config_def`] validation; this adds converter and transform errors.
-    pub fn resolve(kind: ConnectorType, props: &Props, worker: &WorkerConfig) -> Result<Self, ConfigErrors> {
+    pub fn resolve(
+        kind: ConnectorType,
+        props: &Props,
+        worker: &WorkerConfig,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = match common_config_def(kind).parse(props) {
             Ok(_) => ConfigErrors::default(),
             Err(e) => e,
         };
         let key_converter = converter(props, worker, "key.converter", &mut errors);
         let value_converter = converter(props, worker, "value.converter", &mut errors);
-        let transforms = TransformChain::from_config(props).map_err(|e| errors.0.extend(e.0)).ok();
+        let transforms = TransformChain::from_config(props)
+            .map_err(|e| errors.0.extend(e.0))
+            .ok();
         let mut subscription = Vec::new();
         if kind == ConnectorType::Sink {
-            let topics: Vec<String> = props.get("topics").map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
-            let regex = props.get("topics.regex").map(|r| r.trim()).filter(|r| !r.is_empty());
+            let topics: Vec<String> = props
+                .get("topics")
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let regex = props
+                .get("topics.regex")
+                .map(|r| r.trim())
+                .filter(|r| !r.is_empty());
             match (topics.is_empty(), regex) {
-                (true, None) => errors.push("topics", "Must configure one of topics or topics.regex"),
-                (false, Some(_)) => errors.push("topics", "topics and topics.regex are mutually exclusive options, but both are set."),
+                (true, None) => {
+                    errors.push("topics", "Must configure one of topics or topics.regex")
+                }
+                (false, Some(_)) => errors.push(
+                    "topics",
+                    "topics and topics.regex are mutually exclusive options, but both are set.",
+                ),
                 (false, None) => subscription = topics,
                 (true, Some(r)) => match regex::Regex::new(r) {
-                    Ok(_) => subscription = vec![if r.starts_with('^') { r.to_owned() } else { format!("^{r}") }],
+                    Ok(_) => {
+                        subscription = vec![if r.starts_with('^') {
+                            r.to_owned()
+                        } else {
+                            format!("^{r}")
+                        }]
+                    }
                     Err(e) => errors.push("topics.regex", format!("Invalid regex {r}: {e}")),
                 },
             }
         }
-        let flag = |k: &str| props.get(k).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let int = |k: &str| props.get(k).and_then(|v| v.trim().parse::<i32>().ok()).unwrap_or(-1);
-        let topic_creation = (kind == ConnectorType::Source && worker.topic_creation_enable)
-            .then(|| (int("topic.creation.default.partitions"), int("topic.creation.default.replication.factor")));
+        let flag = |k: &str| {
+            props
+                .get(k)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        };
+        let int = |k: &str| {
+            props
+                .get(k)
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .unwrap_or(-1)
+        };
+        let topic_creation =
+            (kind == ConnectorType::Source && worker.topic_creation_enable).then(|| {
+                (
+                    int("topic.creation.default.partitions"),
+                    int("topic.creation.default.replication.factor"),
+                )
+            });
         match (key_converter, value_converter, transforms) {
-            (Some(key_converter), Some(value_converter), Some(transforms)) if errors.is_empty() => Ok(Self {
-                key_converter,
-                value_converter,
-                transforms,
-                tolerate_errors: props.get("errors.tolerance").is_some_and(|v| v.trim().eq_ignore_ascii_case("all")),
-                log_errors: flag("errors.log.enable"),
-                log_include_messages: flag("errors.log.include.messages"),
-                subscription,
-                topic_creation,
-            }),
+            (Some(key_converter), Some(value_converter), Some(transforms)) if errors.is_empty() => {
+                Ok(Self {
+                    key_converter,
+                    value_converter,
+                    transforms,
+                    tolerate_errors: props
+                        .get("errors.tolerance")
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("all")),
+                    log_errors: flag("errors.log.enable"),
+                    log_include_messages: flag("errors.log.include.messages"),
+                    subscription,
+                    topic_creation,
+                })
+            }
             _ => Err(errors),
         }
     }

@@ -33,7 +33,10 @@ impl EmbeddedBroker {
 /// directory joined with the URL's host and its path without the leading `/`; a path that starts
 /// with `//` keeps one `/` and is therefore absolute.
 pub fn storage_url(file: &Path) -> Result<Url, WorkerError> {
-    let absolute = std::path::absolute(file).map_err(|e| WorkerError::Io { context: format!("resolving {}", file.display()), source: e })?;
+    let absolute = std::path::absolute(file).map_err(|e| WorkerError::Io {
+        context: format!("resolving {}", file.display()),
+        source: e,
+    })?;
     let mut url = Url::parse("sqlite://").map_err(|e| WorkerError::Broker(e.to_string()))?;
     url.set_path(&format!("/{}", absolute.display()));
     Ok(url)
@@ -53,9 +56,13 @@ pub fn resolved_path(url: &Url) -> PathBuf {
 /// Starts the broker on `127.0.0.1:port` with data in `data_dir`, and waits until it accepts
 /// connections.
 pub async fn start(data_dir: &Path, port: u16) -> Result<EmbeddedBroker, WorkerError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| WorkerError::Io { context: format!("creating {}", data_dir.display()), source: e })?;
+    std::fs::create_dir_all(data_dir).map_err(|e| WorkerError::Io {
+        context: format!("creating {}", data_dir.display()),
+        source: e,
+    })?;
     let storage = storage_url(&data_dir.join("tansu.db"))?;
-    let listener = Url::parse(&format!("tcp://127.0.0.1:{port}")).map_err(|e| WorkerError::Broker(e.to_string()))?;
+    let listener = Url::parse(&format!("tcp://127.0.0.1:{port}"))
+        .map_err(|e| WorkerError::Broker(e.to_string()))?;
     let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(tansu_broker::NODE_ID)
         .cluster_id("sluice-embedded")
@@ -79,11 +86,16 @@ pub async fn start(data_dir: &Path, port: u16) -> Result<EmbeddedBroker, WorkerE
             break;
         }
         if task.is_finished() || tokio::time::Instant::now() > deadline {
-            return Err(WorkerError::Broker(format!("did not start listening on {address} (is the port in use?)")));
+            return Err(WorkerError::Broker(format!(
+                "did not start listening on {address} (is the port in use?)"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(EmbeddedBroker { bootstrap: address, task })
+    Ok(EmbeddedBroker {
+        bootstrap: address,
+        task,
+    })
 }
 
 #[cfg(test)]

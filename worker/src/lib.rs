@@ -35,7 +35,11 @@ use crate::logging::Logging;
 
 /// Command line of the `sluice` binary.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "A Kafka Connect compatible connector worker")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka Connect compatible connector worker"
+)]
 pub struct Cli {
     /// What to run; the worker by default.
     #[command(subcommand)]
@@ -70,7 +74,10 @@ pub fn plugins_with(extra: PluginRegistry) -> PluginRegistry {
 pub fn main_with_plugins(extra: PluginRegistry) -> ExitCode {
     let cli = Cli::parse();
     let logging = Arc::new(Logging::init());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -83,7 +90,8 @@ pub fn main_with_plugins(extra: PluginRegistry) -> ExitCode {
         match cli.command {
             Some(Command::Broker { port, data_dir }) => run_broker(&data_dir, port, shutdown).await,
             None => {
-                let config = WorkerConfig::load(cli.config.as_deref()).map_err(WorkerError::Config)?;
+                let config =
+                    WorkerConfig::load(cli.config.as_deref()).map_err(WorkerError::Config)?;
                 run_worker(config, plugins_with(extra), logging, shutdown).await
             }
         }
@@ -115,7 +123,11 @@ async fn signal_shutdown(token: CancellationToken) {
     token.cancel();
 }
 
-async fn run_broker(data_dir: &std::path::Path, port: u16, shutdown: CancellationToken) -> Result<(), WorkerError> {
+async fn run_broker(
+    data_dir: &std::path::Path,
+    port: u16,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let broker = embedded::start(data_dir, port).await?;
     tracing::info!(bootstrap = broker.bootstrap, data_dir = %data_dir.display(), "embedded broker ready");
     shutdown.cancelled().await;
@@ -124,7 +136,12 @@ async fn run_broker(data_dir: &std::path::Path, port: u16, shutdown: Cancellatio
 }
 
 /// Runs a worker until `shutdown` is cancelled.
-pub async fn run_worker(config: WorkerConfig, registry: PluginRegistry, logging: Arc<Logging>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run_worker(
+    config: WorkerConfig,
+    registry: PluginRegistry,
+    logging: Arc<Logging>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let started = std::time::Instant::now();
     let config = Arc::new(config);
     let embedded = match &config.bootstrap_servers {
@@ -135,33 +152,61 @@ pub async fn run_worker(config: WorkerConfig, registry: PluginRegistry, logging:
             Some(broker)
         }
     };
-    let bootstrap = config.bootstrap_servers.clone().or_else(|| embedded.as_ref().map(|b| b.bootstrap.clone())).unwrap_or_default();
+    let bootstrap = config
+        .bootstrap_servers
+        .clone()
+        .or_else(|| embedded.as_ref().map(|b| b.bootstrap.clone()))
+        .unwrap_or_default();
     let clients = KafkaClients::new(&bootstrap, |kind| config.client_overrides(kind));
     clients.check_reachable(Duration::from_secs(15)).await?;
 
     let listener = tokio::net::TcpListener::bind((config.rest_host.as_str(), config.rest_port))
         .await
-        .map_err(|e| WorkerError::Io { context: format!("binding the REST API to {}:{}", config.rest_host, config.rest_port), source: e })?;
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.rest_port);
-    let host = config.rest_advertised_host_name.clone().unwrap_or_else(|| match config.rest_host.as_str() {
-        "0.0.0.0" | "::" => "localhost".to_owned(),
-        h => h.to_owned(),
+        .map_err(|e| WorkerError::Io {
+            context: format!(
+                "binding the REST API to {}:{}",
+                config.rest_host, config.rest_port
+            ),
+            source: e,
+        })?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(config.rest_port);
+    let host = config.rest_advertised_host_name.clone().unwrap_or_else(|| {
+        match config.rest_host.as_str() {
+            "0.0.0.0" | "::" => "localhost".to_owned(),
+            h => h.to_owned(),
+        }
     });
     let worker_id = format!("{host}:{port}");
 
     let herder_shutdown = CancellationToken::new();
-    let (herder, background) = Herder::start(Arc::clone(&config), registry, clients, worker_id.clone(), herder_shutdown.clone()).await?;
-    let state = sluice_rest_api::AppState { herder: herder.clone(), logs: logging };
+    let (herder, background) = Herder::start(
+        Arc::clone(&config),
+        registry,
+        clients,
+        worker_id.clone(),
+        herder_shutdown.clone(),
+    )
+    .await?;
+    let state = sluice_rest_api::AppState {
+        herder: herder.clone(),
+        logs: logging,
+    };
     let app = sluice_rest_api::router(state, config.rest_max_body_bytes);
     tracing::info!(worker_id, rest = %format!("http://{host}:{port}"), kafka = bootstrap, startup_ms = started.elapsed().as_millis() as u64, "worker ready");
 
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
     });
     shutdown.cancelled().await;
     herder_shutdown.cancel();
-    let budget = Duration::from_millis(config.task_shutdown_graceful_timeout_ms) + Duration::from_secs(5);
+    let budget =
+        Duration::from_millis(config.task_shutdown_graceful_timeout_ms) + Duration::from_secs(5);
     if tokio::time::timeout(budget, background).await.is_err() {
         tracing::warn!("tasks did not stop within {budget:?}; exiting anyway");
     }

@@ -24,9 +24,22 @@ pub struct Logging {
 const LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF"];
 
 fn directives(levels: &BTreeMap<String, String>) -> String {
-    let mut parts = vec![levels.get("root").cloned().unwrap_or_else(|| "INFO".into()).to_ascii_lowercase()];
+    let mut parts = vec![
+        levels
+            .get("root")
+            .cloned()
+            .unwrap_or_else(|| "INFO".into())
+            .to_ascii_lowercase(),
+    ];
     // librdkafka and the embedded broker are noisy below WARN unless asked for explicitly.
-    for quiet in ["rdkafka", "tansu_broker", "tansu_storage", "tansu_sans_io", "libsql", "tansu_schema"] {
+    for quiet in [
+        "rdkafka",
+        "tansu_broker",
+        "tansu_storage",
+        "tansu_sans_io",
+        "libsql",
+        "tansu_schema",
+    ] {
         if !levels.contains_key(quiet) {
             parts.push(format!("{quiet}=warn"));
         }
@@ -44,33 +57,53 @@ impl Logging {
         if let Ok(spec) = std::env::var("SLUICE_LOG") {
             for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match part.split_once('=') {
-                    Some((logger, level)) => levels.insert(logger.to_owned(), level.to_ascii_uppercase()),
+                    Some((logger, level)) => {
+                        levels.insert(logger.to_owned(), level.to_ascii_uppercase())
+                    }
                     None => levels.insert("root".to_owned(), part.to_ascii_uppercase()),
                 };
             }
         }
-        let filter = EnvFilter::try_new(directives(&levels)).unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter =
+            EnvFilter::try_new(directives(&levels)).unwrap_or_else(|_| EnvFilter::new("info"));
         let (filter, handle) = reload::Layer::new(filter);
         let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
         let registry = tracing_subscriber::registry().with(filter);
         let _ = if json {
-            registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init()
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr),
+                )
+                .try_init()
         } else {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+            registry
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                .try_init()
         };
-        Self { handle, levels: Mutex::new(levels) }
+        Self {
+            handle,
+            levels: Mutex::new(levels),
+        }
     }
 }
 
 impl LogControl for Logging {
     fn levels(&self) -> BTreeMap<String, String> {
-        self.levels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_level(&self, logger: &str, level: &str) -> Result<Vec<String>, String> {
         let level = level.trim().to_ascii_uppercase();
         if !LEVELS.contains(&level.as_str()) {
-            return Err(format!("Invalid log level {level}: must be one of {}", LEVELS.join(", ")));
+            return Err(format!(
+                "Invalid log level {level}: must be one of {}",
+                LEVELS.join(", ")
+            ));
         }
         if logger.is_empty() || logger.contains([',', '=', ' ']) {
             return Err(format!("Invalid logger name {logger:?}"));

@@ -15,15 +15,39 @@ pub enum Quickstart {
     Clickstream,
 }
 
-const PRODUCTS: &[(&str, f64)] = &[("keyboard", 49.99), ("monitor", 229.0), ("mouse", 19.5), ("laptop stand", 39.0), ("usb-c hub", 59.9), ("headset", 89.0), ("webcam", 74.25)];
+const PRODUCTS: &[(&str, f64)] = &[
+    ("keyboard", 49.99),
+    ("monitor", 229.0),
+    ("mouse", 19.5),
+    ("laptop stand", 39.0),
+    ("usb-c hub", 59.9),
+    ("headset", 89.0),
+    ("webcam", 74.25),
+];
 const STATUSES: &[&str] = &["created", "paid", "shipped", "delivered", "cancelled"];
 const SENSORS: &[&str] = &["thermostat", "air-quality", "cold-chain", "greenhouse"];
-const PAGES: &[&str] = &["/", "/search", "/product/123", "/product/987", "/cart", "/checkout", "/account", "/help"];
+const PAGES: &[&str] = &[
+    "/",
+    "/search",
+    "/product/123",
+    "/product/987",
+    "/cart",
+    "/checkout",
+    "/account",
+    "/help",
+];
 const REFERRERS: &[&str] = &["direct", "google", "newsletter", "partner", "social"];
-const AGENTS: &[&str] = &["Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)"];
+const AGENTS: &[&str] = &[
+    "Mozilla/5.0 (X11; Linux x86_64)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)",
+];
 
 fn field(name: &str, schema: Schema) -> Field {
-    Field { name: name.to_owned(), schema }
+    Field {
+        name: name.to_owned(),
+        schema,
+    }
 }
 
 fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
@@ -43,7 +67,13 @@ impl Quickstart {
 
     /// The value schema.
     pub fn schema(self) -> Schema {
-        let common = || vec![field("task", Schema::new(SchemaType::Int32)), field("seq", Schema::new(SchemaType::Int64)), field("ts", Schema::timestamp())];
+        let common = || {
+            vec![
+                field("task", Schema::new(SchemaType::Int32)),
+                field("seq", Schema::new(SchemaType::Int64)),
+                field("ts", Schema::timestamp()),
+            ]
+        };
         let mut fields = common();
         let name = match self {
             Quickstart::Orders => {
@@ -82,9 +112,19 @@ impl Quickstart {
     }
 
     /// One event: its key and value.
-    pub fn generate(self, rng: &mut StdRng, task: u32, seq: i64, cardinality: u64, now_ms: i64) -> (String, Value) {
+    pub fn generate(
+        self,
+        rng: &mut StdRng,
+        task: u32,
+        seq: i64,
+        cardinality: u64,
+        now_ms: i64,
+    ) -> (String, Value) {
         let entity = rng.random_range(0..cardinality);
-        let base = Struct::new().with("task", Value::Int32(task as i32)).with("seq", Value::Int64(seq)).with("ts", Value::Int64(now_ms));
+        let base = Struct::new()
+            .with("task", Value::Int32(task as i32))
+            .with("seq", Value::Int64(seq))
+            .with("ts", Value::Int64(now_ms));
         match self {
             Quickstart::Orders => {
                 let key = format!("customer-{entity}");

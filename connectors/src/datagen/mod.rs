@@ -13,8 +13,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorContext, Importance, Props, Record,
-    SourceConnector, SourcePartition, SourceRecord, SourceTask, SourceTaskContext, Validator, Value, async_trait,
+    ConfigDef, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorContext, Importance,
+    Props, Record, SourceConnector, SourcePartition, SourceRecord, SourceTask, SourceTaskContext,
+    Validator, Value, async_trait,
 };
 use tokio::time::Instant;
 
@@ -46,13 +47,65 @@ impl DatagenConfig {
     /// The config definition.
     pub fn def() -> ConfigDef {
         ConfigDef::new()
-            .define(ConfigKey::new("kafka.topic", ConfigType::String, "Topic to write to.").importance(Importance::High).validator(Validator::NonEmpty))
-            .define(ConfigKey::new("quickstart", ConfigType::String, "Events to generate: orders, iot or clickstream.").default_value("orders").importance(Importance::High).validator(Validator::OneOf(&["orders", "iot", "clickstream"])))
-            .define(ConfigKey::new("records.per.second", ConfigType::Double, "Records per second per task; 0 for as fast as possible.").default_value("10").validator(Validator::at_least(0.0)))
-            .define(ConfigKey::new("iterations", ConfigType::Long, "Records per task before it stops producing; -1 for no limit.").default_value("-1").validator(Validator::at_least(-1.0)))
-            .define(ConfigKey::new("key.cardinality", ConfigType::Long, "Number of distinct keys.").default_value("1000").validator(Validator::at_least(1.0)))
-            .define(ConfigKey::new("batch.size", ConfigType::Int, "Largest number of records returned by one poll.").default_value("1000").validator(Validator::between(1.0, 100_000.0)))
-            .define(ConfigKey::new("random.seed", ConfigType::Long, "Seed of the random generator.").default_value("42"))
+            .define(
+                ConfigKey::new("kafka.topic", ConfigType::String, "Topic to write to.")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty),
+            )
+            .define(
+                ConfigKey::new(
+                    "quickstart",
+                    ConfigType::String,
+                    "Events to generate: orders, iot or clickstream.",
+                )
+                .default_value("orders")
+                .importance(Importance::High)
+                .validator(Validator::OneOf(&["orders", "iot", "clickstream"])),
+            )
+            .define(
+                ConfigKey::new(
+                    "records.per.second",
+                    ConfigType::Double,
+                    "Records per second per task; 0 for as fast as possible.",
+                )
+                .default_value("10")
+                .validator(Validator::at_least(0.0)),
+            )
+            .define(
+                ConfigKey::new(
+                    "iterations",
+                    ConfigType::Long,
+                    "Records per task before it stops producing; -1 for no limit.",
+                )
+                .default_value("-1")
+                .validator(Validator::at_least(-1.0)),
+            )
+            .define(
+                ConfigKey::new(
+                    "key.cardinality",
+                    ConfigType::Long,
+                    "Number of distinct keys.",
+                )
+                .default_value("1000")
+                .validator(Validator::at_least(1.0)),
+            )
+            .define(
+                ConfigKey::new(
+                    "batch.size",
+                    ConfigType::Int,
+                    "Largest number of records returned by one poll.",
+                )
+                .default_value("1000")
+                .validator(Validator::between(1.0, 100_000.0)),
+            )
+            .define(
+                ConfigKey::new(
+                    "random.seed",
+                    ConfigType::Long,
+                    "Seed of the random generator.",
+                )
+                .default_value("42"),
+            )
     }
 
     /// Parses properties, reporting every error at once.
@@ -126,20 +179,37 @@ fn partition(task: u32) -> SourcePartition {
 impl SourceTask for DatagenTask {
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
         let config = DatagenConfig::from_props(props)?;
-        self.task = props.get("task.index").and_then(|t| t.parse().ok()).unwrap_or(ctx.task_id.task);
-        self.next_seq = ctx.offset(&partition(self.task)).and_then(|o| o.get("seq").and_then(|s| s.as_i64())).unwrap_or(0);
-        self.rng = Some(StdRng::seed_from_u64(config.seed ^ (u64::from(self.task) << 32) ^ self.next_seq as u64));
+        self.task = props
+            .get("task.index")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(ctx.task_id.task);
+        self.next_seq = ctx
+            .offset(&partition(self.task))
+            .and_then(|o| o.get("seq").and_then(|s| s.as_i64()))
+            .unwrap_or(0);
+        self.rng = Some(StdRng::seed_from_u64(
+            config.seed ^ (u64::from(self.task) << 32) ^ self.next_seq as u64,
+        ));
         self.config = Some(config);
         self.started = Some(Instant::now());
-        tracing::info!(task = self.task, next_seq = self.next_seq, "datagen task started");
+        tracing::info!(
+            task = self.task,
+            next_seq = self.next_seq,
+            "datagen task started"
+        );
         Ok(())
     }
 
     async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
-        let (Some(config), Some(rng), Some(started)) = (&self.config, &mut self.rng, self.started) else {
+        let (Some(config), Some(rng), Some(started)) = (&self.config, &mut self.rng, self.started)
+        else {
             return Ok(Vec::new());
         };
-        let remaining = if config.iterations < 0 { u64::MAX } else { (config.iterations - self.next_seq).max(0) as u64 };
+        let remaining = if config.iterations < 0 {
+            u64::MAX
+        } else {
+            (config.iterations - self.next_seq).max(0) as u64
+        };
         if remaining == 0 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return Ok(Vec::new());
@@ -148,19 +218,29 @@ impl SourceTask for DatagenTask {
         if config.records_per_second > 0.0 {
             let due = (started.elapsed().as_secs_f64() * config.records_per_second) as u64;
             if due <= self.produced_since_start {
-                let next_at = started + Duration::from_secs_f64((self.produced_since_start + 1) as f64 / config.records_per_second);
-                tokio::time::sleep_until(next_at.min(Instant::now() + Duration::from_millis(500))).await;
+                let next_at = started
+                    + Duration::from_secs_f64(
+                        (self.produced_since_start + 1) as f64 / config.records_per_second,
+                    );
+                tokio::time::sleep_until(next_at.min(Instant::now() + Duration::from_millis(500)))
+                    .await;
                 return Ok(Vec::new());
             }
             count = count.min(due - self.produced_since_start);
         }
         count = count.min(remaining);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let schema = Arc::new(config.quickstart.schema());
         let mut batch = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let seq = self.next_seq;
-            let (key, value) = config.quickstart.generate(rng, self.task, seq, config.key_cardinality, now_ms);
+            let (key, value) =
+                config
+                    .quickstart
+                    .generate(rng, self.task, seq, config.key_cardinality, now_ms);
             self.next_seq += 1;
             let mut offset = sluice_connector_api::SourceOffset::new();
             offset.insert("seq".to_owned(), json!(self.next_seq));
@@ -190,34 +270,69 @@ mod tests {
     struct Stored(Option<i64>);
     impl OffsetReader for Stored {
         fn offset(&self, _: &SourcePartition) -> Option<SourceOffset> {
-            self.0.map(|s| json!({"seq": s}).as_object().cloned().unwrap_or_default())
+            self.0
+                .map(|s| json!({"seq": s}).as_object().cloned().unwrap_or_default())
         }
     }
 
     fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[tokio::test]
     async fn resumes_sequence_from_stored_offset_and_stops_at_iterations() {
         let mut task = DatagenTask::default();
         let ctx = SourceTaskContext::new(TaskId::new("d", 0), Arc::new(Stored(Some(5))));
-        let p = props(&[("kafka.topic", "t"), ("records.per.second", "0"), ("iterations", "8"), ("quickstart", "iot")]);
+        let p = props(&[
+            ("kafka.topic", "t"),
+            ("records.per.second", "0"),
+            ("iterations", "8"),
+            ("quickstart", "iot"),
+        ]);
         task.start(ctx, &p).await.unwrap();
         let batch = task.poll().await.unwrap();
-        let seqs: Vec<i64> = batch.iter().map(|r| r.record.value.as_struct().unwrap().get("seq").unwrap().as_i64().unwrap()).collect();
+        let seqs: Vec<i64> = batch
+            .iter()
+            .map(|r| {
+                r.record
+                    .value
+                    .as_struct()
+                    .unwrap()
+                    .get("seq")
+                    .unwrap()
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
         assert_eq!(seqs, [5, 6, 7]);
         assert_eq!(batch[2].source_offset["seq"], json!(8));
         for r in &batch {
-            r.record.value_schema.as_ref().unwrap().check(&r.record.value).unwrap();
+            r.record
+                .value_schema
+                .as_ref()
+                .unwrap()
+                .check(&r.record.value)
+                .unwrap();
         }
         assert!(task.poll().await.unwrap().is_empty());
     }
 
     #[test]
     fn invalid_config_lists_every_error() {
-        let err = DatagenConfig::from_props(&props(&[("quickstart", "weather"), ("records.per.second", "-1")])).unwrap_err();
+        let err = DatagenConfig::from_props(&props(&[
+            ("quickstart", "weather"),
+            ("records.per.second", "-1"),
+        ]))
+        .unwrap_err();
         let msg = err.message();
-        assert!(msg.contains("kafka.topic") && msg.contains("quickstart") && msg.contains("records.per.second"), "{msg}");
+        assert!(
+            msg.contains("kafka.topic")
+                && msg.contains("quickstart")
+                && msg.contains("records.per.second"),
+            "{msg}"
+        );
     }
 }

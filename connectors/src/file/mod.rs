@@ -4,7 +4,7 @@
 //!   the byte position after the last line returned, so a restart continues after the last line
 //!   Kafka acknowledged; a line is produced only once it ends with a newline.
 //! - The sink writes each record's value as one JSON document per line (schemaless JSON: structs as
-//!   objects, strings quoted). Lines are buffered and written and fsynced in `flush`, so offsets are
+//!   objects, strings quoted). Each batch is appended on `put` and fsynced on `flush`, so offsets are
 //!   committed only for lines on disk.
 
 mod sink;

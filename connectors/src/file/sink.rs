@@ -4,13 +4,22 @@ use std::sync::Arc;
 
 use sluice_connector_api::convert::value_to_json;
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext, Importance, Offsets,
-    Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, Validator, async_trait,
+    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
+    Importance, Offsets, Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, Validator,
+    async_trait,
 };
 use tokio::io::AsyncWriteExt;
 
 fn def() -> ConfigDef {
-    ConfigDef::new().define(ConfigKey::new("file", ConfigType::String, "Path of the file to append JSON lines to.").importance(Importance::High).validator(Validator::NonEmpty))
+    ConfigDef::new().define(
+        ConfigKey::new(
+            "file",
+            ConfigType::String,
+            "Path of the file to append JSON lines to.",
+        )
+        .importance(Importance::High)
+        .validator(Validator::NonEmpty),
+    )
 }
 
 /// Appends record values to a file as JSON lines.
@@ -43,7 +52,7 @@ impl SinkConnector for FileStreamSinkConnector {
     }
 }
 
-/// Buffers lines and appends them on flush.
+/// Appends lines on `put` and syncs them on `flush`.
 #[derive(Default)]
 pub struct FileStreamSinkTask {
     path: String,
@@ -65,23 +74,29 @@ impl SinkTask for FileStreamSinkTask {
         Ok(())
     }
 
+    /// Appends the batch with one write, so concurrent tasks never interleave lines.
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(ConnectError::internal("put before start"));
+        };
+        self.buffer.clear();
         for r in records {
-            serde_json::to_writer(&mut self.buffer, &value_to_json(&r.record.value)).map_err(|e| ConnectError::internal("encoding JSON").with_source(e))?;
+            serde_json::to_writer(&mut self.buffer, &value_to_json(&r.record.value))
+                .map_err(|e| ConnectError::internal("encoding JSON").with_source(e))?;
             self.buffer.push(b'\n');
         }
-        Ok(())
+        file.write_all(&self.buffer)
+            .await
+            .map_err(|e| ConnectError::from(e).context(format!("writing {}", self.path)))
     }
 
+    /// Makes every line written so far durable; offsets are committed only after this.
     async fn flush(&mut self, _offsets: &Offsets) -> ConnectResult<()> {
         let Some(file) = self.file.as_mut() else {
             return Err(ConnectError::internal("flush before start"));
         };
-        if !self.buffer.is_empty() {
-            file.write_all(&self.buffer).await.map_err(|e| ConnectError::from(e).context(format!("writing {}", self.path)))?;
-            self.buffer.clear();
-        }
-        file.sync_data().await.map_err(|e| ConnectError::from(e).context(format!("syncing {}", self.path)))?;
-        Ok(())
+        file.sync_data()
+            .await
+            .map_err(|e| ConnectError::from(e).context(format!("syncing {}", self.path)))
     }
 }

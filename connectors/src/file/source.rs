@@ -6,17 +6,33 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext, Importance, Props,
-    Record, Schema, SchemaType, SourceConnector, SourceOffset, SourcePartition, SourceRecord, SourceTask,
-    SourceTaskContext, Validator, Value, async_trait,
+    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
+    Importance, Props, Record, Schema, SchemaType, SourceConnector, SourceOffset, SourcePartition,
+    SourceRecord, SourceTask, SourceTaskContext, Validator, Value, async_trait,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 fn def() -> ConfigDef {
     ConfigDef::new()
-        .define(ConfigKey::new("file", ConfigType::String, "Path of the file to read.").importance(Importance::High).validator(Validator::NonEmpty))
-        .define(ConfigKey::new("topic", ConfigType::String, "Topic to write lines to.").importance(Importance::High).validator(Validator::NonEmpty))
-        .define(ConfigKey::new("batch.size", ConfigType::Int, "Largest number of lines per poll.").default_value("2000").validator(Validator::at_least(1.0)))
+        .define(
+            ConfigKey::new("file", ConfigType::String, "Path of the file to read.")
+                .importance(Importance::High)
+                .validator(Validator::NonEmpty),
+        )
+        .define(
+            ConfigKey::new("topic", ConfigType::String, "Topic to write lines to.")
+                .importance(Importance::High)
+                .validator(Validator::NonEmpty),
+        )
+        .define(
+            ConfigKey::new(
+                "batch.size",
+                ConfigType::Int,
+                "Largest number of lines per poll.",
+            )
+            .default_value("2000")
+            .validator(Validator::at_least(1.0)),
+        )
 }
 
 /// Reads lines from a file.
@@ -64,7 +80,10 @@ pub struct FileStreamSourceTask {
 
 impl FileStreamSourceTask {
     fn partition(&self) -> SourcePartition {
-        json!({ "filename": self.path }).as_object().cloned().unwrap_or_default()
+        json!({ "filename": self.path })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -75,7 +94,10 @@ impl SourceTask for FileStreamSourceTask {
         self.path = p.string("file");
         self.topic = p.string("topic");
         self.batch_size = p.int("batch.size") as usize;
-        self.position = ctx.offset(&self.partition()).and_then(|o| o.get("position").and_then(|v| v.as_u64())).unwrap_or(0);
+        self.position = ctx
+            .offset(&self.partition())
+            .and_then(|o| o.get("position").and_then(|v| v.as_u64()))
+            .unwrap_or(0);
         Ok(())
     }
 
@@ -90,17 +112,23 @@ impl SourceTask for FileStreamSourceTask {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     return Ok(Vec::new());
                 }
-                Err(e) => return Err(ConnectError::from(e).context(format!("opening {}", self.path))),
+                Err(e) => {
+                    return Err(ConnectError::from(e).context(format!("opening {}", self.path)));
+                }
             }
         }
-        let Some(mut file) = self.file.take() else { return Ok(Vec::new()) };
+        let Some(mut file) = self.file.take() else {
+            return Ok(Vec::new());
+        };
         let partition = self.partition();
         let mut records = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         while records.len() < self.batch_size {
             let n = match file.read(&mut buf).await {
                 Ok(n) => n,
-                Err(e) => return Err(ConnectError::from(e).context(format!("reading {}", self.path))),
+                Err(e) => {
+                    return Err(ConnectError::from(e).context(format!("reading {}", self.path)));
+                }
             };
             if n == 0 {
                 break;
@@ -109,7 +137,9 @@ impl SourceTask for FileStreamSourceTask {
             while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.partial.drain(..=end).collect();
                 self.position += line.len() as u64;
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_owned();
                 let mut offset = SourceOffset::new();
                 offset.insert("position".to_owned(), json!(self.position));
                 records.push(SourceRecord {

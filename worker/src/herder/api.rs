@@ -27,28 +27,51 @@ impl Herder {
 
     fn info(&self, name: &str) -> Result<ConnectorInfo, ApiError> {
         let snapshot = self.configs.snapshot();
-        let entry = snapshot.connectors.get(name).ok_or_else(|| ApiError::no_connector(name))?;
+        let entry = snapshot
+            .connectors
+            .get(name)
+            .ok_or_else(|| ApiError::no_connector(name))?;
         Ok(ConnectorInfo {
             name: name.to_owned(),
             config: entry.config.clone(),
-            tasks: (0..entry.tasks.len() as u32).map(|task| ConnectorTaskId { connector: name.to_owned(), task }).collect(),
+            tasks: (0..entry.tasks.len() as u32)
+                .map(|task| ConnectorTaskId {
+                    connector: name.to_owned(),
+                    task,
+                })
+                .collect(),
             kind: self.kind_of(&entry.config),
         })
     }
 
     fn state_info(&self, key: &str) -> StateInfo {
         match self.state_of(key) {
-            Some((state, trace)) => StateInfo { state, worker_id: self.worker_id.clone(), trace },
+            Some((state, trace)) => StateInfo {
+                state,
+                worker_id: self.worker_id.clone(),
+                trace,
+            },
             None => match self.statuses.get(key) {
-                Some(s) => StateInfo { state: s.state, worker_id: s.worker_id, trace: s.trace },
-                None => StateInfo { state: "UNASSIGNED".to_owned(), worker_id: self.worker_id.clone(), trace: None },
+                Some(s) => StateInfo {
+                    state: s.state,
+                    worker_id: s.worker_id,
+                    trace: s.trace,
+                },
+                None => StateInfo {
+                    state: "UNASSIGNED".to_owned(),
+                    worker_id: self.worker_id.clone(),
+                    trace: None,
+                },
             },
         }
     }
 
     fn status(&self, name: &str) -> Result<ConnectorStateInfo, ApiError> {
         let snapshot = self.configs.snapshot();
-        let entry = snapshot.connectors.get(name).ok_or_else(|| ApiError::no_connector(name))?;
+        let entry = snapshot
+            .connectors
+            .get(name)
+            .ok_or_else(|| ApiError::no_connector(name))?;
         let stopped = snapshot.target_state(name) == StoredTarget::Stopped;
         Ok(ConnectorStateInfo {
             name: name.to_owned(),
@@ -56,7 +79,12 @@ impl Herder {
             tasks: if stopped {
                 Vec::new()
             } else {
-                (0..entry.tasks.len() as u32).map(|id| TaskStateInfo { id, state: self.state_info(&task_key(name, id)) }).collect()
+                (0..entry.tasks.len() as u32)
+                    .map(|id| TaskStateInfo {
+                        id,
+                        state: self.state_info(&task_key(name, id)),
+                    })
+                    .collect()
             },
             kind: self.kind_of(&entry.config),
         })
@@ -66,12 +94,23 @@ impl Herder {
         self.configs.snapshot().connectors.contains_key(name)
     }
 
-    async fn write_config(&self, name: &str, config: &Props, initial: Option<TargetState>) -> Result<(), ApiError> {
+    async fn write_config(
+        &self,
+        name: &str,
+        config: &Props,
+        initial: Option<TargetState>,
+    ) -> Result<(), ApiError> {
         validate_for_create(&self.registry, config, &self.worker)?;
         if let Some(state) = initial {
-            self.configs.put_target_state(name, stored(state)).await.map_err(internal)?;
+            self.configs
+                .put_target_state(name, stored(state))
+                .await
+                .map_err(internal)?;
         }
-        self.configs.put_connector_config(name, config).await.map_err(internal)?;
+        self.configs
+            .put_connector_config(name, config)
+            .await
+            .map_err(internal)?;
         self.reconcile().await;
         Ok(())
     }
@@ -117,15 +156,26 @@ impl HerderApi for Herder {
         self.status(name)
     }
 
-    async fn create_connector(&self, name: &str, config: Props, initial_state: Option<TargetState>) -> Result<ConnectorInfo, ApiError> {
+    async fn create_connector(
+        &self,
+        name: &str,
+        config: Props,
+        initial_state: Option<TargetState>,
+    ) -> Result<ConnectorInfo, ApiError> {
         if self.exists(name) {
-            return Err(ApiError::conflict(format!("Connector {name} already exists")));
+            return Err(ApiError::conflict(format!(
+                "Connector {name} already exists"
+            )));
         }
         self.write_config(name, &config, initial_state).await?;
         self.info(name)
     }
 
-    async fn put_connector_config(&self, name: &str, config: Props) -> Result<(bool, ConnectorInfo), ApiError> {
+    async fn put_connector_config(
+        &self,
+        name: &str,
+        config: Props,
+    ) -> Result<(bool, ConnectorInfo), ApiError> {
         let created = !self.exists(name);
         self.write_config(name, &config, None).await?;
         Ok((created, self.info(name)?))
@@ -135,28 +185,49 @@ impl HerderApi for Herder {
         if !self.exists(name) {
             return Err(ApiError::no_connector(name));
         }
-        self.configs.remove_connector(name).await.map_err(internal)?;
+        self.configs
+            .remove_connector(name)
+            .await
+            .map_err(internal)?;
         self.reconcile().await;
         Ok(())
     }
 
     async fn task_configs(&self, name: &str) -> Result<Vec<TaskInfo>, ApiError> {
         let snapshot = self.configs.snapshot();
-        let entry = snapshot.connectors.get(name).ok_or_else(|| ApiError::no_connector(name))?;
+        let entry = snapshot
+            .connectors
+            .get(name)
+            .ok_or_else(|| ApiError::no_connector(name))?;
         Ok(entry
             .tasks
             .iter()
             .enumerate()
-            .map(|(n, config)| TaskInfo { id: ConnectorTaskId { connector: name.to_owned(), task: n as u32 }, config: config.clone() })
+            .map(|(n, config)| TaskInfo {
+                id: ConnectorTaskId {
+                    connector: name.to_owned(),
+                    task: n as u32,
+                },
+                config: config.clone(),
+            })
             .collect())
     }
 
-    async fn restart_connector(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<Option<ConnectorStateInfo>, ApiError> {
+    async fn restart_connector(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStateInfo>, ApiError> {
         if !self.exists(name) {
             return Err(ApiError::no_connector(name));
         }
         self.restart(name, include_tasks, only_failed).await;
-        if include_tasks || only_failed { Ok(Some(self.status(name)?)) } else { Ok(None) }
+        if include_tasks || only_failed {
+            Ok(Some(self.status(name)?))
+        } else {
+            Ok(None)
+        }
     }
 
     async fn restart_task(&self, name: &str, task: u32) -> Result<(), ApiError> {
@@ -175,7 +246,10 @@ impl HerderApi for Herder {
         if !self.exists(name) {
             return Err(ApiError::no_connector(name));
         }
-        self.configs.put_target_state(name, stored(state)).await.map_err(internal)?;
+        self.configs
+            .put_target_state(name, stored(state))
+            .await
+            .map_err(internal)?;
         self.reconcile().await;
         Ok(())
     }
@@ -218,34 +292,58 @@ impl HerderApi for Herder {
             .registry
             .plugins()
             .into_iter()
-            .map(|p| PluginInfo { class: p.class.to_owned(), kind: p.kind.to_string(), version: Some(p.version.to_owned()) })
+            .map(|p| PluginInfo {
+                class: p.class.to_owned(),
+                kind: p.kind.to_string(),
+                version: Some(p.version.to_owned()),
+            })
             .collect();
         if !connectors_only {
             let version = Some(env!("CARGO_PKG_VERSION").to_owned());
             for class in sluice_transforms::transform_classes() {
-                out.push(PluginInfo { class, kind: "transformation".into(), version: version.clone() });
+                out.push(PluginInfo {
+                    class,
+                    kind: "transformation".into(),
+                    version: version.clone(),
+                });
             }
             for class in sluice_transforms::predicate_classes() {
-                out.push(PluginInfo { class, kind: "predicate".into(), version: version.clone() });
+                out.push(PluginInfo {
+                    class,
+                    kind: "predicate".into(),
+                    version: version.clone(),
+                });
             }
             for (class, _) in sluice_connector_api::convert::CONVERTERS {
-                out.push(PluginInfo { class: (*class).to_owned(), kind: "converter".into(), version: version.clone() });
+                out.push(PluginInfo {
+                    class: (*class).to_owned(),
+                    kind: "converter".into(),
+                    version: version.clone(),
+                });
             }
         }
         out
     }
 
     fn plugin_config(&self, plugin: &str) -> Result<Vec<ConfigKeyInfo>, ApiError> {
-        let plugin = self.registry.find(plugin).map_err(|e| ApiError::not_found(e.to_string()))?;
+        let plugin = self
+            .registry
+            .find(plugin)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
         Ok(plugin.create().config_def().describe())
     }
 
     fn validate(&self, plugin: &str, config: &Props) -> Result<ConfigInfos, ApiError> {
-        let found = self.registry.find(plugin).map_err(|e| ApiError::not_found(e.to_string()))?;
+        let found = self
+            .registry
+            .find(plugin)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
         if let Some(class) = config.get("connector.class")
             && self.registry.find(class).map(|p| p.class) != Ok(found.class)
         {
-            return Err(ApiError::bad_request(format!("Included connector type {class} does not match request type {plugin}")));
+            return Err(ApiError::bad_request(format!(
+                "Included connector type {class} does not match request type {plugin}"
+            )));
         }
         Ok(validate_with(found, config, &self.worker))
     }

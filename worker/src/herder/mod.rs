@@ -28,7 +28,10 @@ use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
 use crate::store::status::{connector_key, task_key};
 use crate::store::{ConfigStore, ConnectorStatus, OffsetStore, StatusStore, TargetState};
-use crate::task::{Desired, Reporter, SinkTaskRunner, SourceTaskRunner, TaskEvent, TaskHandle, TaskReport, TaskSettings, TaskState};
+use crate::task::{
+    Desired, Reporter, SinkTaskRunner, SourceTaskRunner, TaskEvent, TaskHandle, TaskReport,
+    TaskSettings, TaskState,
+};
 
 pub use validate::{validate_for_create, validate_with};
 
@@ -94,8 +97,22 @@ impl Herder {
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), WorkerError> {
         let rf = worker.replication_factor;
         let configs = ConfigStore::open(&clients, &worker.config_storage_topic, rf).await?;
-        let offsets = Arc::new(OffsetStore::open(&clients, &worker.offset_storage_topic, worker.offset_storage_partitions, rf).await?);
-        let statuses = StatusStore::open(&clients, &worker.status_storage_topic, worker.status_storage_partitions, rf).await?;
+        let offsets = Arc::new(
+            OffsetStore::open(
+                &clients,
+                &worker.offset_storage_topic,
+                worker.offset_storage_partitions,
+                rf,
+            )
+            .await?,
+        );
+        let statuses = StatusStore::open(
+            &clients,
+            &worker.status_storage_topic,
+            worker.status_storage_partitions,
+            rf,
+        )
+        .await?;
         let kafka_cluster_id = clients.cluster_id().await.unwrap_or_default();
         let generation = statuses.max_generation() + 1;
         let (events, event_rx) = mpsc::unbounded_channel();
@@ -123,7 +140,11 @@ impl Herder {
     }
 
     /// Reacts to config records, task reports and reconfiguration requests until shut down.
-    async fn background(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<TaskEvent>, shutdown: CancellationToken) {
+    async fn background(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<TaskEvent>,
+        shutdown: CancellationToken,
+    ) {
         let mut changes: watch::Receiver<i64> = self.configs.changes();
         loop {
             tokio::select! {
@@ -162,11 +183,23 @@ impl Herder {
                 if state == TaskState::Unassigned {
                     return;
                 }
-                self.set_state(&task_key(&event.id.connector, event.id.task), state.as_str(), trace).await;
+                self.set_state(
+                    &task_key(&event.id.connector, event.id.task),
+                    state.as_str(),
+                    trace,
+                )
+                .await;
             }
             TaskReport::TopicUsed(topic) => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-                if let Err(e) = self.statuses.put_topic(&topic, &event.id.connector, &event.id.to_string(), now).await {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                if let Err(e) = self
+                    .statuses
+                    .put_topic(&topic, &event.id.connector, &event.id.to_string(), now)
+                    .await
+                {
                     tracing::warn!("recording topic {topic} failed: {e}");
                 }
             }
@@ -181,21 +214,35 @@ impl Herder {
             }
             states.insert(key.to_owned(), (state.to_owned(), trace.clone()));
         }
-        let status = ConnectorStatus { state: state.to_owned(), trace, worker_id: self.worker_id.clone(), generation: self.generation };
+        let status = ConnectorStatus {
+            state: state.to_owned(),
+            trace,
+            worker_id: self.worker_id.clone(),
+            generation: self.generation,
+        };
         if let Err(e) = self.statuses.put(key, Some(&status)).await {
             tracing::warn!(key, "writing status failed: {e}");
         }
     }
 
     async fn forget_state(&self, key: &str) {
-        let known = self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key).is_some();
+        let known = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+            .is_some();
         if known || self.statuses.get(key).is_some() {
             let _ = self.statuses.put(key, None).await;
         }
     }
 
     fn state_of(&self, key: &str) -> Option<(String, Option<String>)> {
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Whether this worker runs `connector` (always, on a single worker).
@@ -229,18 +276,32 @@ impl Herder {
             if !keep {
                 if let Some(mut c) = running.connectors.remove(&name) {
                     if let Err(e) = stop_instance(&mut c.instance).await {
-                        tracing::warn!(connector = name, "stopping connector failed: {}", e.trace());
+                        tracing::warn!(
+                            connector = name,
+                            "stopping connector failed: {}",
+                            e.trace()
+                        );
                     }
                 }
             }
         }
-        running.failed.retain(|name, config| desired.connectors.get(name).is_some_and(|e| &e.config == config));
+        running.failed.retain(|name, config| {
+            desired
+                .connectors
+                .get(name)
+                .is_some_and(|e| &e.config == config)
+        });
 
         // Stop tasks that no longer exist, or whose config changed.
         let task_ids: Vec<TaskId> = running.tasks.keys().cloned().collect();
         for id in task_ids {
-            let wanted = desired.connectors.get(&id.connector).filter(|_| desired.target_state(&id.connector) != TargetState::Stopped).and_then(|e| e.tasks.get(id.task as usize));
-            let same = wanted.is_some_and(|w| *w == running.tasks[&id].config) && running.connectors.contains_key(&id.connector);
+            let wanted = desired
+                .connectors
+                .get(&id.connector)
+                .filter(|_| desired.target_state(&id.connector) != TargetState::Stopped)
+                .and_then(|e| e.tasks.get(id.task as usize));
+            let same = wanted.is_some_and(|w| *w == running.tasks[&id].config)
+                && running.connectors.contains_key(&id.connector);
             if !same && let Some(t) = running.tasks.remove(&id) {
                 t.stop(timeout).await;
             }
@@ -259,8 +320,17 @@ impl Herder {
         }
         for key in self.statuses.keys_with_prefix("status-task-") {
             let rest = &key["status-task-".len()..];
-            let Some((c, n)) = rest.rsplit_once('-').and_then(|(c, n)| Some((c, n.parse::<usize>().ok()?))) else { continue };
-            let count = desired.connectors.get(c).filter(|_| desired.target_state(c) != TargetState::Stopped).map_or(0, |e| e.tasks.len());
+            let Some((c, n)) = rest
+                .rsplit_once('-')
+                .and_then(|(c, n)| Some((c, n.parse::<usize>().ok()?)))
+            else {
+                continue;
+            };
+            let count = desired
+                .connectors
+                .get(c)
+                .filter(|_| desired.target_state(c) != TargetState::Stopped)
+                .map_or(0, |e| e.tasks.len());
             if n >= count {
                 self.forget_state(&key).await;
             }
@@ -287,18 +357,31 @@ impl Herder {
                     Err(trace) => {
                         tracing::error!(connector = name, "connector failed to start: {trace}");
                         running.failed.insert(name.clone(), entry.config.clone());
-                        self.set_state(&connector_key(name), "FAILED", Some(trace)).await;
+                        self.set_state(&connector_key(name), "FAILED", Some(trace))
+                            .await;
                         continue;
                     }
                 }
             }
-            let connector_state = if target == TargetState::Paused { "PAUSED" } else { "RUNNING" };
-            self.set_state(&connector_key(name), connector_state, None).await;
-            let Some(connector) = running.connectors.get(name) else { continue };
+            let connector_state = if target == TargetState::Paused {
+                "PAUSED"
+            } else {
+                "RUNNING"
+            };
+            self.set_state(&connector_key(name), connector_state, None)
+                .await;
+            let Some(connector) = running.connectors.get(name) else {
+                continue;
+            };
 
             // Task configs: regenerate when asked to (or at start) and write them if they changed.
             if connector.reconfigure.swap(false, Ordering::SeqCst) {
-                let max = entry.config.get("tasks.max").and_then(|m| m.trim().parse::<usize>().ok()).unwrap_or(1).max(1);
+                let max = entry
+                    .config
+                    .get("tasks.max")
+                    .and_then(|m| m.trim().parse::<usize>().ok())
+                    .unwrap_or(1)
+                    .max(1);
                 let generated = match &connector.instance {
                     ConnectorInstance::Source(c) => c.task_configs(max),
                     ConnectorInstance::Sink(c) => c.task_configs(max),
@@ -309,25 +392,42 @@ impl Herder {
                         if tasks != entry.tasks {
                             match self.configs.put_task_configs(name, &tasks).await {
                                 Ok(()) => wrote = true,
-                                Err(e) => tracing::error!(connector = name, "writing task configs failed: {e}"),
+                                Err(e) => tracing::error!(
+                                    connector = name,
+                                    "writing task configs failed: {e}"
+                                ),
                             }
                             continue;
                         }
                     }
                     Err(e) => {
-                        self.set_state(&connector_key(name), "FAILED", Some(format!("generating task configs failed: {}", e.trace()))).await;
+                        self.set_state(
+                            &connector_key(name),
+                            "FAILED",
+                            Some(format!("generating task configs failed: {}", e.trace())),
+                        )
+                        .await;
                         continue;
                     }
                 }
             }
 
-            let desired_task = if target == TargetState::Paused { Desired::Paused } else { Desired::Running };
+            let desired_task = if target == TargetState::Paused {
+                Desired::Paused
+            } else {
+                Desired::Running
+            };
             for (n, task_config) in entry.tasks.iter().enumerate() {
                 let id = TaskId::new(name.clone(), n as u32);
                 match running.tasks.get(&id) {
                     Some(t) => t.set_desired(desired_task),
                     None => {
-                        let handle = self.spawn_task(id.clone(), task_config.clone(), connector, desired_task);
+                        let handle = self.spawn_task(
+                            id.clone(),
+                            task_config.clone(),
+                            connector,
+                            desired_task,
+                        );
                         running.tasks.insert(id, handle);
                     }
                 }
@@ -339,32 +439,55 @@ impl Herder {
         wrote
     }
 
-    async fn start_connector(&self, name: &str, config: &Props) -> Result<RunningConnector, String> {
+    async fn start_connector(
+        &self,
+        name: &str,
+        config: &Props,
+    ) -> Result<RunningConnector, String> {
         let class = config.get("connector.class").cloned().unwrap_or_default();
         let plugin = self.registry.find(&class).map_err(|e| e.to_string())?;
-        let settings = RuntimeSettings::resolve(plugin.kind, config, &self.worker).map_err(|e| e.to_string())?;
+        let settings = RuntimeSettings::resolve(plugin.kind, config, &self.worker)
+            .map_err(|e| e.to_string())?;
         let mut instance = plugin.create();
         let reconfigure = Arc::new(AtomicBool::new(true));
-        let ctx: Arc<dyn ConnectorContext> = Arc::new(Context { reconfigure: Arc::clone(&reconfigure), wake: Arc::clone(&self.wake) });
+        let ctx: Arc<dyn ConnectorContext> = Arc::new(Context {
+            reconfigure: Arc::clone(&reconfigure),
+            wake: Arc::clone(&self.wake),
+        });
         let started = match &mut instance {
             ConnectorInstance::Source(c) => c.start(ctx, config).await,
             ConnectorInstance::Sink(c) => c.start(ctx, config).await,
         };
         started.map_err(|e| e.trace())?;
         tracing::info!(connector = name, class = plugin.class, "connector started");
-        Ok(RunningConnector { config: config.clone(), instance, settings: Arc::new(settings), reconfigure })
+        Ok(RunningConnector {
+            config: config.clone(),
+            instance,
+            settings: Arc::new(settings),
+            reconfigure,
+        })
     }
 
-    fn spawn_task(&self, id: TaskId, config: Props, connector: &RunningConnector, desired: Desired) -> TaskHandle {
+    fn spawn_task(
+        &self,
+        id: TaskId,
+        config: Props,
+        connector: &RunningConnector,
+        desired: Desired,
+    ) -> TaskHandle {
         let incarnation = self.incarnations.fetch_add(1, Ordering::SeqCst) + 1;
         let (desired_tx, desired_rx) = watch::channel(desired);
         let reporter = Reporter::new(id.clone(), incarnation, self.events.clone());
-        let task_settings = TaskSettings { offset_flush_interval: Duration::from_millis(self.worker.offset_flush_interval_ms) };
+        let task_settings = TaskSettings {
+            offset_flush_interval: Duration::from_millis(self.worker.offset_flush_interval_ms),
+        };
         let settings = Arc::clone(&connector.settings);
         tracing::info!(task = %id, "starting task");
         let join = match &connector.instance {
             ConnectorInstance::Source(c) => {
-                let producer = self.clients.producer(&[("client.id", &format!("connector-producer-{id}"))]);
+                let producer = self
+                    .clients
+                    .producer(&[("client.id", &format!("connector-producer-{id}"))]);
                 match producer {
                     Ok(producer) => {
                         let runner = SourceTaskRunner {
@@ -410,7 +533,9 @@ impl Herder {
         let mut restarted = Vec::new();
         {
             let mut running = self.running.lock().await;
-            let connector_failed = self.state_of(&connector_key(name)).is_some_and(|(s, _)| s == "FAILED");
+            let connector_failed = self
+                .state_of(&connector_key(name))
+                .is_some_and(|(s, _)| s == "FAILED");
             if !only_failed || connector_failed {
                 running.failed.remove(name);
                 if let Some(mut c) = running.connectors.remove(name) {
@@ -419,11 +544,21 @@ impl Herder {
             }
             if include_tasks {
                 let timeout = Duration::from_millis(self.worker.task_shutdown_graceful_timeout_ms);
-                let ids: Vec<TaskId> = running.tasks.keys().filter(|id| id.connector == name).cloned().collect();
+                let ids: Vec<TaskId> = running
+                    .tasks
+                    .keys()
+                    .filter(|id| id.connector == name)
+                    .cloned()
+                    .collect();
                 for id in ids {
-                    let failed = self.state_of(&task_key(name, id.task)).is_some_and(|(s, _)| s == "FAILED");
-                    if (!only_failed || failed) && let Some(t) = running.tasks.remove(&id) {
-                        self.set_state(&task_key(name, id.task), "RESTARTING", None).await;
+                    let failed = self
+                        .state_of(&task_key(name, id.task))
+                        .is_some_and(|(s, _)| s == "FAILED");
+                    if (!only_failed || failed)
+                        && let Some(t) = running.tasks.remove(&id)
+                    {
+                        self.set_state(&task_key(name, id.task), "RESTARTING", None)
+                            .await;
                         t.stop(timeout).await;
                         restarted.push(id.task);
                     }
@@ -440,7 +575,10 @@ impl Herder {
             let mut running = self.running.lock().await;
             match running.tasks.remove(id) {
                 Some(t) => {
-                    t.stop(Duration::from_millis(self.worker.task_shutdown_graceful_timeout_ms)).await;
+                    t.stop(Duration::from_millis(
+                        self.worker.task_shutdown_graceful_timeout_ms,
+                    ))
+                    .await;
                     true
                 }
                 None => false,
@@ -452,12 +590,22 @@ impl Herder {
 
     /// Whether a task handle exists (used to answer 404s).
     async fn task_exists(&self, id: &TaskId) -> bool {
-        self.configs.snapshot().connectors.get(&id.connector).is_some_and(|e| (id.task as usize) < e.tasks.len())
+        self.configs
+            .snapshot()
+            .connectors
+            .get(&id.connector)
+            .is_some_and(|e| (id.task as usize) < e.tasks.len())
     }
 
     /// Names of the tasks currently running here (for diagnostics).
     pub async fn running_tasks(&self) -> BTreeSet<String> {
-        self.running.lock().await.tasks.keys().map(ToString::to_string).collect()
+        self.running
+            .lock()
+            .await
+            .tasks
+            .keys()
+            .map(ToString::to_string)
+            .collect()
     }
 }
 
@@ -466,7 +614,9 @@ fn reporter_failed(reporter: &Reporter, trace: String) {
     r.fail_now(trace);
 }
 
-async fn stop_instance(instance: &mut ConnectorInstance) -> sluice_connector_api::ConnectResult<()> {
+async fn stop_instance(
+    instance: &mut ConnectorInstance,
+) -> sluice_connector_api::ConnectResult<()> {
     match instance {
         ConnectorInstance::Source(c) => c.stop().await,
         ConnectorInstance::Sink(c) => c.stop().await,

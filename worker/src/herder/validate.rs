@@ -14,7 +14,10 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
     let instance = plugin.create();
     let own: ConfigDef = instance.config_def();
     let mut reports: Vec<(sluice_connector_api::ConfigKeyInfo, ConfigValueReport)> = Vec::new();
-    for (def, values) in [(&common, common.validate(config)), (&own, instance.validate(config))] {
+    for (def, values) in [
+        (&common, common.validate(config)),
+        (&own, instance.validate(config)),
+    ] {
         let infos = def.describe();
         for value in values {
             if let Some(info) = infos.iter().find(|i| i.name == value.name) {
@@ -72,17 +75,26 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
         name: plugin.class.to_owned(),
         error_count: reports.iter().map(|(_, v)| v.errors.len()).sum(),
         groups,
-        configs: reports.into_iter().map(|(definition, value)| ConfigInfo { definition, value }).collect(),
+        configs: reports
+            .into_iter()
+            .map(|(definition, value)| ConfigInfo { definition, value })
+            .collect(),
     }
 }
 
 /// Validates a connector config for create/update: 400 with every error, or the plugin.
-pub fn validate_for_create<'r>(registry: &'r PluginRegistry, config: &Props, worker: &WorkerConfig) -> Result<&'r Plugin, ApiError> {
+pub fn validate_for_create<'r>(
+    registry: &'r PluginRegistry,
+    config: &Props,
+    worker: &WorkerConfig,
+) -> Result<&'r Plugin, ApiError> {
     let class = config
         .get("connector.class")
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("Connector config must contain \"connector.class\": the connector's class name or alias"))?;
-    let plugin = registry.find(class).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let plugin = registry
+        .find(class)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let infos = validate_with(plugin, config, worker);
     if infos.error_count == 0 {
         return Ok(plugin);

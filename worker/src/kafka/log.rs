@@ -62,7 +62,11 @@ impl KafkaLog {
         mut apply: impl FnMut(LogRecord) + Send + 'static,
     ) -> Result<Self, WorkerError> {
         let consumer: StreamConsumer = clients.consumer(
-            &[("group.id", "sluice-internal-log-reader")],
+            // Short fetch waits: writers wait to read their own records back.
+            &[
+                ("group.id", "sluice-internal-log-reader"),
+                ("fetch.wait.max.ms", "50"),
+            ],
             DefaultConsumerContext,
         )?;
         let mut tpl = TopicPartitionList::new();
@@ -85,7 +89,8 @@ impl KafkaLog {
                         Ok(msg) => {
                             let (partition, offset) = (msg.partition(), msg.offset());
                             let fresh = {
-                                let mut next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                let mut next =
+                                    progress.next.lock().unwrap_or_else(|e| e.into_inner());
                                 let entry = next.entry(partition).or_insert(0);
                                 let fresh = offset >= *entry;
                                 *entry = (*entry).max(offset + 1);
@@ -142,7 +147,10 @@ impl KafkaLog {
         })
         .await
         .map_err(|e| WorkerError::Broker(e.to_string()))?
-        .map_err(WorkerError::kafka(format!("reading end offsets of {}", self.topic)))?;
+        .map_err(WorkerError::kafka(format!(
+            "reading end offsets of {}",
+            self.topic
+        )))?;
         self.wait_for(&ends).await;
         Ok(())
     }

@@ -145,7 +145,11 @@ impl KafkaClients {
 
     /// Offsets committed by consumer `group` for every partition of `topics`, as
     /// (topic, partition, offset); partitions without a commit are left out.
-    pub async fn committed_offsets(&self, group: &str, topics: &[String]) -> Result<Vec<(String, i32, i64)>, WorkerError> {
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, i32, i64)>, WorkerError> {
         let mut tpl = rdkafka::TopicPartitionList::new();
         for topic in topics {
             if let Some(n) = self.partition_count(topic).await? {
@@ -154,14 +158,26 @@ impl KafkaClients {
                 }
             }
         }
-        let config = self.base(&self.consumer_overrides, &[("group.id", group), ("enable.auto.commit", "false")]);
+        let config = self.base(
+            &self.consumer_overrides,
+            &[("group.id", group), ("enable.auto.commit", "false")],
+        );
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create().map_err(WorkerError::kafka("creating a client"))?;
-            let committed = consumer.committed_offsets(tpl, ADMIN_TIMEOUT).map_err(WorkerError::kafka("reading committed offsets"))?;
+            let consumer: BaseConsumer = config
+                .create()
+                .map_err(WorkerError::kafka("creating a client"))?;
+            let committed = consumer
+                .committed_offsets(tpl, ADMIN_TIMEOUT)
+                .map_err(WorkerError::kafka("reading committed offsets"))?;
             Ok(committed
                 .elements()
                 .iter()
-                .filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.topic().to_owned(), e.partition(), o)))
+                .filter_map(|e| {
+                    e.offset()
+                        .to_raw()
+                        .filter(|o| *o >= 0)
+                        .map(|o| (e.topic().to_owned(), e.partition(), o))
+                })
                 .collect())
         })
         .await
@@ -201,7 +217,10 @@ impl KafkaClients {
             topic = topic.set("cleanup.policy", "compact");
         }
         let results = admin
-            .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)))
+            .create_topics(
+                [&topic],
+                &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)),
+            )
             .await
             .map_err(WorkerError::kafka(format!("creating topic {}", spec.name)))?;
         for result in results {

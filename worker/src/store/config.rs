@@ -76,7 +76,10 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// The target state of `connector` (started unless set).
     pub fn target_state(&self, connector: &str) -> TargetState {
-        self.target_states.get(connector).copied().unwrap_or_default()
+        self.target_states
+            .get(connector)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Applies one record of the config topic.
@@ -123,7 +126,8 @@ impl ClusterConfig {
             let count = value
                 .and_then(|v| v.get("tasks"))
                 .and_then(Json::as_u64)
-                .ok_or_else(|| format!("invalid task commit for {name}"))? as u32;
+                .ok_or_else(|| format!("invalid task commit for {name}"))?
+                as u32;
             let mut pending = self.pending_tasks.remove(name).unwrap_or_default();
             let tasks: Option<Vec<Props>> = (0..count).map(|n| pending.remove(&n)).collect();
             match (tasks, self.connectors.get_mut(name)) {
@@ -147,7 +151,10 @@ fn properties(value: &Json) -> Result<Props, String> {
         .map(|m| {
             m.iter()
                 .map(|(k, v)| {
-                    let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                    let v = v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string());
                     (k.clone(), v)
                 })
                 .collect()
@@ -214,7 +221,11 @@ impl ConfigStore {
             },
         )
         .await?;
-        Ok(Self { log, state, changes })
+        Ok(Self {
+            log,
+            state,
+            changes,
+        })
     }
 
     /// A copy of the current state.
@@ -238,9 +249,16 @@ impl ConfigStore {
     }
 
     /// Writes a connector's config.
-    pub async fn put_connector_config(&self, name: &str, config: &Props) -> Result<(), WorkerError> {
-        self.write(format!("connector-{name}"), Some(json!({ "properties": config })))
-            .await
+    pub async fn put_connector_config(
+        &self,
+        name: &str,
+        config: &Props,
+    ) -> Result<(), WorkerError> {
+        self.write(
+            format!("connector-{name}"),
+            Some(json!({ "properties": config })),
+        )
+        .await
     }
 
     /// Deletes a connector (its config, then its target state).
@@ -250,7 +268,11 @@ impl ConfigStore {
     }
 
     /// Writes a connector's target state.
-    pub async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), WorkerError> {
+    pub async fn put_target_state(
+        &self,
+        name: &str,
+        state: TargetState,
+    ) -> Result<(), WorkerError> {
         // Readers that only know "state" see PAUSED for STOPPED, as Kafka Connect writes it.
         let legacy = match state {
             TargetState::Started => "STARTED",
@@ -268,11 +290,17 @@ impl ConfigStore {
         for (n, props) in tasks.iter().enumerate() {
             let key = format!("task-{name}-{n}");
             self.log
-                .send(&key, Some(json!({ "properties": props }).to_string().as_bytes()))
+                .send(
+                    &key,
+                    Some(json!({ "properties": props }).to_string().as_bytes()),
+                )
                 .await?;
         }
-        self.write(format!("commit-{name}"), Some(json!({ "tasks": tasks.len() })))
-            .await
+        self.write(
+            format!("commit-{name}"),
+            Some(json!({ "tasks": tasks.len() })),
+        )
+        .await
     }
 }
 
@@ -289,7 +317,8 @@ mod tests {
     #[test]
     fn tasks_take_effect_only_at_commit() {
         let mut c = ClusterConfig::default();
-        c.apply("connector-a-b", Some(&props(&[("tasks.max", "2")]))).unwrap();
+        c.apply("connector-a-b", Some(&props(&[("tasks.max", "2")])))
+            .unwrap();
         c.apply("task-a-b-0", Some(&props(&[("n", "0")]))).unwrap();
         c.apply("task-a-b-1", Some(&props(&[("n", "1")]))).unwrap();
         assert!(c.connectors["a-b"].tasks.is_empty());
@@ -312,8 +341,11 @@ mod tests {
     #[test]
     fn target_state_v2_wins_and_tombstone_deletes() {
         let mut c = ClusterConfig::default();
-        c.apply("target-state-x", Some(&json!({"state": "PAUSED", "state.v2": "STOPPED"})))
-            .unwrap();
+        c.apply(
+            "target-state-x",
+            Some(&json!({"state": "PAUSED", "state.v2": "STOPPED"})),
+        )
+        .unwrap();
         c.apply("connector-x", Some(&props(&[]))).unwrap();
         assert_eq!(c.target_state("x"), TargetState::Stopped);
         c.apply("connector-x", None).unwrap();

@@ -28,7 +28,11 @@ fn canonical(partition: &SourcePartition) -> String {
             Json::Object(m) => {
                 let mut keys: Vec<_> = m.iter().collect();
                 keys.sort_by(|a, b| a.0.cmp(b.0));
-                Json::Object(keys.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+                Json::Object(
+                    keys.into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
             }
             Json::Array(items) => Json::Array(items.iter().map(sorted).collect()),
             other => other.clone(),
@@ -75,7 +79,10 @@ impl OffsetStore {
             partitions,
             move |record: LogRecord| {
                 let Some((connector, partition)) = record.key.as_deref().and_then(parse_key) else {
-                    tracing::warn!(offset = record.offset, "skipping offsets record with an unreadable key");
+                    tracing::warn!(
+                        offset = record.offset,
+                        "skipping offsets record with an unreadable key"
+                    );
                     return;
                 };
                 let key = (connector, canonical(&partition));
@@ -88,7 +95,10 @@ impl OffsetStore {
                         offsets.insert(key, (partition, offset));
                     }
                     Some(_) => {
-                        tracing::warn!(offset = record.offset, "skipping offsets record with an unreadable value")
+                        tracing::warn!(
+                            offset = record.offset,
+                            "skipping offsets record with an unreadable value"
+                        )
                     }
                 }
             },

@@ -47,7 +47,10 @@ pub fn topic_key(topic: &str, connector: &str) -> String {
 fn parse_topic_record(value: &[u8]) -> Option<(String, String)> {
     let json: serde_json::Value = serde_json::from_slice(value).ok()?;
     let topic = json.get("topic")?;
-    Some((topic.get("connector")?.as_str()?.to_owned(), topic.get("name")?.as_str()?.to_owned()))
+    Some((
+        topic.get("connector")?.as_str()?.to_owned(),
+        topic.get("name")?.as_str()?.to_owned(),
+    ))
 }
 
 impl StatusStore {
@@ -85,7 +88,11 @@ impl StatusStore {
                     };
                     return;
                 }
-                match record.value.as_deref().map(serde_json::from_slice::<ConnectorStatus>) {
+                match record
+                    .value
+                    .as_deref()
+                    .map(serde_json::from_slice::<ConnectorStatus>)
+                {
                     None => {
                         statuses.by_key.remove(&key);
                     }
@@ -141,7 +148,11 @@ impl StatusStore {
     }
 
     /// Writes a status (or deletes it with `None`) and updates the local view at once.
-    pub async fn put(&self, key: &str, status: Option<&ConnectorStatus>) -> Result<(), WorkerError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        status: Option<&ConnectorStatus>,
+    ) -> Result<(), WorkerError> {
         {
             let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
             match status {
@@ -156,25 +167,48 @@ impl StatusStore {
     /// Topics a connector has used.
     pub fn topics(&self, connector: &str) -> Vec<String> {
         let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-        let mut topics: Vec<String> = statuses.topics.values().filter(|(c, _)| c == connector).map(|(_, t)| t.clone()).collect();
+        let mut topics: Vec<String> = statuses
+            .topics
+            .values()
+            .filter(|(c, _)| c == connector)
+            .map(|(_, t)| t.clone())
+            .collect();
         topics.sort();
         topics.dedup();
         topics
     }
 
     /// Records that a connector's task used a topic (Kafka Connect's topic tracking record).
-    pub async fn put_topic(&self, topic: &str, connector: &str, task: &str, now_ms: i64) -> Result<(), WorkerError> {
+    pub async fn put_topic(
+        &self,
+        topic: &str,
+        connector: &str,
+        task: &str,
+        now_ms: i64,
+    ) -> Result<(), WorkerError> {
         let key = topic_key(topic, connector);
         let value = serde_json::json!({"topic": {"name": topic, "connector": connector, "task": task, "discoverTimestamp": now_ms}});
-        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).topics.insert(key.clone(), (connector.to_owned(), topic.to_owned()));
-        self.log.send(&key, Some(value.to_string().as_bytes())).await.map(|_| ())
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .topics
+            .insert(key.clone(), (connector.to_owned(), topic.to_owned()));
+        self.log
+            .send(&key, Some(value.to_string().as_bytes()))
+            .await
+            .map(|_| ())
     }
 
     /// Forgets every topic a connector has used.
     pub async fn reset_topics(&self, connector: &str) -> Result<(), WorkerError> {
         let keys: Vec<String> = {
             let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-            let keys: Vec<String> = statuses.topics.iter().filter(|(_, (c, _))| c == connector).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<String> = statuses
+                .topics
+                .iter()
+                .filter(|(_, (c, _))| c == connector)
+                .map(|(k, _)| k.clone())
+                .collect();
             for k in &keys {
                 statuses.topics.remove(k);
             }

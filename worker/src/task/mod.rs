@@ -91,11 +91,19 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter for one incarnation of a task.
     pub fn new(id: TaskId, incarnation: u64, events: mpsc::UnboundedSender<TaskEvent>) -> Self {
-        Self { id, incarnation, events }
+        Self {
+            id,
+            incarnation,
+            events,
+        }
     }
 
     fn send(&self, report: TaskReport) {
-        let _ = self.events.send(TaskEvent { id: self.id.clone(), incarnation: self.incarnation, report });
+        let _ = self.events.send(TaskEvent {
+            id: self.id.clone(),
+            incarnation: self.incarnation,
+            report,
+        });
     }
 
     fn report(&self, state: TaskState, trace: Option<String>) {
@@ -136,8 +144,18 @@ pub struct TaskHandle {
 
 impl TaskHandle {
     /// Wraps a spawned task.
-    pub fn new(config: Props, incarnation: u64, desired: watch::Sender<Desired>, join: JoinHandle<()>) -> Self {
-        Self { config, incarnation, desired, join }
+    pub fn new(
+        config: Props,
+        incarnation: u64,
+        desired: watch::Sender<Desired>,
+        join: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            config,
+            incarnation,
+            desired,
+            join,
+        }
     }
 
     /// Asks the task to run or pause.
@@ -166,7 +184,11 @@ impl TaskHandle {
 }
 
 /// Shared between a runner and whoever formats its errors.
-pub(crate) fn record_coordinates(topic: &str, partition: Option<i32>, offset: Option<i64>) -> String {
+pub(crate) fn record_coordinates(
+    topic: &str,
+    partition: Option<i32>,
+    offset: Option<i64>,
+) -> String {
     match (partition, offset) {
         (Some(p), Some(o)) => format!("topic {topic}, partition {p}, offset {o}"),
         (Some(p), None) => format!("topic {topic}, partition {p}"),

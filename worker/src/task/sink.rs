@@ -11,19 +11,21 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    ConnectError, Headers, Offsets, Props, Record, SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId,
-    TopicPartition,
+    ConnectError, Headers, Offsets, Props, Record, SinkRecord, SinkTask, SinkTaskContext,
+    SinkTaskControl, TaskId, TopicPartition,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState, record_coordinates};
-use crate::error::WorkerError;
 use crate::connector_config::RuntimeSettings;
+use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
 
 /// Largest batch handed to `put`.
@@ -46,7 +48,10 @@ struct GroupContext {
 impl ClientContext for GroupContext {}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
-    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
 }
 
 impl ConsumerContext for GroupContext {
@@ -57,7 +62,11 @@ impl ConsumerContext for GroupContext {
             let mut commit = TopicPartitionList::new();
             for tp in &revoked {
                 if let Some(offset) = safe.get(tp) {
-                    let _ = commit.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+                    let _ = commit.add_partition_offset(
+                        &tp.topic,
+                        tp.partition,
+                        Offset::Offset(*offset),
+                    );
                 }
             }
             if commit.count() > 0
@@ -66,6 +75,19 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!("committing offsets of revoked partitions failed: {e}");
             }
             let _ = self.events.send(GroupEvent::Revoked(revoked));
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => tracing::debug!(?offsets, "offsets committed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "committing offsets failed; the next commit retries")
+            }
         }
     }
 
@@ -87,20 +109,35 @@ struct Control {
 
 impl SinkTaskControl for Control {
     fn pause(&self, partitions: &[TopicPartition]) {
-        self.paused_by_task.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions.iter().cloned());
+        self.paused_by_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(partitions.iter().cloned());
     }
     fn resume(&self, partitions: &[TopicPartition]) {
-        let mut paused = self.paused_by_task.lock().unwrap_or_else(|e| e.into_inner());
+        let mut paused = self
+            .paused_by_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for p in partitions {
             paused.remove(p);
         }
-        self.resumed_by_task.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions.iter().cloned());
+        self.resumed_by_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(partitions.iter().cloned());
     }
     fn request_commit(&self) {
-        self.commit_requested.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.commit_requested
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     fn assignment(&self) -> Vec<TopicPartition> {
-        self.assignment.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -138,21 +175,43 @@ impl SinkTaskRunner {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let safe = Arc::new(Mutex::new(Offsets::new()));
         let group = format!("connect-{}", self.id.connector);
+        // Static membership: a restarted (or moved) task takes its predecessor's place in the group
+        // at once instead of waiting for its session to time out, and fences a zombie predecessor.
+        let instance = format!("connector-consumer-{}", self.id);
         let consumer: StreamConsumer<GroupContext> = match self.clients.consumer(
-            &[("group.id", group.as_str()), ("partition.assignment.strategy", "cooperative-sticky")],
-            GroupContext { events: events_tx, safe: Arc::clone(&safe) },
+            &[
+                ("group.id", group.as_str()),
+                ("group.instance.id", instance.as_str()),
+                ("partition.assignment.strategy", "range"),
+            ],
+            GroupContext {
+                events: events_tx,
+                safe: Arc::clone(&safe),
+            },
         ) {
             Ok(c) => c,
             Err(e) => return self.reporter.failed(e.to_string()),
         };
-        let topics: Vec<&str> = self.settings.subscription.iter().map(String::as_str).collect();
+        let topics: Vec<&str> = self
+            .settings
+            .subscription
+            .iter()
+            .map(String::as_str)
+            .collect();
         if let Err(e) = consumer.subscribe(&topics) {
-            return self.reporter.failed(format!("subscribing to {topics:?} failed: {e}"));
+            return self
+                .reporter
+                .failed(format!("subscribing to {topics:?} failed: {e}"));
         }
         let control = Arc::new(Control::default());
-        let ctx = SinkTaskContext::new(self.id.clone(), Arc::clone(&control) as Arc<dyn SinkTaskControl>);
+        let ctx = SinkTaskContext::new(
+            self.id.clone(),
+            Arc::clone(&control) as Arc<dyn SinkTaskControl>,
+        );
         if let Err(e) = self.task.start(ctx, &self.props).await {
-            return self.reporter.failed(format!("task start failed: {}", e.trace()));
+            return self
+                .reporter
+                .failed(format!("task start failed: {}", e.trace()));
         }
         let mut current = Offsets::new();
         let mut paused = false;
@@ -166,18 +225,27 @@ impl SinkTaskRunner {
                     return Ok(());
                 }
                 while let Ok(event) = events.try_recv() {
-                    self.on_group_event(event, &consumer, &control, &mut current, paused).await?;
+                    self.on_group_event(event, &consumer, &control, &mut current, paused)
+                        .await?;
                 }
                 self.apply_task_pauses(&consumer, &control, paused);
                 let want_paused = desired == Desired::Paused;
                 if want_paused != paused {
                     let assigned: Vec<_> = control.assignment();
                     let tpl = tpl_of(&assigned);
-                    let r = if want_paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+                    let r = if want_paused {
+                        consumer.pause(&tpl)
+                    } else {
+                        consumer.resume(&tpl)
+                    };
                     r.map_err(|e| format!("pausing or resuming partitions failed: {e}"))?;
                     paused = want_paused;
                 }
-                let state = if paused { TaskState::Paused } else { TaskState::Running };
+                let state = if paused {
+                    TaskState::Paused
+                } else {
+                    TaskState::Running
+                };
                 if shown != Some(state) {
                     self.reporter.report(state, None);
                     shown = Some(state);
@@ -187,17 +255,28 @@ impl SinkTaskRunner {
                     for r in &batch {
                         current.insert(r.origin.clone(), r.offset + 1);
                     }
-                    self.task.put(batch).await.map_err(|e| format!("put failed: {}", e.trace()))?;
+                    self.task
+                        .put(batch)
+                        .await
+                        .map_err(|e| format!("put failed: {}", e.trace()))?;
                 }
-                let requested = control.commit_requested.swap(false, std::sync::atomic::Ordering::Relaxed);
+                let requested = control
+                    .commit_requested
+                    .swap(false, std::sync::atomic::Ordering::Relaxed);
                 if requested || Instant::now() >= next_commit {
-                    self.commit(&consumer, &safe, &current, CommitMode::Async).await?;
+                    self.commit(&consumer, &safe, &current, CommitMode::Async)
+                        .await?;
                     next_commit = Instant::now() + interval;
                 }
             }
         }
         .await;
-        let commit = if result.is_ok() { self.commit(&consumer, &safe, &current, CommitMode::Sync).await } else { Ok(()) };
+        let commit = if result.is_ok() {
+            self.commit(&consumer, &safe, &current, CommitMode::Sync)
+                .await
+        } else {
+            Ok(())
+        };
         let assigned = control.assignment();
         if let Err(e) = self.task.close(&assigned).await {
             tracing::warn!(task = %self.id, "close failed: {}", e.trace());
@@ -222,51 +301,98 @@ impl SinkTaskRunner {
     ) -> Result<(), String> {
         match event {
             GroupEvent::Assigned(parts) => {
+                tracing::info!(task = %self.id, partitions = ?parts, "partitions assigned");
                 for topic in parts.iter().map(|p| &p.topic).collect::<BTreeSet<_>>() {
                     self.reporter.topic_used(topic);
                 }
-                control.assignment.lock().unwrap_or_else(|e| e.into_inner()).extend(parts.iter().cloned());
+                control
+                    .assignment
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(parts.iter().cloned());
                 if paused {
                     let _ = consumer.pause(&tpl_of(&parts));
                 }
-                self.task.open(&parts).await.map_err(|e| format!("open failed: {}", e.trace()))
+                self.task
+                    .open(&parts)
+                    .await
+                    .map_err(|e| format!("open failed: {}", e.trace()))
             }
             GroupEvent::Revoked(parts) => {
+                tracing::info!(task = %self.id, partitions = ?parts, "partitions revoked");
                 {
-                    let mut assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut assignment =
+                        control.assignment.lock().unwrap_or_else(|e| e.into_inner());
                     for p in &parts {
                         assignment.remove(p);
                         current.remove(p);
                     }
                 }
-                self.task.close(&parts).await.map_err(|e| format!("close failed: {}", e.trace()))
+                self.task
+                    .close(&parts)
+                    .await
+                    .map_err(|e| format!("close failed: {}", e.trace()))
             }
         }
     }
 
-    fn apply_task_pauses(&self, consumer: &StreamConsumer<GroupContext>, control: &Control, paused: bool) {
-        let assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let by_task: Vec<_> = control.paused_by_task.lock().unwrap_or_else(|e| e.into_inner()).intersection(&assignment).cloned().collect();
+    fn apply_task_pauses(
+        &self,
+        consumer: &StreamConsumer<GroupContext>,
+        control: &Control,
+        paused: bool,
+    ) {
+        let assignment = control
+            .assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let by_task: Vec<_> = control
+            .paused_by_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .intersection(&assignment)
+            .cloned()
+            .collect();
         if !by_task.is_empty() {
             let _ = consumer.pause(&tpl_of(&by_task));
         }
-        let resumed: Vec<_> = std::mem::take(&mut *control.resumed_by_task.lock().unwrap_or_else(|e| e.into_inner())).into_iter().filter(|p| assignment.contains(p)).collect();
+        let resumed: Vec<_> = std::mem::take(
+            &mut *control
+                .resumed_by_task
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+        .into_iter()
+        .filter(|p| assignment.contains(p))
+        .collect();
         if !resumed.is_empty() && !paused {
             let _ = consumer.resume(&tpl_of(&resumed));
         }
     }
 
-    async fn commit(&mut self, consumer: &StreamConsumer<GroupContext>, safe: &Mutex<Offsets>, current: &Offsets, mode: CommitMode) -> Result<(), String> {
+    async fn commit(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+        safe: &Mutex<Offsets>,
+        current: &Offsets,
+        mode: CommitMode,
+    ) -> Result<(), String> {
         if current.is_empty() {
             return Ok(());
         }
-        let committable = self.task.pre_commit(current.clone()).await.map_err(|e| format!("flush failed: {}", e.trace()))?;
+        let committable = self
+            .task
+            .pre_commit(current.clone())
+            .await
+            .map_err(|e| format!("flush failed: {}", e.trace()))?;
         let mut tpl = TopicPartitionList::new();
         {
             let mut safe = safe.lock().unwrap_or_else(|e| e.into_inner());
             for (tp, offset) in &committable {
                 if current.contains_key(tp) {
-                    let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+                    let _ =
+                        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
                     safe.insert(tp.clone(), *offset);
                 }
             }
@@ -274,12 +400,22 @@ impl SinkTaskRunner {
         if tpl.count() == 0 {
             return Ok(());
         }
-        consumer.commit(&tpl, mode).map_err(|e| format!("committing offsets failed: {}", WorkerError::kafka("commit")(e)))
+        consumer.commit(&tpl, mode).map_err(|e| {
+            format!(
+                "committing offsets failed: {}",
+                WorkerError::kafka("commit")(e)
+            )
+        })
     }
 }
 
 /// Collects up to [`MAX_BATCH`] records within [`BATCH_WAIT`].
-async fn gather(id: &TaskId, settings: &RuntimeSettings, consumer: &StreamConsumer<GroupContext>, control: &Control) -> Result<Vec<SinkRecord>, String> {
+async fn gather(
+    id: &TaskId,
+    settings: &RuntimeSettings,
+    consumer: &StreamConsumer<GroupContext>,
+    control: &Control,
+) -> Result<Vec<SinkRecord>, String> {
     let deadline = Instant::now() + BATCH_WAIT;
     let mut batch = Vec::new();
     while batch.len() < MAX_BATCH {
@@ -292,7 +428,12 @@ async fn gather(id: &TaskId, settings: &RuntimeSettings, consumer: &StreamConsum
             Ok(Ok(m)) => m,
         };
         let origin = TopicPartition::new(msg.topic(), msg.partition());
-        if !control.assignment.lock().unwrap_or_else(|e| e.into_inner()).contains(&origin) {
+        if !control
+            .assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&origin)
+        {
             continue; // fetched before a revocation
         }
         match to_sink_record(settings, &msg) {
@@ -300,7 +441,18 @@ async fn gather(id: &TaskId, settings: &RuntimeSettings, consumer: &StreamConsum
             Ok(None) => {}
             Err(e) if settings.tolerate_errors => {
                 if settings.log_errors {
-                    let at = if settings.log_include_messages { format!(" at {}", record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset()))) } else { String::new() };
+                    let at = if settings.log_include_messages {
+                        format!(
+                            " at {}",
+                            record_coordinates(
+                                msg.topic(),
+                                Some(msg.partition()),
+                                Some(msg.offset())
+                            )
+                        )
+                    } else {
+                        String::new()
+                    };
                     tracing::warn!(task = %id, "skipping record{at}: {}", e.trace());
                 }
             }
@@ -316,10 +468,19 @@ async fn gather(id: &TaskId, settings: &RuntimeSettings, consumer: &StreamConsum
     Ok(batch)
 }
 
-fn to_sink_record(settings: &RuntimeSettings, msg: &BorrowedMessage<'_>) -> Result<Option<SinkRecord>, ConnectError> {
+fn to_sink_record(
+    settings: &RuntimeSettings,
+    msg: &BorrowedMessage<'_>,
+) -> Result<Option<SinkRecord>, ConnectError> {
     let topic = msg.topic();
-    let (key_schema, key) = settings.key_converter.to_connect(topic, msg.key()).map_err(|e| e.context("key conversion"))?;
-    let (value_schema, value) = settings.value_converter.to_connect(topic, msg.payload()).map_err(|e| e.context("value conversion"))?;
+    let (key_schema, key) = settings
+        .key_converter
+        .to_connect(topic, msg.key())
+        .map_err(|e| e.context("key conversion"))?;
+    let (value_schema, value) = settings
+        .value_converter
+        .to_connect(topic, msg.payload())
+        .map_err(|e| e.context("value conversion"))?;
     let mut headers = Headers::new();
     if let Some(hs) = msg.headers() {
         for h in hs.iter() {
@@ -336,8 +497,16 @@ fn to_sink_record(settings: &RuntimeSettings, msg: &BorrowedMessage<'_>) -> Resu
         headers,
         timestamp: msg.timestamp().to_millis(),
     };
-    let Some(record) = settings.transforms.apply(record).map_err(|e| e.error.context(format!("transform {}", e.alias)))? else {
+    let Some(record) = settings
+        .transforms
+        .apply(record)
+        .map_err(|e| e.error.context(format!("transform {}", e.alias)))?
+    else {
         return Ok(None);
     };
-    Ok(Some(SinkRecord { record, origin: TopicPartition::new(topic, msg.partition()), offset: msg.offset() }))
+    Ok(Some(SinkRecord {
+        record,
+        origin: TopicPartition::new(topic, msg.partition()),
+        offset: msg.offset(),
+    }))
 }

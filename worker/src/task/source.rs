@@ -17,7 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use sluice_connector_api::{
-    ConnectError, Props, SourceOffset, SourcePartition, SourceRecord, SourceTask, SourceTaskContext, TaskId,
+    ConnectError, Props, Record, SourceOffset, SourcePartition, SourceRecord, SourceTask,
+    SourceTaskContext, TaskId,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -30,6 +31,16 @@ enum Pending {
     Delivery(DeliveryFuture),
     /// Dropped by a transform or skipped by the error policy: done as soon as those before it are.
     Done,
+}
+
+/// A record ready to produce.
+struct Outgoing {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    headers: OwnedHeaders,
 }
 
 struct Tracked {
@@ -69,7 +80,8 @@ impl SourceTaskRunner {
     pub async fn run(mut self) {
         let ctx = SourceTaskContext::new(self.id.clone(), self.offsets.reader(&self.id.connector));
         if let Err(e) = self.task.start(ctx, &self.props).await {
-            self.reporter.failed(format!("task start failed: {}", e.trace()));
+            self.reporter
+                .failed(format!("task start failed: {}", e.trace()));
             return;
         }
         let mut in_flight: VecDeque<Tracked> = VecDeque::new();
@@ -83,7 +95,11 @@ impl SourceTaskRunner {
                 if desired == Desired::Stopped {
                     return Ok(());
                 }
-                let state = if desired == Desired::Paused { TaskState::Paused } else { TaskState::Running };
+                let state = if desired == Desired::Paused {
+                    TaskState::Paused
+                } else {
+                    TaskState::Running
+                };
                 if shown != Some(state) {
                     self.reporter.report(state, None);
                     shown = Some(state);
@@ -96,7 +112,11 @@ impl SourceTaskRunner {
                     let _ = tokio::time::timeout_at(next_flush, self.desired.changed()).await;
                     continue;
                 }
-                let batch = self.task.poll().await.map_err(|e| format!("poll failed: {}", e.trace()))?;
+                let batch = self
+                    .task
+                    .poll()
+                    .await
+                    .map_err(|e| format!("poll failed: {}", e.trace()))?;
                 for record in batch {
                     self.send(record, &mut in_flight).await?;
                 }
@@ -114,25 +134,34 @@ impl SourceTaskRunner {
         }
     }
 
-    async fn send(&mut self, record: SourceRecord, in_flight: &mut VecDeque<Tracked>) -> Result<(), String> {
-        let SourceRecord { record, source_partition, source_offset } = record;
+    async fn send(
+        &mut self,
+        record: SourceRecord,
+        in_flight: &mut VecDeque<Tracked>,
+    ) -> Result<(), String> {
+        let SourceRecord {
+            record,
+            source_partition,
+            source_offset,
+        } = record;
         let topic = record.topic.clone();
         let done = |in_flight: &mut VecDeque<Tracked>, partition, offset| {
-            in_flight.push_back(Tracked { pending: Pending::Done, partition, offset });
-        };
-        let outcome = (|| -> Result<Option<(String, Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, OwnedHeaders)>, ConnectError> {
-            let Some(r) = self.settings.transforms.apply(record).map_err(|e| e.error.context(format!("transform {}", e.alias)))? else {
-                return Ok(None);
-            };
-            let key = self.settings.key_converter.from_connect(&r.topic, r.key_schema.as_deref(), &r.key).map_err(|e| e.context("key conversion"))?;
-            let value = self.settings.value_converter.from_connect(&r.topic, r.value_schema.as_deref(), &r.value).map_err(|e| e.context("value conversion"))?;
-            let headers = r.headers.iter().fold(OwnedHeaders::new_with_capacity(r.headers.len()), |h, header| {
-                h.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
+            in_flight.push_back(Tracked {
+                pending: Pending::Done,
+                partition,
+                offset,
             });
-            Ok(Some((r.topic, r.partition, key, value, r.timestamp, headers)))
-        })();
-        let (dest, partition, key, value, timestamp, headers) = match outcome {
-            Ok(Some(parts)) => parts,
+        };
+        let outcome = self.prepare(record);
+        let Outgoing {
+            topic: dest,
+            partition,
+            key,
+            value,
+            timestamp,
+            headers,
+        } = match outcome {
+            Ok(Some(outgoing)) => outgoing,
             Ok(None) => {
                 done(in_flight, source_partition, source_offset);
                 return Ok(());
@@ -144,12 +173,26 @@ impl SourceTaskRunner {
                 done(in_flight, source_partition, source_offset);
                 return Ok(());
             }
-            Err(e) => return Err(format!("record for {topic} from source partition {} failed: {}", serde_json::Value::Object(source_partition), e.trace())),
+            Err(e) => {
+                return Err(format!(
+                    "record for {topic} from source partition {} failed: {}",
+                    serde_json::Value::Object(source_partition),
+                    e.trace()
+                ));
+            }
         };
         if !self.topics.contains(&dest) {
             if let Some((partitions, replication_factor)) = self.settings.topic_creation {
-                let spec = TopicSpec { name: &dest, partitions, replication_factor, compacted: false };
-                self.clients.ensure_topic(spec).await.map_err(|e| format!("creating topic {dest} failed: {e}"))?;
+                let spec = TopicSpec {
+                    name: &dest,
+                    partitions,
+                    replication_factor,
+                    compacted: false,
+                };
+                self.clients
+                    .ensure_topic(spec)
+                    .await
+                    .map_err(|e| format!("creating topic {dest} failed: {e}"))?;
             }
             self.reporter.topic_used(&dest);
             self.topics.insert(dest.clone());
@@ -170,7 +213,11 @@ impl SourceTaskRunner {
         loop {
             match self.producer.send_result(fr) {
                 Ok(delivery) => {
-                    in_flight.push_back(Tracked { pending: Pending::Delivery(delivery), partition: source_partition, offset: source_offset });
+                    in_flight.push_back(Tracked {
+                        pending: Pending::Delivery(delivery),
+                        partition: source_partition,
+                        offset: source_offset,
+                    });
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -191,8 +238,51 @@ impl SourceTaskRunner {
         }
     }
 
+    /// Transforms and converts a record; `None` when a transform dropped it.
+    fn prepare(&self, record: Record) -> Result<Option<Outgoing>, ConnectError> {
+        let transformed = self
+            .settings
+            .transforms
+            .apply(record)
+            .map_err(|e| e.error.context(format!("transform {}", e.alias)))?;
+        let Some(r) = transformed else {
+            return Ok(None);
+        };
+        let key = self
+            .settings
+            .key_converter
+            .to_bytes(&r.topic, r.key_schema.as_deref(), &r.key)
+            .map_err(|e| e.context("key conversion"))?;
+        let value = self
+            .settings
+            .value_converter
+            .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
+            .map_err(|e| e.context("value conversion"))?;
+        let headers = r.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(r.headers.len()),
+            |h, header| {
+                h.insert(KafkaHeader {
+                    key: &header.key,
+                    value: header.value.as_deref(),
+                })
+            },
+        );
+        Ok(Some(Outgoing {
+            topic: r.topic,
+            partition: r.partition,
+            key,
+            value,
+            timestamp: r.timestamp,
+            headers,
+        }))
+    }
+
     /// Waits for every delivery, then stores the newest acknowledged offset of each partition.
-    async fn commit(&mut self, in_flight: &mut VecDeque<Tracked>, acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>) -> Result<(), String> {
+    async fn commit(
+        &mut self,
+        in_flight: &mut VecDeque<Tracked>,
+        acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>,
+    ) -> Result<(), String> {
         let mut failure = None;
         while let Some(tracked) = in_flight.pop_front() {
             let ok = match tracked.pending {
@@ -200,12 +290,17 @@ impl SourceTaskRunner {
                 Pending::Delivery(d) => match d.await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(format!("Kafka did not acknowledge a record: {e}")),
-                    Err(_) => Err("the producer was closed before acknowledging a record".to_owned()),
+                    Err(_) => {
+                        Err("the producer was closed before acknowledging a record".to_owned())
+                    }
                 },
             };
             match ok {
                 Ok(()) => {
-                    acked.insert(canonical(&tracked.partition), (tracked.partition, tracked.offset));
+                    acked.insert(
+                        canonical(&tracked.partition),
+                        (tracked.partition, tracked.offset),
+                    );
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -216,7 +311,10 @@ impl SourceTaskRunner {
         }
         if !acked.is_empty() {
             let offsets: Vec<_> = std::mem::take(acked).into_values().collect();
-            self.offsets.write(&self.id.connector, &offsets).await.map_err(|e| format!("writing offsets failed: {e}"))?;
+            self.offsets
+                .write(&self.id.connector, &offsets)
+                .await
+                .map_err(|e| format!("writing offsets failed: {e}"))?;
             if let Err(e) = self.task.commit(&offsets).await {
                 tracing::warn!(task = %self.id, "commit callback failed: {}", e.trace());
             }
@@ -226,15 +324,22 @@ impl SourceTaskRunner {
 }
 
 /// Moves the acknowledged prefix of `in_flight` into `acked` without waiting.
-fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>) -> Result<(), String> {
+fn settle_ready(
+    in_flight: &mut VecDeque<Tracked>,
+    acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>,
+) -> Result<(), String> {
     while let Some(front) = in_flight.front_mut() {
         match &mut front.pending {
             Pending::Done => {}
             Pending::Delivery(d) => match d.now_or_never() {
                 None => return Ok(()),
                 Some(Ok(Ok(_))) => {}
-                Some(Ok(Err((e, _)))) => return Err(format!("Kafka did not acknowledge a record: {e}")),
-                Some(Err(_)) => return Err("the producer was closed before acknowledging a record".to_owned()),
+                Some(Ok(Err((e, _)))) => {
+                    return Err(format!("Kafka did not acknowledge a record: {e}"));
+                }
+                Some(Err(_)) => {
+                    return Err("the producer was closed before acknowledging a record".to_owned());
+                }
             },
         }
         if let Some(t) = in_flight.pop_front() {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh or warm machine.
+#
+# Installs what is missing (system libraries for librdkafka, cargo-nextest), builds the workspace,
+# then runs every unit, integration and doc test. Integration tests start their own real broker
+# processes (`sluice broker`, the embedded tansu engine) and `sluice` worker processes on free
+# ports, so no external service has to be running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need_apt=()
+for pkg in libssl-dev zlib1g-dev pkg-config make g++; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+cargo build --workspace --all-targets
+# Integration tests find the worker binary here.
+export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
+cargo nextest run --workspace --no-fail-fast --test-threads "${SLUICE_TEST_THREADS:-2}"
+cargo test --workspace --doc
