@@ -143,7 +143,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(close_after_unread_body))
         .with_state(state)
+}
+
+/// A body rejected as too large was not read to its end, so the connection cannot carry another
+/// request: tell the client to open a new one instead of failing on the next request.
+async fn close_after_unread_body(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 #[cfg(test)]
@@ -154,10 +169,14 @@ mod tests {
             serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON");
         let paths = doc["paths"].as_object().expect("paths");
         let source = include_str!("lib.rs");
-        let routed: Vec<&str> = source
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix(".route(\""))
-            .filter_map(|l| l.split('"').next())
+        // Every path literal inside `router()`, however rustfmt lays the calls out.
+        let body = &source[source.find("Router::new()").expect("router")
+            ..source.find(".fallback(").expect("fallback")];
+        let routed: Vec<&str> = body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|lit| lit.starts_with('/'))
             .collect();
         assert!(routed.len() > 20, "found {} routes", routed.len());
         for route in routed {

@@ -204,7 +204,7 @@ async fn malformed_record_fails_sink_task_with_coordinates() {
     let topic = unique("t");
     // Plain lines go in as strings; the sink reads them as schemaless JSON, so line 2 is malformed.
     worker
-        .create("src", json!({"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": topic, "value.converter": "string"}))
+        .create("src", json!({"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": topic, "value.converter": "string", "topic.creation.default.partitions": "1"}))
         .await;
     worker
         .create("sink", json!({"connector.class": "FileStreamSink", "topics": topic, "file": dir.path().join("out.jsonl").to_str().unwrap(),

@@ -1,6 +1,8 @@
 //! The REST API against a real worker and broker: the happy paths and every bad-input case.
 
-use sluice_tests::{Broker, Worker, WorkerSettings, json, unique};
+use std::time::Duration;
+
+use sluice_tests::{Broker, Worker, WorkerSettings, eventually, json, unique};
 
 fn datagen(topic: &str) -> serde_json::Value {
     json!({"connector.class": "Datagen", "kafka.topic": topic, "records.per.second": "5", "tasks.max": "2"})
@@ -93,8 +95,17 @@ async fn connector_crud_and_introspection() {
         .await;
     assert_eq!(put_new.status, 201, "{:?}", put_new.body);
 
-    let topics = worker.get(&format!("/connectors/{name}/topics")).await;
-    assert_eq!(topics.body[&name]["topics"], json!([topic]));
+    // A source records its topic when it first produces to it.
+    let topics = eventually(
+        "the topic to be recorded",
+        Duration::from_secs(30),
+        || async {
+            let body = worker.get(&format!("/connectors/{name}/topics")).await.body;
+            (body[&name]["topics"] == json!([topic])).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(topics[&name]["topics"], json!([topic]));
     let offsets = worker.get(&format!("/connectors/{name}/offsets")).await;
     assert!(offsets.body["offsets"].is_array(), "{:?}", offsets.body);
 
