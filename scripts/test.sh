@@ -24,6 +24,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# docker-compose.yml cannot run here (no Docker engine): check that it parses. The worker's unit
+# tests check that every SLUICE_* variable it sets is a real setting.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 -c 'import yaml, sys; d = yaml.safe_load(open("docker-compose.yml")); assert d["services"], "no services"; print("docker-compose.yml: services", ", ".join(d["services"]))'
+
 cargo build --workspace --all-targets
 # Integration tests find the worker binary here.
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"

@@ -1,1 +1,318 @@
-fn main() {}
+//! Benchmark: datagen → Kafka → file sink through a `sluice` worker, side by side with a plain rdkafka
+//! producer and consumer doing the same transfer, in one run. See bench/README.md.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// User + system CPU seconds of a process, from /proc.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("bad stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let hz: f64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
+        .trim()
+        .parse()?;
+    Ok(ticks / hz)
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .ok_or("no VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("nothing listens on {port}").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+async fn wait_healthy(http: &reqwest::Client, port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("worker did not become healthy".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read(path).map(|b| bytecount(&b)).unwrap_or(0)
+}
+
+fn bytecount(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn order(i: u64) -> (String, Vec<u8>) {
+    let key = format!("customer-{}", i % 1000);
+    let value = json!({"task": 0, "seq": i, "ts": 1_795_324_655_609_i64 + i as i64, "order_id": format!("o-0-{i}"), "customer_id": key,
+        "product": "usb-c hub", "quantity": 3, "unit_price": 59.9, "status": "shipped"});
+    (key, serde_json::to_vec(&value).unwrap_or_default())
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    admin
+        .create_topics(
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(-1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The baseline: producer and consumer concurrently, in this process.
+async fn baseline(bootstrap: &str, n: u64, out: &Path) -> Result<(f64, f64)> {
+    let topic = format!("bench-baseline-{}", std::process::id());
+    create_topic(bootstrap, &topic, 4).await?;
+    let cpu0 = cpu_seconds(std::process::id())?;
+    let started = Instant::now();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-group"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&topic])?;
+    let produce = async {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        for i in 0..n {
+            let (key, value) = order(i);
+            loop {
+                match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&value)) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((_, _)) => {
+                        pending.next().await;
+                    }
+                }
+            }
+        }
+        while let Some(result) = pending.next().await {
+            result.map_err(|_| "cancelled")?.map_err(|(e, _)| e)?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let consume = async {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+        let mut seen = 0;
+        while seen < n {
+            let msg = consumer.recv().await?;
+            file.write_all(msg.payload().unwrap_or_default())?;
+            file.write_all(b"\n")?;
+            seen += 1;
+        }
+        file.flush()?;
+        file.get_ref().sync_data()?;
+        consumer.commit_consumer_state(CommitMode::Sync)?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let (p, c) = tokio::join!(produce, consume);
+    p?;
+    c?;
+    let wall = started.elapsed().as_secs_f64();
+    Ok((wall, cpu_seconds(std::process::id())? - cpu0))
+}
+
+/// The same transfer through a sluice worker.
+async fn through_sluice(
+    bin: &Path,
+    bootstrap: &str,
+    n: u64,
+    out: &Path,
+    http: &reqwest::Client,
+) -> Result<(f64, f64)> {
+    let port = free_port()?;
+    let id = format!("bench-{}", std::process::id());
+    let worker = Killed(
+        Command::new(bin)
+            .env("SLUICE_BOOTSTRAP_SERVERS", bootstrap)
+            .env("SLUICE_REST_PORT", port.to_string())
+            .env("SLUICE_GROUP_ID", &id)
+            .env("SLUICE_CONFIG_STORAGE_TOPIC", format!("{id}-configs"))
+            .env("SLUICE_OFFSET_STORAGE_TOPIC", format!("{id}-offsets"))
+            .env("SLUICE_STATUS_STORAGE_TOPIC", format!("{id}-status"))
+            .env("SLUICE_OFFSET_FLUSH_INTERVAL_MS", "5000")
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    wait_healthy(http, port).await?;
+    let pid = worker.0.id();
+    let topic = format!("{id}-orders");
+    let cpu0 = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let post = |body: serde_json::Value| {
+        http.post(format!("http://127.0.0.1:{port}/connectors"))
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({"name": "gen", "config": {"connector.class": "Datagen", "kafka.topic": topic, "quickstart": "orders",
+        "records.per.second": "0", "iterations": (n / 2).to_string(), "tasks.max": "2", "topic.creation.default.partitions": "4"}}))
+    .await?;
+    if r.status() != 201 {
+        return Err(format!("creating datagen: {}", r.text().await?).into());
+    }
+    let r = post(json!({"name": "sink", "config": {"connector.class": "FileStreamSink", "topics": topic, "file": out.to_str().unwrap_or_default()}})).await?;
+    if r.status() != 201 {
+        return Err(format!("creating sink: {}", r.text().await?).into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while count_lines(out) < n as usize {
+        if Instant::now() > deadline {
+            return Err("sluice did not deliver every record in 15 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    Ok((wall, cpu_seconds(pid)? - cpu0))
+}
+
+/// Start-up time and idle RSS with the embedded broker.
+async fn embedded_default(bin: &Path, http: &reqwest::Client) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let started = Instant::now();
+    let worker = Killed(
+        Command::new(bin)
+            .current_dir(dir.path())
+            .env("SLUICE_REST_PORT", port.to_string())
+            .env("SLUICE_EMBEDDED_BROKER_PORT", free_port()?.to_string())
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    wait_healthy(http, port).await?;
+    let startup = started.elapsed().as_secs_f64();
+    // Idle: let start-up allocations settle, then read the resident set.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Ok((startup, rss_mib(worker.0.id())?))
+}
+
+fn sluice_bin() -> Result<PathBuf> {
+    if let Ok(bin) = std::env::var("SLUICE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().ok_or("no parent")?.join("sluice"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let bin = sluice_bin()?;
+    let http = reqwest::Client::new();
+    let dir = tempfile::tempdir()?;
+
+    let (startup, idle_rss) = embedded_default(&bin, &http).await?;
+
+    let broker_port = free_port()?;
+    let _broker = Killed(
+        Command::new(&bin)
+            .args(["broker", "--port", &broker_port.to_string(), "--data-dir"])
+            .arg(dir.path().join("broker"))
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(broker_port)?;
+    let bootstrap = format!("127.0.0.1:{broker_port}");
+
+    eprintln!("baseline: {n} records ...");
+    let (base_wall, base_cpu) = baseline(&bootstrap, n, &dir.path().join("baseline.jsonl")).await?;
+    eprintln!("sluice: {n} records ...");
+    let (s_wall, s_cpu) =
+        through_sluice(&bin, &bootstrap, n, &dir.path().join("sluice.jsonl"), &http).await?;
+
+    let per_m = |cpu: f64| cpu / n as f64 * 1e6;
+    let table = format!(
+        "| pipeline ({n} records, 4 partitions) | records/s | CPU s per million records |\n| --- | ---: | ---: |\n\
+         | baseline: plain rdkafka producer + consumer → file | {:.0} | {:.2} |\n\
+         | sluice: Datagen → Kafka → FileStreamSink | {:.0} | {:.2} |\n\
+         | ratio sluice / baseline | {:.2} | {:.2} |\n\n\
+         Embedded default: start-up to healthy REST API {:.0} ms; idle RSS {:.1} MiB.\n",
+        n as f64 / base_wall,
+        per_m(base_cpu),
+        n as f64 / s_wall,
+        per_m(s_cpu),
+        (n as f64 / s_wall) / (n as f64 / base_wall),
+        per_m(s_cpu) / per_m(base_cpu),
+        startup * 1000.0,
+        idle_rss,
+    );
+    println!("{table}");
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&results)?;
+    std::fs::write(results.join("latest.md"), &table)?;
+    Ok(())
+}

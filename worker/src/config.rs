@@ -378,6 +378,26 @@ mod tests {
     }
 
     #[test]
+    fn docker_compose_sets_only_real_settings() {
+        let compose = include_str!("../../docker-compose.yml");
+        let def = worker_config_def();
+        let vars: Vec<&str> = compose
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SLUICE_"))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        assert!(vars.len() >= 5, "found {vars:?}");
+        for var in vars {
+            let key = var.to_ascii_lowercase().replace('_', ".");
+            let known = def.key(&key).is_some() || ["log", "log.format"].contains(&key.as_str());
+            assert!(
+                known,
+                "docker-compose.yml sets SLUICE_{var}, which is no worker setting ({key})"
+            );
+        }
+    }
+
+    #[test]
     fn every_error_is_reported() {
         let props = parse_properties(
             "rest.port=99999\noffset.flush.interval.ms=soon\nvalue.converter=avro\n",
