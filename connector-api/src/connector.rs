@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 use crate::config::{ConfigDef, ConfigValueReport, Props};
 use crate::{
-    ConnectResult, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition,
+    ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition,
 };
 
 /// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
@@ -142,7 +142,26 @@ pub trait SourceTask: Send {
     }
 }
 
+/// A record to write to Kafka as given: bytes, headers and all (a dead-letter record keeps the
+/// original bytes; a result record can be converted with [`crate::convert`] first).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProducerRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Partition; `None` lets the producer choose by key.
+    pub partition: Option<i32>,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Headers,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+}
+
 /// What a sink task may ask of the runtime.
+#[async_trait]
 pub trait SinkTaskControl: Send + Sync {
     /// Stop fetching from these partitions until resumed (back-pressure); already fetched records
     /// are still delivered.
@@ -153,6 +172,10 @@ pub trait SinkTaskControl: Send + Sync {
     fn request_commit(&self);
     /// The partitions currently assigned to this task.
     fn assignment(&self) -> Vec<TopicPartition>;
+    /// Writes a record to Kafka with the worker's producer (idempotent, `acks=all`) and waits until
+    /// Kafka acknowledged it. Sinks that emit records (results, dead letters, retries) use this and
+    /// return offsets from `pre_commit` only for input whose output was acknowledged.
+    async fn send(&self, record: ProducerRecord) -> ConnectResult<()>;
 }
 
 /// What a sink task is given when it starts.
@@ -187,6 +210,11 @@ impl SinkTaskContext {
     /// See [`SinkTaskControl::assignment`].
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.control.assignment()
+    }
+
+    /// See [`SinkTaskControl::send`].
+    pub async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
+        self.control.send(record).await
     }
 }
 

@@ -172,6 +172,7 @@ pub struct Worker {
     /// Its settings (with the REST port it used).
     pub settings: WorkerSettings,
     child: Option<Child>,
+    bin: PathBuf,
     log: PathBuf,
     _logdir: tempfile::TempDir,
     http: reqwest::Client,
@@ -189,6 +190,11 @@ pub struct Response {
 impl Worker {
     /// Starts a worker and waits until its REST API answers.
     pub async fn start(settings: WorkerSettings) -> Self {
+        Self::start_binary(settings, sluice_bin()).await
+    }
+
+    /// Starts a worker from another binary (one built with extra plugins).
+    pub async fn start_binary(settings: WorkerSettings, bin: PathBuf) -> Self {
         let mut settings = settings;
         let port = match settings.props.get("rest.port") {
             Some(p) => p.parse().expect("rest.port"),
@@ -203,6 +209,7 @@ impl Worker {
             url: format!("http://127.0.0.1:{port}"),
             settings,
             child: None,
+            bin,
             log,
             _logdir: logdir,
             http: reqwest::Client::new(),
@@ -217,7 +224,7 @@ impl Worker {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(sluice_bin());
+        let mut cmd = Command::new(&self.bin);
         for (k, v) in &self.settings.props {
             cmd.env(
                 format!("SLUICE_{}", k.to_ascii_uppercase().replace('.', "_")),

@@ -146,7 +146,7 @@ impl TransformChain {
     pub fn from_config(props: &Props) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let mut predicates = std::collections::BTreeMap::new();
-        for alias in list(props, "predicates") {
+        for alias in util::list(props, "predicates") {
             let prefix = format!("predicates.{alias}.");
             let sub = with_prefix(props, &prefix);
             let type_key = format!("{prefix}type");
@@ -172,7 +172,7 @@ impl TransformChain {
             }
         }
         let mut steps = Vec::new();
-        for alias in list(props, "transforms") {
+        for alias in util::list(props, "transforms") {
             let prefix = format!("transforms.{alias}.");
             let sub = with_prefix(props, &prefix);
             let type_key = format!("{prefix}type");
@@ -250,19 +250,6 @@ impl TransformChain {
         }
         Ok(Some(record))
     }
-}
-
-fn list(props: &Props, key: &str) -> Vec<String> {
-    props
-        .get(key)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

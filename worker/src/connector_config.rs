@@ -24,13 +24,34 @@ pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
         .define(ConfigKey::new("errors.tolerance", ConfigType::String, "none: the first bad record fails the task. all: bad records are skipped (and logged if errors.log.enable).").default_value("none").importance(Importance::Medium).group("Error Handling").validator(Validator::OneOf(&["none", "all"])))
         .define(ConfigKey::new("errors.log.enable", ConfigType::Boolean, "Log each skipped record's error.").default_value("false").importance(Importance::Medium).group("Error Handling"))
         .define(ConfigKey::new("errors.log.include.messages", ConfigType::Boolean, "Include the record's topic, partition and offset in error logs.").default_value("false").importance(Importance::Low).group("Error Handling"));
+    // Topics a connector writes to (a source's destinations, a sink's emitted records) are created
+    // when missing, as KIP-158 does for sources.
+    let def = def
+        .define(ConfigKey::new("topic.creation.default.partitions", ConfigType::Int, "Partitions of topics this connector creates when they do not exist; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0)))
+        .define(ConfigKey::new("topic.creation.default.replication.factor", ConfigType::Int, "Replication factor of topics this connector creates; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0)));
     match kind {
-        ConnectorType::Source => def
-            .define(ConfigKey::new("topic.creation.default.partitions", ConfigType::Int, "Partitions of topics this connector creates when they do not exist; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0)))
-            .define(ConfigKey::new("topic.creation.default.replication.factor", ConfigType::Int, "Replication factor of topics this connector creates; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0))),
+        ConnectorType::Source => def,
         ConnectorType::Sink => def
-            .define(ConfigKey::new("topics", ConfigType::List, "Topics to consume; set this or topics.regex.").default_value("").importance(Importance::High).group("Common"))
-            .define(ConfigKey::new("topics.regex", ConfigType::String, "Regular expression of topics to consume; set this or topics.").default_value("").importance(Importance::High).group("Common")),
+            .define(
+                ConfigKey::new(
+                    "topics",
+                    ConfigType::List,
+                    "Topics to consume; set this or topics.regex.",
+                )
+                .default_value("")
+                .importance(Importance::High)
+                .group("Common"),
+            )
+            .define(
+                ConfigKey::new(
+                    "topics.regex",
+                    ConfigType::String,
+                    "Regular expression of topics to consume; set this or topics.",
+                )
+                .default_value("")
+                .importance(Importance::High)
+                .group("Common"),
+            ),
     }
 }
 
@@ -50,7 +71,7 @@ pub struct RuntimeSettings {
     pub log_include_messages: bool,
     /// Sink only: topics to subscribe to, or a regex (starting with `^`).
     pub subscription: Vec<String>,
-    /// Source only: (partitions, replication factor) of destination topics to create when absent;
+    /// (partitions, replication factor) of topics the connector writes to, created when absent;
     /// `None` when the worker has `topic.creation.enable=false`.
     pub topic_creation: Option<(i32, i32)>,
 }
@@ -148,13 +169,12 @@ impl RuntimeSettings {
                 .and_then(|v| v.trim().parse::<i32>().ok())
                 .unwrap_or(-1)
         };
-        let topic_creation =
-            (kind == ConnectorType::Source && worker.topic_creation_enable).then(|| {
-                (
-                    int("topic.creation.default.partitions"),
-                    int("topic.creation.default.replication.factor"),
-                )
-            });
+        let topic_creation = worker.topic_creation_enable.then(|| {
+            (
+                int("topic.creation.default.partitions"),
+                int("topic.creation.default.replication.factor"),
+            )
+        });
         match (key_converter, value_converter, transforms) {
             (Some(key_converter), Some(value_converter), Some(transforms)) if errors.is_empty() => {
                 Ok(Self {

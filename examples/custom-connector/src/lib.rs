@@ -1,6 +1,8 @@
-//! A connector written outside Sluice's built-in set: `Heartbeat`, a source that emits one record
-//! per interval carrying a counter and the time, so that downstream consumers and dashboards can
-//! see that a pipeline is alive.
+//! Connectors written outside Sluice's built-in set:
+//! - `Heartbeat`, a source that emits one record per interval carrying a counter and the time, so
+//!   that downstream consumers and dashboards can see that a pipeline is alive;
+//! - `Forward` ([`forward`]), a sink that writes what it receives to another topic through the
+//!   runtime's producer.
 //!
 //! The binary in `src/main.rs` is a complete `sluice` worker with this plugin registered:
 //! `cargo run -p sluice-example-custom-connector`, then
@@ -17,16 +19,25 @@ use sluice_connector_api::{
     async_trait,
 };
 
-/// The plugin's class name.
+pub mod forward;
+
+/// The Heartbeat plugin's class name.
 pub const CLASS: &str = "com.example.sluice.HeartbeatConnector";
 
 /// The registry entries this crate adds.
 pub fn plugins() -> PluginRegistry {
-    PluginRegistry::new().with(Plugin::source::<HeartbeatConnector>(
-        CLASS,
-        &["Heartbeat"],
-        env!("CARGO_PKG_VERSION"),
-    ))
+    let version = env!("CARGO_PKG_VERSION");
+    PluginRegistry::new()
+        .with(Plugin::source::<HeartbeatConnector>(
+            CLASS,
+            &["Heartbeat"],
+            version,
+        ))
+        .with(Plugin::sink::<forward::ForwardConnector>(
+            forward::CLASS,
+            &["Forward"],
+            version,
+        ))
 }
 
 fn def() -> ConfigDef {

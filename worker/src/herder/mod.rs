@@ -294,6 +294,7 @@ impl Herder {
 
         // Stop tasks that no longer exist, or whose config changed.
         let task_ids: Vec<TaskId> = running.tasks.keys().cloned().collect();
+        let mut stopping = Vec::new();
         for id in task_ids {
             let wanted = desired
                 .connectors
@@ -303,9 +304,11 @@ impl Herder {
             let same = wanted.is_some_and(|w| *w == running.tasks[&id].config)
                 && running.connectors.contains_key(&id.connector);
             if !same && let Some(t) = running.tasks.remove(&id) {
-                t.stop(timeout).await;
+                stopping.push(t.stop(timeout));
             }
         }
+        // Concurrently: a reconfiguration waits for one graceful timeout, not one per task.
+        futures::future::join_all(stopping).await;
 
         // Forget the status of deleted connectors and of tasks beyond the current count.
         let deleted: Vec<String> = self

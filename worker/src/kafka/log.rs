@@ -126,6 +126,25 @@ impl KafkaLog {
         Ok(log)
     }
 
+    /// Creates the topic if absent (see [`KafkaClients::ensure_topic`]), then opens it; returns the
+    /// log and the topic's partition count.
+    pub async fn create_and_open(
+        clients: &KafkaClients,
+        spec: super::TopicSpec<'_>,
+        apply: impl FnMut(LogRecord) + Send + 'static,
+    ) -> Result<(Self, i32), WorkerError> {
+        let partitions = clients.ensure_topic(spec.clone()).await?;
+        let log = Self::open(
+            clients,
+            clients.producer(&[])?,
+            spec.name,
+            partitions,
+            apply,
+        )
+        .await?;
+        Ok((log, partitions))
+    }
+
     /// The topic name.
     pub fn topic(&self) -> &str {
         &self.topic

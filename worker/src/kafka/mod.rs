@@ -12,13 +12,41 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use sluice_connector_api::Props;
+use sluice_connector_api::{ProducerRecord, Props};
 
 pub use log::{KafkaLog, LogRecord};
 
 use crate::error::WorkerError;
+
+/// The rdkafka record for a [`ProducerRecord`], borrowing its bytes.
+pub fn future_record(record: &ProducerRecord) -> FutureRecord<'_, [u8], [u8]> {
+    let headers = record.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(record.headers.len()),
+        |h, header| {
+            h.insert(Header {
+                key: &header.key,
+                value: header.value.as_deref(),
+            })
+        },
+    );
+    let mut fr = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+    if let Some(k) = record.key.as_deref() {
+        fr = fr.key(k);
+    }
+    if let Some(v) = record.value.as_deref() {
+        fr = fr.payload(v);
+    }
+    if let Some(p) = record.partition {
+        fr = fr.partition(p);
+    }
+    if let Some(ts) = record.timestamp {
+        fr = fr.timestamp(ts);
+    }
+    fr
+}
 
 /// How long metadata and admin calls may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -176,28 +176,19 @@ impl ConfigStore {
         topic: &str,
         replication_factor: i32,
     ) -> Result<Self, WorkerError> {
-        let partitions = clients
-            .ensure_topic(TopicSpec {
-                name: topic,
-                partitions: 1,
-                replication_factor,
-                compacted: true,
-            })
-            .await?;
-        if partitions != 1 {
-            return Err(WorkerError::Topic(format!(
-                "config topic {topic} has {partitions} partitions; it must have exactly 1 so that config updates are totally ordered"
-            )));
-        }
+        let spec = TopicSpec {
+            name: topic,
+            partitions: 1,
+            replication_factor,
+            compacted: true,
+        };
         let state = Arc::new(Mutex::new(ClusterConfig::default()));
         let (tx, changes) = watch::channel(-1);
         let apply_state = Arc::clone(&state);
         let topic_name = topic.to_owned();
-        let log = KafkaLog::open(
+        let (log, partitions) = KafkaLog::create_and_open(
             clients,
-            clients.producer(&[])?,
-            topic,
-            1,
+            spec,
             move |record: LogRecord| {
                 let key = record
                     .key
@@ -221,6 +212,11 @@ impl ConfigStore {
             },
         )
         .await?;
+        if partitions != 1 {
+            return Err(WorkerError::Topic(format!(
+                "config topic {topic} has {partitions} partitions; it must have exactly 1 so that config updates are totally ordered"
+            )));
+        }
         Ok(Self {
             log,
             state,

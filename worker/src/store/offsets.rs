@@ -62,47 +62,39 @@ impl OffsetStore {
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Self, WorkerError> {
-        let partitions = clients
-            .ensure_topic(TopicSpec {
-                name: topic,
-                partitions,
-                replication_factor,
-                compacted: true,
-            })
-            .await?;
+        let spec = TopicSpec {
+            name: topic,
+            partitions,
+            replication_factor,
+            compacted: true,
+        };
         let offsets = Arc::new(Mutex::new(Offsets::new()));
         let apply_offsets = Arc::clone(&offsets);
-        let log = KafkaLog::open(
-            clients,
-            clients.producer(&[])?,
-            topic,
-            partitions,
-            move |record: LogRecord| {
-                let Some((connector, partition)) = record.key.as_deref().and_then(parse_key) else {
+        let (log, _) = KafkaLog::create_and_open(clients, spec, move |record: LogRecord| {
+            let Some((connector, partition)) = record.key.as_deref().and_then(parse_key) else {
+                tracing::warn!(
+                    offset = record.offset,
+                    "skipping offsets record with an unreadable key"
+                );
+                return;
+            };
+            let key = (connector, canonical(&partition));
+            let mut offsets = apply_offsets.lock().unwrap_or_else(|e| e.into_inner());
+            match record.value.as_deref().map(serde_json::from_slice::<Json>) {
+                None => {
+                    offsets.remove(&key);
+                }
+                Some(Ok(Json::Object(offset))) => {
+                    offsets.insert(key, (partition, offset));
+                }
+                Some(_) => {
                     tracing::warn!(
                         offset = record.offset,
-                        "skipping offsets record with an unreadable key"
-                    );
-                    return;
-                };
-                let key = (connector, canonical(&partition));
-                let mut offsets = apply_offsets.lock().unwrap_or_else(|e| e.into_inner());
-                match record.value.as_deref().map(serde_json::from_slice::<Json>) {
-                    None => {
-                        offsets.remove(&key);
-                    }
-                    Some(Ok(Json::Object(offset))) => {
-                        offsets.insert(key, (partition, offset));
-                    }
-                    Some(_) => {
-                        tracing::warn!(
-                            offset = record.offset,
-                            "skipping offsets record with an unreadable value"
-                        )
-                    }
+                        "skipping offsets record with an unreadable value"
+                    )
                 }
-            },
-        )
+            }
+        })
         .await?;
         Ok(Self { log, offsets })
     }

@@ -61,54 +61,46 @@ impl StatusStore {
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Self, WorkerError> {
-        let partitions = clients
-            .ensure_topic(TopicSpec {
-                name: topic,
-                partitions,
-                replication_factor,
-                compacted: true,
-            })
-            .await?;
+        let spec = TopicSpec {
+            name: topic,
+            partitions,
+            replication_factor,
+            compacted: true,
+        };
         let statuses = Arc::new(Mutex::new(Statuses::default()));
         let apply = Arc::clone(&statuses);
-        let log = KafkaLog::open(
-            clients,
-            clients.producer(&[])?,
-            topic,
-            partitions,
-            move |record: LogRecord| {
-                let Some(key) = record.key.and_then(|k| String::from_utf8(k).ok()) else {
-                    return;
+        let (log, _) = KafkaLog::create_and_open(clients, spec, move |record: LogRecord| {
+            let Some(key) = record.key.and_then(|k| String::from_utf8(k).ok()) else {
+                return;
+            };
+            let mut statuses = apply.lock().unwrap_or_else(|e| e.into_inner());
+            if key.starts_with("topic-") {
+                match record.value.as_deref().and_then(parse_topic_record) {
+                    Some(entry) => statuses.topics.insert(key, entry),
+                    None => statuses.topics.remove(&key),
                 };
-                let mut statuses = apply.lock().unwrap_or_else(|e| e.into_inner());
-                if key.starts_with("topic-") {
-                    match record.value.as_deref().and_then(parse_topic_record) {
-                        Some(entry) => statuses.topics.insert(key, entry),
-                        None => statuses.topics.remove(&key),
-                    };
-                    return;
+                return;
+            }
+            match record
+                .value
+                .as_deref()
+                .map(serde_json::from_slice::<ConnectorStatus>)
+            {
+                None => {
+                    statuses.by_key.remove(&key);
                 }
-                match record
-                    .value
-                    .as_deref()
-                    .map(serde_json::from_slice::<ConnectorStatus>)
-                {
-                    None => {
-                        statuses.by_key.remove(&key);
+                Some(Ok(status)) => {
+                    let stale = statuses
+                        .by_key
+                        .get(&key)
+                        .is_some_and(|old| old.generation > status.generation);
+                    if !stale {
+                        statuses.by_key.insert(key, status);
                     }
-                    Some(Ok(status)) => {
-                        let stale = statuses
-                            .by_key
-                            .get(&key)
-                            .is_some_and(|old| old.generation > status.generation);
-                        if !stale {
-                            statuses.by_key.insert(key, status);
-                        }
-                    }
-                    Some(Err(_)) => {}
                 }
-            },
-        )
+                Some(Err(_)) => {}
+            }
+        })
         .await?;
         Ok(Self { log, statuses })
     }

@@ -15,10 +15,11 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    ConnectError, Headers, Offsets, Props, Record, SinkRecord, SinkTask, SinkTaskContext,
-    SinkTaskControl, TaskId, TopicPartition,
+    ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, Record, SinkRecord,
+    SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -99,14 +100,38 @@ impl ConsumerContext for GroupContext {
 }
 
 /// What the task may ask of the runtime, shared with its context.
-#[derive(Default)]
 struct Control {
+    id: TaskId,
+    clients: KafkaClients,
+    /// (partitions, replication factor) for creating destination topics of `send`.
+    topic_creation: Option<(i32, i32)>,
+    /// Destination topics known to exist.
+    topics: tokio::sync::Mutex<BTreeSet<String>>,
+    /// Created on first `send`: most sinks never produce.
+    producer: tokio::sync::OnceCell<FutureProducer>,
     assignment: Mutex<BTreeSet<TopicPartition>>,
     paused_by_task: Mutex<BTreeSet<TopicPartition>>,
     resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
     commit_requested: std::sync::atomic::AtomicBool,
 }
 
+impl Control {
+    fn new(id: TaskId, clients: KafkaClients, topic_creation: Option<(i32, i32)>) -> Self {
+        Self {
+            id,
+            clients,
+            topic_creation,
+            topics: tokio::sync::Mutex::default(),
+            producer: tokio::sync::OnceCell::new(),
+            assignment: Mutex::default(),
+            paused_by_task: Mutex::default(),
+            resumed_by_task: Mutex::default(),
+            commit_requested: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait::async_trait]
 impl SinkTaskControl for Control {
     fn pause(&self, partitions: &[TopicPartition]) {
         self.paused_by_task
@@ -138,6 +163,42 @@ impl SinkTaskControl for Control {
             .iter()
             .cloned()
             .collect()
+    }
+
+    async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
+        if let Some((partitions, replication_factor)) = self.topic_creation {
+            let mut known = self.topics.lock().await;
+            if !known.contains(&record.topic) {
+                let spec = crate::kafka::TopicSpec {
+                    name: &record.topic,
+                    partitions,
+                    replication_factor,
+                    compacted: false,
+                };
+                self.clients.ensure_topic(spec).await.map_err(|e| {
+                    ConnectError::retriable(format!("creating topic {} failed: {e}", record.topic))
+                })?;
+                known.insert(record.topic.clone());
+            }
+        }
+        let client_id = format!("connector-producer-{}", self.id);
+        let producer = self
+            .producer
+            .get_or_try_init(|| async {
+                self.clients.producer(&[("client.id", client_id.as_str())])
+            })
+            .await
+            .map_err(|e| ConnectError::retriable(format!("creating a producer failed: {e}")))?;
+        producer
+            .send(
+                crate::kafka::future_record(&record),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| {
+                ConnectError::retriable(format!("producing to {} failed: {e}", record.topic))
+            })
     }
 }
 
@@ -183,6 +244,8 @@ impl SinkTaskRunner {
                 ("group.id", group.as_str()),
                 ("group.instance.id", instance.as_str()),
                 ("partition.assignment.strategy", "range"),
+                // Notice subscribed topics created after the task started within seconds, not minutes.
+                ("topic.metadata.refresh.interval.ms", "10000"),
             ],
             GroupContext {
                 events: events_tx,
@@ -203,7 +266,11 @@ impl SinkTaskRunner {
                 .reporter
                 .failed(format!("subscribing to {topics:?} failed: {e}"));
         }
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control::new(
+            self.id.clone(),
+            self.clients.clone(),
+            self.settings.topic_creation,
+        ));
         let ctx = SinkTaskContext::new(
             self.id.clone(),
             Arc::clone(&control) as Arc<dyn SinkTaskControl>,
@@ -250,10 +317,31 @@ impl SinkTaskRunner {
                     self.reporter.report(state, None);
                     shown = Some(state);
                 }
-                let batch = gather(&self.id, &self.settings, &consumer, &control).await?;
+                let Gathered {
+                    records: mut batch,
+                    mut done_without_put,
+                } = gather(&self.id, &self.settings, &consumer).await?;
+                // Receiving may have run a rebalance: apply it before `put`, so that a partition is
+                // opened before its first record and records of revoked partitions are not put
+                // (their new owner reads them from the last commit).
+                while let Ok(event) = events.try_recv() {
+                    self.on_group_event(event, &consumer, &control, &mut current, paused)
+                        .await?;
+                }
+                {
+                    let assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner());
+                    batch.retain(|r| assignment.contains(&r.origin));
+                    done_without_put.retain(|(tp, _)| assignment.contains(tp));
+                }
+                // Offsets only move forward within a partition, so the last one seen wins.
+                for (tp, offset) in done_without_put {
+                    let next = current.entry(tp).or_insert(offset + 1);
+                    *next = (*next).max(offset + 1);
+                }
                 if !batch.is_empty() {
                     for r in &batch {
-                        current.insert(r.origin.clone(), r.offset + 1);
+                        let next = current.entry(r.origin.clone()).or_insert(r.offset + 1);
+                        *next = (*next).max(r.offset + 1);
                     }
                     self.task
                         .put(batch)
@@ -409,15 +497,25 @@ impl SinkTaskRunner {
     }
 }
 
+/// What one receive round produced.
+#[derive(Default)]
+struct Gathered {
+    /// Records to put, in offset order per partition.
+    records: Vec<SinkRecord>,
+    /// Records processed without a put (dropped by a transform, or skipped under
+    /// `errors.tolerance=all`): their offsets still count as done.
+    done_without_put: Vec<(TopicPartition, i64)>,
+}
+
 /// Collects up to [`MAX_BATCH`] records within [`BATCH_WAIT`].
 async fn gather(
     id: &TaskId,
     settings: &RuntimeSettings,
     consumer: &StreamConsumer<GroupContext>,
-    control: &Control,
-) -> Result<Vec<SinkRecord>, String> {
+) -> Result<Gathered, String> {
     let deadline = Instant::now() + BATCH_WAIT;
-    let mut batch = Vec::new();
+    let mut gathered = Gathered::default();
+    let batch = &mut gathered.records;
     while batch.len() < MAX_BATCH {
         let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Err(_) => break,
@@ -428,18 +526,11 @@ async fn gather(
             Ok(Ok(m)) => m,
         };
         let origin = TopicPartition::new(msg.topic(), msg.partition());
-        if !control
-            .assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&origin)
-        {
-            continue; // fetched before a revocation
-        }
         match to_sink_record(settings, &msg) {
             Ok(Some(r)) => batch.push(r),
-            Ok(None) => {}
+            Ok(None) => gathered.done_without_put.push((origin, msg.offset())),
             Err(e) if settings.tolerate_errors => {
+                gathered.done_without_put.push((origin, msg.offset()));
                 if settings.log_errors {
                     let at = if settings.log_include_messages {
                         format!(
@@ -465,7 +556,7 @@ async fn gather(
             }
         }
     }
-    Ok(batch)
+    Ok(gathered)
 }
 
 fn to_sink_record(

@@ -8,39 +8,28 @@
 //! the task resumes from the last written offsets: records polled after them are produced again,
 //! so duplicates are bounded by one flush interval and nothing is lost.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sluice_connector_api::{
-    ConnectError, Props, Record, SourceOffset, SourcePartition, SourceRecord, SourceTask,
-    SourceTaskContext, TaskId,
+    ConnectError, ProducerRecord, Props, Record, SourceOffset, SourcePartition, SourceRecord,
+    SourceTask, SourceTaskContext, TaskId,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
-use crate::kafka::{KafkaClients, TopicSpec};
+use crate::kafka::{KafkaClients, TopicSpec, future_record};
 use crate::store::OffsetStore;
 
 enum Pending {
     Delivery(DeliveryFuture),
     /// Dropped by a transform or skipped by the error policy: done as soon as those before it are.
     Done,
-}
-
-/// A record ready to produce.
-struct Outgoing {
-    topic: String,
-    partition: Option<i32>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    timestamp: Option<i64>,
-    headers: OwnedHeaders,
 }
 
 struct Tracked {
@@ -85,7 +74,7 @@ impl SourceTaskRunner {
             return;
         }
         let mut in_flight: VecDeque<Tracked> = VecDeque::new();
-        let mut acked: BTreeMap<String, (SourcePartition, SourceOffset)> = BTreeMap::new();
+        let mut acked = Acked::default();
         let interval = self.task_settings.offset_flush_interval;
         let mut next_flush = Instant::now() + interval;
         let mut shown = None;
@@ -153,14 +142,7 @@ impl SourceTaskRunner {
             });
         };
         let outcome = self.prepare(record);
-        let Outgoing {
-            topic: dest,
-            partition,
-            key,
-            value,
-            timestamp,
-            headers,
-        } = match outcome {
+        let outgoing = match outcome {
             Ok(Some(outgoing)) => outgoing,
             Ok(None) => {
                 done(in_flight, source_partition, source_offset);
@@ -181,6 +163,7 @@ impl SourceTaskRunner {
                 ));
             }
         };
+        let dest = outgoing.topic.clone();
         if !self.topics.contains(&dest) {
             if let Some((partitions, replication_factor)) = self.settings.topic_creation {
                 let spec = TopicSpec {
@@ -197,19 +180,7 @@ impl SourceTaskRunner {
             self.reporter.topic_used(&dest);
             self.topics.insert(dest.clone());
         }
-        let mut fr = FutureRecord::<[u8], [u8]>::to(&dest).headers(headers);
-        if let Some(k) = key.as_deref() {
-            fr = fr.key(k);
-        }
-        if let Some(v) = value.as_deref() {
-            fr = fr.payload(v);
-        }
-        if let Some(p) = partition {
-            fr = fr.partition(p);
-        }
-        if let Some(ts) = timestamp {
-            fr = fr.timestamp(ts);
-        }
+        let mut fr = future_record(&outgoing);
         loop {
             match self.producer.send_result(fr) {
                 Ok(delivery) => {
@@ -239,7 +210,7 @@ impl SourceTaskRunner {
     }
 
     /// Transforms and converts a record; `None` when a transform dropped it.
-    fn prepare(&self, record: Record) -> Result<Option<Outgoing>, ConnectError> {
+    fn prepare(&self, record: Record) -> Result<Option<ProducerRecord>, ConnectError> {
         let transformed = self
             .settings
             .transforms
@@ -258,22 +229,13 @@ impl SourceTaskRunner {
             .value_converter
             .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
             .map_err(|e| e.context("value conversion"))?;
-        let headers = r.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(r.headers.len()),
-            |h, header| {
-                h.insert(KafkaHeader {
-                    key: &header.key,
-                    value: header.value.as_deref(),
-                })
-            },
-        );
-        Ok(Some(Outgoing {
+        Ok(Some(ProducerRecord {
             topic: r.topic,
             partition: r.partition,
             key,
             value,
+            headers: r.headers,
             timestamp: r.timestamp,
-            headers,
         }))
     }
 
@@ -281,7 +243,7 @@ impl SourceTaskRunner {
     async fn commit(
         &mut self,
         in_flight: &mut VecDeque<Tracked>,
-        acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>,
+        acked: &mut Acked,
     ) -> Result<(), String> {
         let mut failure = None;
         while let Some(tracked) = in_flight.pop_front() {
@@ -297,10 +259,7 @@ impl SourceTaskRunner {
             };
             match ok {
                 Ok(()) => {
-                    acked.insert(
-                        canonical(&tracked.partition),
-                        (tracked.partition, tracked.offset),
-                    );
+                    acked.record(tracked.partition, tracked.offset);
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -310,7 +269,7 @@ impl SourceTaskRunner {
             }
         }
         if !acked.is_empty() {
-            let offsets: Vec<_> = std::mem::take(acked).into_values().collect();
+            let offsets = std::mem::take(&mut acked.0);
             self.offsets
                 .write(&self.id.connector, &offsets)
                 .await
@@ -324,10 +283,7 @@ impl SourceTaskRunner {
 }
 
 /// Moves the acknowledged prefix of `in_flight` into `acked` without waiting.
-fn settle_ready(
-    in_flight: &mut VecDeque<Tracked>,
-    acked: &mut BTreeMap<String, (SourcePartition, SourceOffset)>,
-) -> Result<(), String> {
+fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut Acked) -> Result<(), String> {
     while let Some(front) = in_flight.front_mut() {
         match &mut front.pending {
             Pending::Done => {}
@@ -343,12 +299,27 @@ fn settle_ready(
             },
         }
         if let Some(t) = in_flight.pop_front() {
-            acked.insert(canonical(&t.partition), (t.partition, t.offset));
+            acked.record(t.partition, t.offset);
         }
     }
     Ok(())
 }
 
-fn canonical(partition: &SourcePartition) -> String {
-    serde_json::Value::Object(partition.clone()).to_string()
+/// The newest acknowledged offset of each source partition since the last commit. A task has few
+/// partitions and consecutive records usually share one, so a vector searched from the end beats
+/// hashing each record's partition.
+#[derive(Default)]
+struct Acked(Vec<(SourcePartition, SourceOffset)>);
+
+impl Acked {
+    fn record(&mut self, partition: SourcePartition, offset: SourceOffset) {
+        match self.0.iter_mut().rev().find(|(p, _)| *p == partition) {
+            Some((_, o)) => *o = offset,
+            None => self.0.push((partition, offset)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
