@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
-cargo build --release -p sluice-worker --bin sluice -p sluice-bench
+cargo build --release -p sluice-worker --bin sluice
+cargo build --release -p sluice-bench
 SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice" "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

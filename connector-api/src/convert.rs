@@ -6,10 +6,11 @@
 //! with the JSON converter when schemas are enabled. Without schemas, integers come back as
 //! `Int64`, floats as `Float64` and objects as structs in document order.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::config::Props;
@@ -72,7 +73,7 @@ pub fn converter_for(class: &str, props: &Props) -> Result<Box<dyn Converter>, S
                     ));
                 }
             };
-            Box::new(JsonConverter { schemas_enable })
+            Box::new(JsonConverter::new(schemas_enable))
         }
         STRING_CONVERTER => Box::new(StringConverter),
         _ => Box::new(ByteArrayConverter),
@@ -80,10 +81,66 @@ pub fn converter_for(class: &str, props: &Props) -> Result<Box<dyn Converter>, S
 }
 
 /// JSON, optionally wrapped in Kafka Connect's `{"schema": ..., "payload": ...}` envelope.
-#[derive(Debug, Clone, Copy)]
+///
+/// Records of a topic nearly always share one schema, so the converter keeps the last schema it
+/// read (keyed by its exact JSON text) and the last one it wrote (with its serialized form) instead
+/// of parsing and serializing the schema of every record.
+#[derive(Debug, Default)]
 pub struct JsonConverter {
     /// Whether to read and write the envelope (`schemas.enable`, default true).
     pub schemas_enable: bool,
+    read_cache: Mutex<Option<(String, Arc<Schema>)>>,
+    write_cache: Mutex<Option<(Schema, Arc<[u8]>)>>,
+}
+
+/// The envelope, with the schema kept as raw text until it is known to be new.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    schema: &'a RawValue,
+    payload: Json,
+}
+
+const ENVELOPE_REQUIRED: &str = "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.";
+
+impl JsonConverter {
+    /// A converter with or without the envelope.
+    pub fn new(schemas_enable: bool) -> Self {
+        Self {
+            schemas_enable,
+            ..Self::default()
+        }
+    }
+
+    fn read_schema(&self, raw: &RawValue) -> Result<Option<Arc<Schema>>, String> {
+        let text = raw.get();
+        if text == "null" {
+            return Ok(None);
+        }
+        let mut cache = self.read_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, schema)) = cache.as_ref()
+            && cached == text
+        {
+            return Ok(Some(Arc::clone(schema)));
+        }
+        let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let schema = Arc::new(schema_from_json(&json)?);
+        *cache = Some((text.to_owned(), Arc::clone(&schema)));
+        Ok(Some(schema))
+    }
+
+    fn schema_bytes(&self, schema: &Schema) -> Arc<[u8]> {
+        let mut cache = self.write_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, bytes)) = cache.as_ref()
+            && cached == schema
+        {
+            return Arc::clone(bytes);
+        }
+        let bytes: Arc<[u8]> = schema_to_json(schema).to_string().into_bytes().into();
+        *cache = Some((schema.clone(), Arc::clone(&bytes)));
+        bytes
+    }
 }
 
 impl Converter for JsonConverter {
@@ -91,33 +148,36 @@ impl Converter for JsonConverter {
         let Some(data) = data else {
             return Ok((None, Value::Null));
         };
-        let json: Json = serde_json::from_slice(data).map_err(|e| {
+        let syntax = |e: serde_json::Error| {
             ConnectError::user(format!(
                 "Converting byte[] to Kafka Connect data failed due to serialization error of topic {topic}: {e}"
             ))
-        })?;
+        };
         if !self.schemas_enable {
+            let json: Json = serde_json::from_slice(data).map_err(syntax)?;
             return Ok((None, json_to_value(&json)));
         }
-        let envelope = match &json {
-            Json::Object(map)
-                if map.len() == 2 && map.contains_key("schema") && map.contains_key("payload") =>
-            {
-                map
-            }
-            _ => {
-                return Err(ConnectError::user(
-                    "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.",
-                ));
-            }
+        // serde would also accept `[schema, payload]`; only an object is an envelope.
+        if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(data) {
+                Ok(_) => Err(ConnectError::user(ENVELOPE_REQUIRED)),
+                Err(e) => Err(syntax(e)),
+            };
+        }
+        let envelope: Envelope<'_> = match serde_json::from_slice(data) {
+            Ok(e) => e,
+            Err(e) if e.is_data() => return Err(ConnectError::user(ENVELOPE_REQUIRED)),
+            Err(e) => return Err(syntax(e)),
         };
-        match &envelope["schema"] {
-            Json::Null => Ok((None, json_to_value(&envelope["payload"]))),
-            schema_json => {
-                let schema = schema_from_json(schema_json).map_err(ConnectError::user)?;
-                let value = json_to_value_with_schema(&envelope["payload"], &schema, "payload")
+        match self
+            .read_schema(envelope.schema)
+            .map_err(ConnectError::user)?
+        {
+            None => Ok((None, json_to_value(&envelope.payload))),
+            Some(schema) => {
+                let value = json_to_value_with_schema(&envelope.payload, &schema, "payload")
                     .map_err(ConnectError::user)?;
-                Ok((Some(Arc::new(schema)), value))
+                Ok((Some(schema), value))
             }
         }
     }
@@ -138,20 +198,19 @@ impl Converter for JsonConverter {
             }
             None => value_to_json(value),
         };
-        let json = if self.schemas_enable {
-            let mut envelope = Map::with_capacity(2);
-            envelope.insert(
-                "schema".to_owned(),
-                schema.map(schema_to_json).unwrap_or(Json::Null),
-            );
-            envelope.insert("payload".to_owned(), payload);
-            Json::Object(envelope)
-        } else {
-            payload
-        };
-        serde_json::to_vec(&json)
-            .map(Some)
-            .map_err(|e| ConnectError::internal("serializing JSON failed").with_source(e))
+        let failed =
+            |e: serde_json::Error| ConnectError::internal("serializing JSON failed").with_source(e);
+        if !self.schemas_enable {
+            return serde_json::to_vec(&payload).map(Some).map_err(failed);
+        }
+        let schema_bytes = schema.map(|s| self.schema_bytes(s));
+        let mut out = Vec::with_capacity(64 + schema_bytes.as_ref().map_or(4, |b| b.len()));
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(schema_bytes.as_deref().unwrap_or(b"null"));
+        out.extend_from_slice(b",\"payload\":");
+        serde_json::to_writer(&mut out, &payload).map_err(failed)?;
+        out.push(b'}');
+        Ok(Some(out))
     }
 }
 
@@ -613,9 +672,7 @@ mod tests {
 
     #[test]
     fn envelope_round_trip_preserves_schema_and_value() {
-        let conv = JsonConverter {
-            schemas_enable: true,
-        };
+        let conv = JsonConverter::new(true);
         let value = Value::Struct(
             Struct::new()
                 .with("id", 7i32)
@@ -638,19 +695,53 @@ mod tests {
     }
 
     #[test]
+    fn schema_caches_follow_schema_changes() {
+        let conv = JsonConverter::new(true);
+        let a = order_schema();
+        let b = Schema::structure(vec![Field {
+            name: "id".into(),
+            schema: Schema::new(SchemaType::String),
+        }]);
+        let va = Value::Struct(
+            Struct::new()
+                .with("id", 1i32)
+                .with("price", Value::Bytes(vec![1]))
+                .with("tags", Value::Null)
+                .with("attrs", Value::Map(vec![])),
+        );
+        let vb = Value::Struct(Struct::new().with("id", "x"));
+        for (schema, value) in [(&a, &va), (&b, &vb), (&a, &va), (&b, &vb)] {
+            let bytes = conv.to_bytes("t", Some(schema), value).unwrap().unwrap();
+            let json: Json = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(schema_from_json(&json["schema"]).unwrap(), *schema);
+            let (read_schema, read_value) = conv.to_connect("t", Some(&bytes)).unwrap();
+            assert_eq!(read_schema.as_deref(), Some(schema));
+            assert_eq!(&read_value, value);
+        }
+    }
+
+    #[test]
+    fn malformed_json_and_missing_envelope_are_told_apart() {
+        let conv = JsonConverter::new(true);
+        let syntax = conv.to_connect("t", Some(b"{\"schema\": ")).unwrap_err();
+        assert!(
+            syntax.message().contains("serialization error of topic t"),
+            "{syntax}"
+        );
+        let shape = conv.to_connect("t", Some(b"[1, 2]")).unwrap_err();
+        assert!(shape.message().contains("schemas.enable=false"), "{shape}");
+    }
+
+    #[test]
     fn envelope_required_when_schemas_enabled() {
-        let conv = JsonConverter {
-            schemas_enable: true,
-        };
+        let conv = JsonConverter::new(true);
         let err = conv.to_connect("t", Some(br#"{"a": 1}"#)).unwrap_err();
         assert!(err.message().contains("schemas.enable=false"), "{err}");
     }
 
     #[test]
     fn schemaless_json_keeps_field_order() {
-        let conv = JsonConverter {
-            schemas_enable: false,
-        };
+        let conv = JsonConverter::new(false);
         let (schema, value) = conv
             .to_connect("t", Some(br#"{"z": 1, "a": 2.5, "m": null}"#))
             .unwrap();
@@ -669,9 +760,7 @@ mod tests {
 
     #[test]
     fn wrong_payload_type_names_the_path() {
-        let conv = JsonConverter {
-            schemas_enable: true,
-        };
+        let conv = JsonConverter::new(true);
         let msg = br#"{"schema":{"type":"struct","fields":[{"type":"int32","field":"id"}]},"payload":{"id":"x"}}"#;
         let err = conv.to_connect("t", Some(msg)).unwrap_err();
         assert_eq!(
@@ -682,9 +771,7 @@ mod tests {
 
     #[test]
     fn null_is_a_tombstone() {
-        let conv = JsonConverter {
-            schemas_enable: true,
-        };
+        let conv = JsonConverter::new(true);
         assert_eq!(conv.to_connect("t", None).unwrap(), (None, Value::Null));
         assert_eq!(conv.to_bytes("t", None, &Value::Null).unwrap(), None);
     }

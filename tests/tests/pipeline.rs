@@ -9,7 +9,10 @@ use sluice_tests::{
 #[tokio::test]
 async fn every_sequence_number_arrives_exactly_once() {
     let broker = Broker::start();
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    // A tiny producer queue keeps the source tasks in back-pressure (QueueFull) all the time.
+    let settings =
+        WorkerSettings::new(&broker).with("producer.queue.buffering.max.messages", "500");
+    let worker = Worker::start(settings).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     let topic = unique("orders");

@@ -78,9 +78,7 @@ impl SinkTask for ForwardTask {
                 "put before start",
             ));
         };
-        let json = JsonConverter {
-            schemas_enable: true,
-        };
+        let json = JsonConverter::new(true);
         let mut sends = Vec::with_capacity(records.len());
         for r in records {
             let record = r.record;

@@ -76,6 +76,9 @@ pub struct Herder {
     offsets: Arc<OffsetStore>,
     statuses: StatusStore,
     kafka_cluster_id: String,
+    /// One producer for every source task: librdkafka batches best with one producer per process,
+    /// and each record's delivery is tracked on its own, so tasks stay independent.
+    source_producer: rdkafka::producer::FutureProducer,
     generation: i64,
     running: tokio::sync::Mutex<Running>,
     /// Local view of connector and task states: (state, trace).
@@ -115,6 +118,7 @@ impl Herder {
         .await?;
         let kafka_cluster_id = clients.cluster_id().await.unwrap_or_default();
         let generation = statuses.max_generation() + 1;
+        let source_producer = clients.producer(&[("client.id", "sluice-source-producer")])?;
         let (events, event_rx) = mpsc::unbounded_channel();
         let herder = Arc::new(Self {
             worker_id,
@@ -125,6 +129,7 @@ impl Herder {
             offsets,
             statuses,
             kafka_cluster_id,
+            source_producer,
             generation,
             running: tokio::sync::Mutex::new(Running::default()),
             states: Mutex::new(BTreeMap::new()),
@@ -488,31 +493,20 @@ impl Herder {
         tracing::info!(task = %id, "starting task");
         let join = match &connector.instance {
             ConnectorInstance::Source(c) => {
-                let producer = self
-                    .clients
-                    .producer(&[("client.id", &format!("connector-producer-{id}"))]);
-                match producer {
-                    Ok(producer) => {
-                        let runner = SourceTaskRunner {
-                            id,
-                            task: c.task(),
-                            props: config.clone(),
-                            settings,
-                            producer,
-                            clients: self.clients.clone(),
-                            offsets: Arc::clone(&self.offsets),
-                            task_settings,
-                            desired: desired_rx,
-                            reporter,
-                            topics: Default::default(),
-                        };
-                        tokio::spawn(runner.run())
-                    }
-                    Err(e) => {
-                        reporter_failed(&reporter, e.to_string());
-                        tokio::spawn(async {})
-                    }
-                }
+                let runner = SourceTaskRunner {
+                    id,
+                    task: c.task(),
+                    props: config.clone(),
+                    settings,
+                    producer: self.source_producer.clone(),
+                    clients: self.clients.clone(),
+                    offsets: Arc::clone(&self.offsets),
+                    task_settings,
+                    desired: desired_rx,
+                    reporter,
+                    topics: Default::default(),
+                };
+                tokio::spawn(runner.run())
             }
             ConnectorInstance::Sink(c) => {
                 let runner = SinkTaskRunner {
@@ -610,11 +604,6 @@ impl Herder {
             .map(ToString::to_string)
             .collect()
     }
-}
-
-fn reporter_failed(reporter: &Reporter, trace: String) {
-    let r = reporter.clone();
-    r.fail_now(trace);
 }
 
 async fn stop_instance(

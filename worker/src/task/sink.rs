@@ -8,6 +8,8 @@
 //! the last commit may be delivered again after a crash: duplicates are bounded by one flush interval.
 
 use std::collections::BTreeSet;
+
+use futures::FutureExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -517,13 +519,22 @@ async fn gather(
     let mut gathered = Gathered::default();
     let batch = &mut gathered.records;
     while batch.len() < MAX_BATCH {
-        let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Err(_) => break,
-            Ok(Err(e)) => {
+        // Take what is already fetched without arming a timer; wait (up to the deadline) only
+        // when nothing is buffered.
+        let received = match consumer.recv().now_or_never() {
+            Some(r) => r,
+            None if !batch.is_empty() => break,
+            None => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_) => break,
+                Ok(r) => r,
+            },
+        };
+        let msg = match received {
+            Err(e) => {
                 tracing::warn!(task = %id, "consumer error: {e}");
                 break;
             }
-            Ok(Ok(m)) => m,
+            Ok(m) => m,
         };
         let origin = TopicPartition::new(msg.topic(), msg.partition());
         match to_sink_record(settings, &msg) {

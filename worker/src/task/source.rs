@@ -107,7 +107,7 @@ impl SourceTaskRunner {
                     .await
                     .map_err(|e| format!("poll failed: {}", e.trace()))?;
                 for record in batch {
-                    self.send(record, &mut in_flight).await?;
+                    self.send(record, &mut in_flight, &mut acked).await?;
                 }
                 settle_ready(&mut in_flight, &mut acked)?;
             }
@@ -127,6 +127,7 @@ impl SourceTaskRunner {
         &mut self,
         record: SourceRecord,
         in_flight: &mut VecDeque<Tracked>,
+        acked: &mut Acked,
     ) -> Result<(), String> {
         let SourceRecord {
             record,
@@ -193,15 +194,10 @@ impl SourceTaskRunner {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     fr = back;
-                    // Make room: wait for the oldest delivery, or briefly if none is ours.
-                    match in_flight.iter_mut().find_map(|t| match &mut t.pending {
-                        Pending::Delivery(d) => Some(d),
-                        Pending::Done => None,
-                    }) {
-                        Some(d) => {
-                            let _ = tokio::time::timeout(Duration::from_millis(100), d).await;
-                        }
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    // Make room: settle our oldest delivery (it leaves the queue with its result
+                    // recorded), or wait briefly if the queue is full of other tasks' records.
+                    if !settle_oldest(in_flight, acked).await? {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
                 Err((e, _)) => return Err(format!("producing to {dest} failed: {e}")),
@@ -245,29 +241,17 @@ impl SourceTaskRunner {
         in_flight: &mut VecDeque<Tracked>,
         acked: &mut Acked,
     ) -> Result<(), String> {
-        let mut failure = None;
-        while let Some(tracked) = in_flight.pop_front() {
-            let ok = match tracked.pending {
-                Pending::Done => Ok(()),
-                Pending::Delivery(d) => match d.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(format!("Kafka did not acknowledge a record: {e}")),
-                    Err(_) => {
-                        Err("the producer was closed before acknowledging a record".to_owned())
-                    }
-                },
-            };
-            match ok {
-                Ok(()) => {
-                    acked.record(tracked.partition, tracked.offset);
-                }
+        // Settle every delivery in order; a failed one stops the offsets just before it.
+        let failure = loop {
+            match settle_oldest(in_flight, acked).await {
+                Ok(true) => {}
+                Ok(false) => break None,
                 Err(e) => {
-                    failure = Some(e);
                     in_flight.clear();
-                    break;
+                    break Some(e);
                 }
             }
-        }
+        };
         if !acked.is_empty() {
             let offsets = std::mem::take(&mut acked.0);
             self.offsets
@@ -280,6 +264,34 @@ impl SourceTaskRunner {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// Waits for the oldest tracked record and records its offset; returns whether there was one.
+/// Done entries ahead of it are settled too.
+async fn settle_oldest(
+    in_flight: &mut VecDeque<Tracked>,
+    acked: &mut Acked,
+) -> Result<bool, String> {
+    while let Some(tracked) = in_flight.pop_front() {
+        match tracked.pending {
+            Pending::Done => acked.record(tracked.partition, tracked.offset),
+            Pending::Delivery(d) => {
+                match d.await {
+                    Ok(Ok(_)) => acked.record(tracked.partition, tracked.offset),
+                    Ok(Err((e, _))) => {
+                        return Err(format!("Kafka did not acknowledge a record: {e}"));
+                    }
+                    Err(_) => {
+                        return Err(
+                            "the producer was closed before acknowledging a record".to_owned()
+                        );
+                    }
+                }
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Moves the acknowledged prefix of `in_flight` into `acked` without waiting.
