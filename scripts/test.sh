@@ -32,5 +32,6 @@ python3 -c 'import yaml, sys; d = yaml.safe_load(open("docker-compose.yml")); as
 cargo build --workspace --all-targets
 # Integration tests find the worker binary here.
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
-cargo nextest run --workspace --no-fail-fast --test-threads "${SLUICE_TEST_THREADS:-2}"
+# Doc tests first (nextest does not run them), so the run closes with nextest's summary.
 cargo test --workspace --doc
+cargo nextest run --workspace --no-fail-fast --test-threads "${SLUICE_TEST_THREADS:-2}"
