@@ -8,6 +8,8 @@
 
 use std::sync::{Arc, Mutex};
 
+mod decode;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::value::RawValue;
@@ -99,7 +101,27 @@ pub struct JsonConverter {
 struct Envelope<'a> {
     #[serde(borrow)]
     schema: &'a RawValue,
-    payload: Json,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// Decodes a payload straight into a [`Value`]; when that fails, decodes it again through a JSON
+/// tree to say where the JSON went wrong.
+fn decode_payload(raw: &RawValue, schema: Option<&Schema>) -> Result<Value, String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let fast = match schema {
+        Some(s) => decode::WithSchema(s).deserialize(&mut de),
+        None => decode::Schemaless.deserialize(&mut de),
+    };
+    if let Ok(value) = fast {
+        return Ok(value);
+    }
+    let json: Json = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    match schema {
+        Some(s) => json_to_value_with_schema(&json, s, "payload"),
+        None => Ok(json_to_value(&json)),
+    }
 }
 
 const ENVELOPE_REQUIRED: &str = "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.";
@@ -154,8 +176,11 @@ impl Converter for JsonConverter {
             ))
         };
         if !self.schemas_enable {
-            let json: Json = serde_json::from_slice(data).map_err(syntax)?;
-            return Ok((None, json_to_value(&json)));
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_slice(data);
+            let value = decode::Schemaless.deserialize(&mut de).map_err(syntax)?;
+            de.end().map_err(syntax)?;
+            return Ok((None, value));
         }
         // serde would also accept `[schema, payload]`; only an object is an envelope.
         if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -169,17 +194,12 @@ impl Converter for JsonConverter {
             Err(e) if e.is_data() => return Err(ConnectError::user(ENVELOPE_REQUIRED)),
             Err(e) => return Err(syntax(e)),
         };
-        match self
+        let schema = self
             .read_schema(envelope.schema)
-            .map_err(ConnectError::user)?
-        {
-            None => Ok((None, json_to_value(&envelope.payload))),
-            Some(schema) => {
-                let value = json_to_value_with_schema(&envelope.payload, &schema, "payload")
-                    .map_err(ConnectError::user)?;
-                Ok((Some(schema), value))
-            }
-        }
+            .map_err(ConnectError::user)?;
+        let value =
+            decode_payload(envelope.payload, schema.as_deref()).map_err(ConnectError::user)?;
+        Ok((schema, value))
     }
 
     fn to_bytes(
@@ -717,6 +737,75 @@ mod tests {
             let (read_schema, read_value) = conv.to_connect("t", Some(&bytes)).unwrap();
             assert_eq!(read_schema.as_deref(), Some(schema));
             assert_eq!(&read_value, value);
+        }
+    }
+
+    #[test]
+    fn streaming_decoder_agrees_with_the_tree_decoder() {
+        use serde::de::DeserializeSeed;
+        let schema = order_schema().optional();
+        let with_default = {
+            let mut s = Schema::new(SchemaType::Int32);
+            s.default = Some(Value::Int32(9));
+            s
+        };
+        let big_int = Schema::new(SchemaType::Int64);
+        let floats = Schema::new(SchemaType::Float32);
+        let pairs = Schema::map(
+            Schema::new(SchemaType::Int32),
+            Schema::new(SchemaType::String),
+        );
+        let cases: Vec<(&Schema, &str)> = vec![
+            (
+                &schema,
+                r#"{"id": 1, "price": "BNI=", "tags": ["a", "b"], "attrs": {"x": 5}}"#,
+            ),
+            (
+                &schema,
+                r#"{"attrs": {}, "id": -2147483648, "price": "", "extra": {"deep": [1, {"z": null}]}}"#,
+            ),
+            (&schema, r#"{"id": 2147483648, "price": "", "attrs": {}}"#),
+            (&schema, r#"{"id": 1.5, "price": "", "attrs": {}}"#),
+            (&schema, r#"{"id": 1, "price": "not base64!", "attrs": {}}"#),
+            (&schema, r#"{"id": 1, "price": "", "attrs": {"x": "five"}}"#),
+            (&schema, r#"{"price": "", "attrs": {}}"#),
+            (&schema, "null"),
+            (&schema, "[1]"),
+            (
+                &schema,
+                r#"{"id": 1, "price": "", "tags": null, "attrs": {"a": 1, "a": 2}}"#,
+            ),
+            (&with_default, "null"),
+            (&with_default, "7"),
+            (&big_int, "18446744073709551615"),
+            (&big_int, "-9223372036854775808"),
+            (&floats, "3"),
+            (&floats, "1e300"),
+            (&pairs, r#"[[1, "one"], [2, "two"]]"#),
+            (&pairs, r#"[[1, "one", 3]]"#),
+            (&pairs, r#"{"1": "one"}"#),
+        ];
+        for (schema, text) in cases {
+            let json: Json = serde_json::from_str(text).unwrap();
+            let tree = json_to_value_with_schema(&json, schema, "payload");
+            let mut de = serde_json::Deserializer::from_str(text);
+            let fast = decode::WithSchema(schema).deserialize(&mut de);
+            match (&tree, &fast) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("decoders disagree on {text}: tree {tree:?}, streaming {fast:?}"),
+            }
+        }
+        let schemaless = [
+            r#"{"b": 1, "a": [1.5, "x", null, true, {"c": -3}]}"#,
+            "18446744073709551615",
+            "\"s\"",
+        ];
+        for text in schemaless {
+            let tree = json_to_value(&serde_json::from_str(text).unwrap());
+            let mut de = serde_json::Deserializer::from_str(text);
+            let fast = decode::Schemaless.deserialize(&mut de).unwrap();
+            assert_eq!(tree, fast, "{text}");
         }
     }
 
