@@ -9,6 +9,9 @@
 use std::sync::{Arc, Mutex};
 
 mod decode;
+mod encode;
+
+pub use encode::AsJson;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -211,13 +214,10 @@ impl Converter for JsonConverter {
         if value.is_null() && schema.is_none() {
             return Ok(None);
         }
-        let payload = match schema {
-            Some(schema) => {
-                schema.check(value).map_err(ConnectError::user)?;
-                value_to_json_with_schema(value, schema)
-            }
-            None => value_to_json(value),
-        };
+        if let Some(schema) = schema {
+            schema.check(value).map_err(ConnectError::user)?;
+        }
+        let payload = AsJson { value, schema };
         let failed =
             |e: serde_json::Error| ConnectError::internal("serializing JSON failed").with_source(e);
         if !self.schemas_enable {
@@ -806,6 +806,89 @@ mod tests {
             let mut de = serde_json::Deserializer::from_str(text);
             let fast = decode::Schemaless.deserialize(&mut de).unwrap();
             assert_eq!(tree, fast, "{text}");
+        }
+    }
+
+    #[test]
+    fn streaming_encoder_writes_what_the_tree_encoder_writes() {
+        let schema = order_schema();
+        let mut with_default = Schema::new(SchemaType::Int32).optional();
+        with_default.default = Some(Value::Int32(9));
+        let nested = Schema::structure(vec![
+            Field {
+                name: "order".into(),
+                schema: order_schema().optional(),
+            },
+            Field {
+                name: "n".into(),
+                schema: with_default.clone(),
+            },
+            Field {
+                name: "pairs".into(),
+                schema: Schema::map(
+                    Schema::new(SchemaType::Int32),
+                    Schema::new(SchemaType::Float32),
+                ),
+            },
+        ]);
+        let order = Value::Struct(
+            Struct::new()
+                .with(
+                    "attrs",
+                    Value::Map(vec![(Value::from("k"), Value::Int64(-1))]),
+                )
+                .with("id", 7i32)
+                .with("price", Value::Bytes(vec![0x04, 0xd2]))
+                .with("tags", Value::Array(vec!["a\"q".into(), "\u{e9}".into()])),
+        );
+        let with_schema: Vec<(&Schema, Value)> = vec![
+            (&schema, order.clone()),
+            (&with_default, Value::Null),
+            (
+                &nested,
+                Value::Struct(Struct::new().with("order", order.clone()).with(
+                    "pairs",
+                    Value::Map(vec![(Value::Int32(1), Value::Float32(0.1))]),
+                )),
+            ),
+            (
+                &nested,
+                Value::Struct(Struct::new().with("pairs", Value::Map(vec![]))),
+            ),
+        ];
+        for (schema, value) in &with_schema {
+            let tree = serde_json::to_vec(&value_to_json_with_schema(value, schema)).unwrap();
+            let fast = serde_json::to_vec(&AsJson {
+                value,
+                schema: Some(schema),
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(tree).unwrap()
+            );
+        }
+        let schemaless = [
+            order,
+            Value::Float64(f64::NAN),
+            Value::Float32(1.5),
+            Value::Map(vec![
+                (Value::Int8(1), Value::Null),
+                (Value::from("x"), Value::Boolean(true)),
+            ]),
+            Value::Array(vec![
+                Value::Int16(-3),
+                Value::Bytes(b"hi".to_vec()),
+                Value::Null,
+            ]),
+        ];
+        for value in &schemaless {
+            let tree = serde_json::to_vec(&value_to_json(value)).unwrap();
+            let fast = serde_json::to_vec(&AsJson::schemaless(value)).unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(tree).unwrap()
+            );
         }
     }
 

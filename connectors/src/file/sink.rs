@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sluice_connector_api::convert::value_to_json;
+use sluice_connector_api::convert::AsJson;
 use sluice_connector_api::{
     ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
     Importance, Offsets, Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, Validator,
@@ -81,7 +81,7 @@ impl SinkTask for FileStreamSinkTask {
         };
         self.buffer.clear();
         for r in records {
-            serde_json::to_writer(&mut self.buffer, &value_to_json(&r.record.value))
+            serde_json::to_writer(&mut self.buffer, &AsJson::schemaless(&r.record.value))
                 .map_err(|e| ConnectError::internal("encoding JSON").with_source(e))?;
             self.buffer.push(b'\n');
         }
