@@ -83,12 +83,30 @@ async fn wait_healthy(http: &reqwest::Client, port: u16) -> Result<()> {
     }
 }
 
-fn count_lines(path: &Path) -> usize {
-    std::fs::read(path).map(|b| bytecount(&b)).unwrap_or(0)
+/// Counts the lines of a growing file, reading only what was appended since the last call, so
+/// that polling costs little next to the process being measured.
+#[derive(Default)]
+struct LineCounter {
+    read: u64,
+    lines: usize,
 }
 
-fn bytecount(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
+impl LineCounter {
+    fn count(&mut self, path: &Path) -> usize {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return self.lines;
+        };
+        if file.seek(SeekFrom::Start(self.read)).is_err() {
+            return self.lines;
+        }
+        let mut buf = Vec::new();
+        if let Ok(n) = file.read_to_end(&mut buf) {
+            self.read += n as u64;
+            self.lines += buf.iter().filter(|&&b| b == b'\n').count();
+        }
+        self.lines
+    }
 }
 
 struct Killed(Child);
@@ -244,8 +262,9 @@ async fn through_sluice(
     }
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut first = None;
+    let mut counter = LineCounter::default();
     loop {
-        let lines = count_lines(out);
+        let lines = counter.count(out);
         if lines > 0 {
             first.get_or_insert_with(Instant::now);
         }

@@ -368,6 +368,19 @@ impl Worker {
         r.body
     }
 
+    /// The sum of a sink connector's committed offsets over all its partitions: how many records
+    /// of its topics it has committed (offsets start at 0). `None` until the API answers.
+    pub async fn committed_sink_records(&self, name: &str) -> Option<i64> {
+        let body = self.get(&format!("/connectors/{name}/offsets")).await.body;
+        Some(
+            body["offsets"]
+                .as_array()?
+                .iter()
+                .filter_map(|o| o["offset"]["kafka_offset"].as_i64())
+                .sum(),
+        )
+    }
+
     /// Waits until the connector and `tasks` tasks are in `state`.
     pub async fn wait_for_state(&self, name: &str, state: &str, tasks: usize) -> Value {
         eventually(
@@ -409,6 +422,28 @@ pub fn read_json_lines(path: &Path) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
         .collect()
+}
+
+/// Waits until the JSON-lines file holds every datagen sequence number of `tasks` x `per_task`,
+/// and returns its records.
+pub async fn wait_for_every_sequence(
+    out: &Path,
+    tasks: i64,
+    per_task: i64,
+    timeout: Duration,
+) -> Vec<Value> {
+    eventually(
+        "every sequence number in the sink file",
+        timeout,
+        || async {
+            let records = read_json_lines(out);
+            sequence_report(&records, tasks, per_task)
+                .missing
+                .is_empty()
+                .then_some(records)
+        },
+    )
+    .await
 }
 
 /// Counts of (task, seq) pairs in datagen records.

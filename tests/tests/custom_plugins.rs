@@ -52,12 +52,7 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
         "Forward to commit input",
         Duration::from_secs(60),
         || async {
-            let offsets = worker.get("/connectors/fwd/offsets").await.body;
-            let committed: i64 = offsets["offsets"]
-                .as_array()?
-                .iter()
-                .filter_map(|o| o["offset"]["kafka_offset"].as_i64())
-                .sum();
+            let committed = worker.committed_sink_records("fwd").await?;
             (committed > 0).then_some(())
         },
     )

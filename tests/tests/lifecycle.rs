@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sluice_tests::{
     Broker, Worker, WorkerSettings, eventually, json, read_json_lines, sequence_report, unique,
+    wait_for_every_sequence,
 };
 
 #[tokio::test]
@@ -134,14 +135,7 @@ async fn pause_resume_restart_stop_lose_nothing() {
     worker.wait_for_state("gen", "RUNNING", 1).await;
 
     // Every record arrives; nothing was lost across pause, resume, restart and stop.
-    let records = eventually("all records", Duration::from_secs(120), || async {
-        let r = read_json_lines(&out);
-        sequence_report(&r, 1, per_task)
-            .missing
-            .is_empty()
-            .then_some(r)
-    })
-    .await;
+    let records = wait_for_every_sequence(&out, 1, per_task, Duration::from_secs(120)).await;
     let report = sequence_report(&records, 1, per_task);
     eprintln!(
         "lifecycle: {} records, {} duplicates",

@@ -55,15 +55,7 @@ async fn every_sequence_number_arrives_exactly_once() {
         "sink offsets committed",
         Duration::from_secs(30),
         || async {
-            let offsets = worker
-                .get(&format!("/connectors/{sink}/offsets"))
-                .await
-                .body;
-            let total: i64 = offsets["offsets"]
-                .as_array()?
-                .iter()
-                .filter_map(|o| o["offset"]["kafka_offset"].as_i64())
-                .sum();
+            let total = worker.committed_sink_records(&sink).await?;
             (total == tasks * per_task).then_some(())
         },
     )

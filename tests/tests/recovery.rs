@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sluice_tests::{
     Broker, Worker, WorkerSettings, eventually, json, read_json_lines, sequence_report, unique,
+    wait_for_every_sequence,
 };
 
 const TASKS: i64 = 2;
@@ -52,12 +53,7 @@ async fn sigkill_mid_stream_loses_nothing_and_bounds_duplicates() {
         "sink commits past half of the stream",
         Duration::from_secs(60),
         || async {
-            let offsets = worker.get("/connectors/sink/offsets").await.body;
-            let committed: i64 = offsets["offsets"]
-                .as_array()?
-                .iter()
-                .filter_map(|o| o["offset"]["kafka_offset"].as_i64())
-                .sum();
+            let committed = worker.committed_sink_records("sink").await?;
             (committed >= TASKS * PER_TASK / 2).then_some(())
         },
     )
@@ -69,18 +65,7 @@ async fn sigkill_mid_stream_loses_nothing_and_bounds_duplicates() {
         .wait_for_state("gen", "RUNNING", TASKS as usize)
         .await;
 
-    let records = eventually(
-        "every sequence number after the restart",
-        Duration::from_secs(120),
-        || async {
-            let records = read_json_lines(&out);
-            sequence_report(&records, TASKS, PER_TASK)
-                .missing
-                .is_empty()
-                .then_some(records)
-        },
-    )
-    .await;
+    let records = wait_for_every_sequence(&out, TASKS, PER_TASK, Duration::from_secs(120)).await;
     let report = sequence_report(&records, TASKS, PER_TASK);
     // Source: records produced after the last offset write are produced again. Sink: records
     // written after the last commit are written again. Each is at most one flush interval of data
@@ -125,18 +110,7 @@ async fn sigterm_stops_within_bound_and_duplicates_nothing() {
     );
     worker.restart().await;
 
-    let records = eventually(
-        "every sequence number after the restart",
-        Duration::from_secs(120),
-        || async {
-            let records = read_json_lines(&out);
-            sequence_report(&records, TASKS, PER_TASK)
-                .missing
-                .is_empty()
-                .then_some(records)
-        },
-    )
-    .await;
+    let records = wait_for_every_sequence(&out, TASKS, PER_TASK, Duration::from_secs(120)).await;
     let report = sequence_report(&records, TASKS, PER_TASK);
     eprintln!(
         "SIGTERM restart: shutdown took {took:?}, {} duplicates",

@@ -28,16 +28,6 @@ pub enum WorkerError {
     /// An internal topic exists with settings Sluice cannot use.
     #[error("{0}")]
     Topic(String),
-    /// A stored record could not be read.
-    #[error("corrupt record in {topic} at offset {offset}: {reason}")]
-    Corrupt {
-        /// Topic.
-        topic: String,
-        /// Offset.
-        offset: i64,
-        /// Why.
-        reason: String,
-    },
     /// The embedded broker failed.
     #[error("embedded broker: {0}")]
     Broker(String),

@@ -235,7 +235,7 @@ impl HerderApi for Herder {
         if !self.exists(name) {
             return Err(ApiError::no_connector(name));
         }
-        if !self.task_exists(&id).await {
+        if !self.task_exists(&id) {
             return Err(ApiError::not_found(format!("Task {id} not found")));
         }
         self.restart_one(&id).await;

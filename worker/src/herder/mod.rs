@@ -13,7 +13,7 @@
 mod api;
 mod validate;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -585,24 +585,13 @@ impl Herder {
         found
     }
 
-    /// Whether a task handle exists (used to answer 404s).
-    async fn task_exists(&self, id: &TaskId) -> bool {
+    /// Whether the connector has a task with this number (used to answer 404s).
+    fn task_exists(&self, id: &TaskId) -> bool {
         self.configs
             .snapshot()
             .connectors
             .get(&id.connector)
             .is_some_and(|e| (id.task as usize) < e.tasks.len())
-    }
-
-    /// Names of the tasks currently running here (for diagnostics).
-    pub async fn running_tasks(&self) -> BTreeSet<String> {
-        self.running
-            .lock()
-            .await
-            .tasks
-            .keys()
-            .map(ToString::to_string)
-            .collect()
     }
 }
 

@@ -145,11 +145,6 @@ impl KafkaLog {
         Ok((log, partitions))
     }
 
-    /// The topic name.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Waits until every record present now has been applied.
     pub async fn read_to_end(&self) -> Result<(), WorkerError> {
         let consumer = Arc::clone(&self.consumer);

@@ -69,8 +69,6 @@ pub struct ClusterConfig {
     pub target_states: BTreeMap<String, TargetState>,
     /// Task configs written but not yet committed, by connector and task number.
     pending_tasks: BTreeMap<String, BTreeMap<u32, Props>>,
-    /// Offset of the last record applied.
-    pub offset: i64,
 }
 
 impl ClusterConfig {
@@ -207,7 +205,6 @@ impl ConfigStore {
                 if let Err(e) = state.apply(&key, value.as_ref()) {
                     tracing::warn!(topic = topic_name, offset = record.offset, key = %key, "{e}");
                 }
-                state.offset = record.offset;
                 tx.send_replace(record.offset);
             },
         )

@@ -140,11 +140,6 @@ impl OffsetStore {
         Ok(())
     }
 
-    /// Reads the topic to its current end.
-    pub async fn read_to_end(&self) -> Result<(), WorkerError> {
-        self.log.read_to_end().await
-    }
-
     /// An [`OffsetReader`] over this store for one connector.
     pub fn reader(self: &Arc<Self>, connector: &str) -> Arc<dyn OffsetReader> {
         Arc::new(ConnectorOffsets {

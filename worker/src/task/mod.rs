@@ -114,11 +114,6 @@ impl Reporter {
         self.send(TaskReport::TopicUsed(topic.to_owned()));
     }
 
-    /// Reports a failure that happened before the task's loop could start.
-    pub fn fail_now(&self, trace: String) {
-        self.failed(trace);
-    }
-
     fn failed(&self, trace: String) {
         tracing::error!(task = %self.id, "task failed: {trace}");
         self.report(TaskState::Failed, Some(trace));

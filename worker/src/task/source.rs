@@ -164,8 +164,8 @@ impl SourceTaskRunner {
                 ));
             }
         };
-        let dest = outgoing.topic.clone();
-        if !self.topics.contains(&dest) {
+        if !self.topics.contains(&outgoing.topic) {
+            let dest = outgoing.topic.clone();
             if let Some((partitions, replication_factor)) = self.settings.topic_creation {
                 let spec = TopicSpec {
                     name: &dest,
@@ -179,7 +179,7 @@ impl SourceTaskRunner {
                     .map_err(|e| format!("creating topic {dest} failed: {e}"))?;
             }
             self.reporter.topic_used(&dest);
-            self.topics.insert(dest.clone());
+            self.topics.insert(dest);
         }
         let mut fr = future_record(&outgoing);
         loop {
@@ -200,7 +200,9 @@ impl SourceTaskRunner {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
-                Err((e, _)) => return Err(format!("producing to {dest} failed: {e}")),
+                Err((e, _)) => {
+                    return Err(format!("producing to {} failed: {e}", outgoing.topic));
+                }
             }
         }
     }
