@@ -57,8 +57,28 @@ pub struct WorkerConfig {
     pub embedded_port: u16,
     /// Whether source connectors create missing destination topics (KIP-158).
     pub topic_creation_enable: bool,
+    /// Settings of the worker fleet (membership, failover, the internal API).
+    pub cluster: ClusterSettings,
     /// Every property as given, for pass-through and converter settings.
     pub originals: Props,
+}
+
+/// How this worker takes part in the fleet.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Shared secret that authenticates the workers' internal API (Raft RPCs, joins, forwarded
+    /// task configs). `None`: derived from `group.id`, which only keeps apart fleets that do not
+    /// try to impersonate each other; set it in production.
+    pub secret: Option<String>,
+    /// A worker silent for this long is dead to the leader, which moves its work; a worker that
+    /// hears nothing from a leader for this long stops its own tasks.
+    pub session_timeout_ms: u64,
+    /// Interval of the leader's heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Raft voters to keep (the rest of the fleet are learners).
+    pub voters: usize,
+    /// Enables `PUT /sluice/internal/isolate`, which cuts this worker off from the others (tests).
+    pub fault_injection: bool,
 }
 
 /// The worker's config definition.
@@ -211,6 +231,51 @@ pub fn worker_config_def() -> ConfigDef {
         )
         .define(
             ConfigKey::new(
+                "cluster.secret",
+                Password,
+                "Shared secret of the workers' internal API; unset derives one from group.id.",
+            )
+            .default_value("")
+            .importance(Importance::High),
+        )
+        .define(
+            ConfigKey::new(
+                "session.timeout.ms",
+                Long,
+                "A worker silent this long loses its work to others; one cut off this long stops its tasks.",
+            )
+            .default_value("6000")
+            .importance(Importance::High)
+            .validator(Validator::at_least(1000.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "heartbeat.interval.ms",
+                Long,
+                "Interval of the leader's heartbeats, in ms; well below session.timeout.ms.",
+            )
+            .default_value("500")
+            .validator(Validator::at_least(50.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "cluster.voters",
+                Int,
+                "Raft voters to keep; the rest of the fleet are learners.",
+            )
+            .default_value("3")
+            .validator(Validator::at_least(1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "cluster.fault.injection.enable",
+                Boolean,
+                "Enables PUT /sluice/internal/isolate, which cuts this worker off (tests only).",
+            )
+            .default_value("false"),
+        )
+        .define(
+            ConfigKey::new(
                 "embedded.broker.data.dir",
                 String,
                 "Data directory of the embedded broker.",
@@ -251,6 +316,23 @@ impl WorkerConfig {
                 errors.push(key, e);
             }
         }
+        let session_timeout_ms = parsed.long("session.timeout.ms") as u64;
+        let heartbeat_interval_ms = parsed.long("heartbeat.interval.ms") as u64;
+        if heartbeat_interval_ms * 3 > session_timeout_ms {
+            errors.push(
+                "heartbeat.interval.ms",
+                format!(
+                    "heartbeat.interval.ms ({heartbeat_interval_ms}) must be at most a third of session.timeout.ms ({session_timeout_ms})"
+                ),
+            );
+        }
+        let cluster = ClusterSettings {
+            secret: parsed.optional_string("cluster.secret"),
+            session_timeout_ms,
+            heartbeat_interval_ms,
+            voters: parsed.int("cluster.voters") as usize,
+            fault_injection: parsed.boolean("cluster.fault.injection.enable"),
+        };
         errors.into_result(Self {
             bootstrap_servers: parsed.optional_string("bootstrap.servers"),
             group_id: parsed.string("group.id"),
@@ -272,6 +354,7 @@ impl WorkerConfig {
             embedded_data_dir: PathBuf::from(parsed.string("embedded.broker.data.dir")),
             embedded_port: parsed.int("embedded.broker.port") as u16,
             topic_creation_enable: parsed.boolean("topic.creation.enable"),
+            cluster,
             originals: props,
         })
     }

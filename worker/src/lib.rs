@@ -8,6 +8,7 @@
 //!
 //! Custom binaries register their own plugins with [`main_with_plugins`].
 
+pub mod cluster;
 pub mod config;
 pub mod connector_config;
 pub mod embedded;
@@ -180,22 +181,29 @@ pub async fn run_worker(
         }
     });
     let worker_id = format!("{host}:{port}");
+    let url = format!("http://{worker_id}");
 
     let herder_shutdown = CancellationToken::new();
     let (herder, background) = Herder::start(
         Arc::clone(&config),
         registry,
         clients,
-        worker_id.clone(),
+        url.clone(),
         herder_shutdown.clone(),
     )
     .await?;
+    let cluster = herder.cluster().clone();
     let state = sluice_rest_api::AppState {
         herder: herder.clone(),
         logs: logging,
     };
-    let app = sluice_rest_api::router(state, config.rest_max_body_bytes);
-    tracing::info!(worker_id, rest = %format!("http://{host}:{port}"), kafka = bootstrap, startup_ms = started.elapsed().as_millis() as u64, "worker ready");
+    let app = sluice_rest_api::router(state, config.rest_max_body_bytes)
+        .merge(cluster.router())
+        .layer(axum::middleware::from_fn_with_state(
+            cluster.forwarder(),
+            cluster::http::forward_writes,
+        ));
+    tracing::info!(worker_id, rest = %url, kafka = bootstrap, startup_ms = started.elapsed().as_millis() as u64, "worker ready");
 
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -204,6 +212,10 @@ pub async fn run_worker(
             .await
     });
     shutdown.cancelled().await;
+    // Hand this worker's tasks to the others (each stops and commits here first), then stop.
+    cluster
+        .leave(Duration::from_millis(config.task_shutdown_graceful_timeout_ms) + Duration::from_secs(5))
+        .await;
     herder_shutdown.cancel();
     let budget =
         Duration::from_millis(config.task_shutdown_graceful_timeout_ms) + Duration::from_secs(5);

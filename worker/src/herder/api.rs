@@ -9,6 +9,7 @@ use sluice_rest_api::model::*;
 use sluice_rest_api::{ApiError, Herder as HerderApi};
 
 use super::{Herder, validate_for_create, validate_with};
+use crate::cluster::raft::RestartRequest;
 use crate::store::TargetState as StoredTarget;
 use crate::store::status::{connector_key, task_key};
 
@@ -116,6 +117,34 @@ impl Herder {
     }
 }
 
+impl Herder {
+    /// Asks the fleet to restart; each worker restarts what it runs of it.
+    async fn request_restart(
+        &self,
+        name: &str,
+        task: Option<u32>,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<(), ApiError> {
+        let requested_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let request = RestartRequest {
+            connector: name.to_owned(),
+            task,
+            include_connector: task.is_none(),
+            include_tasks,
+            only_failed,
+            requested_at_ms,
+        };
+        self.cluster
+            .restart(request)
+            .await
+            .map_err(|e| ApiError::conflict(e.to_string()))
+    }
+}
+
 fn stored(state: TargetState) -> StoredTarget {
     match state {
         TargetState::Running => StoredTarget::Started,
@@ -137,6 +166,12 @@ impl HerderApi for Herder {
     async fn health(&self) -> Result<(), String> {
         if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("Worker is still starting up".to_owned());
+        }
+        if !self.cluster.view().borrow().live {
+            return Err(
+                "Worker is not in touch with the worker fleet (joining, or cut off from the leader)"
+                    .to_owned(),
+            );
         }
         match tokio::time::timeout(Duration::from_secs(10), self.running.lock()).await {
             Ok(_) => Ok(()),
@@ -222,12 +257,26 @@ impl HerderApi for Herder {
         if !self.exists(name) {
             return Err(ApiError::no_connector(name));
         }
-        self.restart(name, include_tasks, only_failed).await;
-        if include_tasks || only_failed {
-            Ok(Some(self.status(name)?))
-        } else {
-            Ok(None)
+        self.request_restart(name, None, include_tasks, only_failed)
+            .await?;
+        if !(include_tasks || only_failed) {
+            return Ok(None);
         }
+        // As Kafka Connect answers: what is about to restart shows as RESTARTING.
+        let mut status = self.status(name)?;
+        let restarting = |s: &mut StateInfo| {
+            if !only_failed || s.state == "FAILED" {
+                s.state = "RESTARTING".to_owned();
+                s.trace = None;
+            }
+        };
+        restarting(&mut status.connector);
+        if include_tasks {
+            for t in &mut status.tasks {
+                restarting(&mut t.state);
+            }
+        }
+        Ok(Some(status))
     }
 
     async fn restart_task(&self, name: &str, task: u32) -> Result<(), ApiError> {
@@ -238,8 +287,7 @@ impl HerderApi for Herder {
         if !self.task_exists(&id) {
             return Err(ApiError::not_found(format!("Task {id} not found")));
         }
-        self.restart_one(&id).await;
-        Ok(())
+        self.request_restart(name, Some(task), false, false).await
     }
 
     async fn set_target_state(&self, name: &str, state: TargetState) -> Result<(), ApiError> {

@@ -7,14 +7,16 @@
 //! applied only once read back from it, so a restarted worker, which reads the same topic,
 //! reaches the same state.
 //!
-//! On this single worker every connector and task is assigned here; the distributed assignment
-//! replaces `assigned_here` without changing the rest.
+//! Which connectors and tasks run here is the fleet's decision ([`crate::cluster`]): the herder
+//! runs exactly its current [`View`], applied only once the config topic has been read up to the
+//! offset the assignment was computed from, and reports each applied generation back so the leader
+//! can move work on. Status records carry this worker's id and the assignment generation.
 
 mod api;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use sluice_connector_api::{ConnectorContext, ConnectorInstance, PluginRegistry, 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::raft::RestartRequest;
+use crate::cluster::{Cluster, View};
 use crate::config::WorkerConfig;
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
@@ -48,6 +52,9 @@ struct RunningConnector {
 #[derive(Default)]
 struct Running {
     connectors: BTreeMap<String, RunningConnector>,
+    /// Unstarted connector instances that create the tasks assigned here, by connector, with the
+    /// config they were made from.
+    factories: BTreeMap<String, RunningConnector>,
     tasks: BTreeMap<TaskId, TaskHandle>,
     /// Connectors whose instance failed to start, with the config that failed (not retried
     /// until the config changes or a restart is requested).
@@ -72,14 +79,20 @@ pub struct Herder {
     worker: Arc<WorkerConfig>,
     registry: PluginRegistry,
     clients: KafkaClients,
-    configs: ConfigStore,
+    configs: Arc<ConfigStore>,
     offsets: Arc<OffsetStore>,
-    statuses: StatusStore,
+    statuses: Arc<StatusStore>,
+    cluster: Cluster,
+    /// The view being applied (what the fleet assigned here).
+    view: Mutex<View>,
+    /// The last restart request handled.
+    restart_seq: AtomicU64,
     kafka_cluster_id: String,
     /// One producer for every source task: librdkafka batches best with one producer per process,
     /// and each record's delivery is tracked on its own, so tasks stay independent.
     source_producer: rdkafka::producer::FutureProducer,
-    generation: i64,
+    /// The assignment generation of the applied view, written into status records.
+    generation: AtomicI64,
     running: tokio::sync::Mutex<Running>,
     /// Local view of connector and task states: (state, trace).
     states: Mutex<BTreeMap<String, (String, Option<String>)>>,
@@ -95,11 +108,13 @@ impl Herder {
         worker: Arc<WorkerConfig>,
         registry: PluginRegistry,
         clients: KafkaClients,
-        worker_id: String,
+        url: String,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), WorkerError> {
+        let worker_id = crate::cluster::http::worker_id(&url);
         let rf = worker.replication_factor;
-        let configs = ConfigStore::open(&clients, &worker.config_storage_topic, rf).await?;
+        let configs =
+            Arc::new(ConfigStore::open(&clients, &worker.config_storage_topic, rf).await?);
         let offsets = Arc::new(
             OffsetStore::open(
                 &clients,
@@ -109,15 +124,24 @@ impl Herder {
             )
             .await?,
         );
-        let statuses = StatusStore::open(
-            &clients,
-            &worker.status_storage_topic,
-            worker.status_storage_partitions,
-            rf,
-        )
-        .await?;
+        let statuses = Arc::new(
+            StatusStore::open(
+                &clients,
+                &worker.status_storage_topic,
+                worker.status_storage_partitions,
+                rf,
+            )
+            .await?,
+        );
         let kafka_cluster_id = clients.cluster_id().await.unwrap_or_default();
-        let generation = statuses.max_generation() + 1;
+        let cluster = Cluster::start(
+            worker.cluster.clone(),
+            &worker.group_id,
+            url,
+            Arc::clone(&configs),
+            Arc::clone(&statuses),
+            shutdown.clone(),
+        );
         let source_producer = clients.producer(&[("client.id", "sluice-source-producer")])?;
         let (events, event_rx) = mpsc::unbounded_channel();
         let herder = Arc::new(Self {
@@ -128,9 +152,12 @@ impl Herder {
             configs,
             offsets,
             statuses,
+            cluster,
+            view: Mutex::new(View::default()),
+            restart_seq: AtomicU64::new(0),
             kafka_cluster_id,
             source_producer,
-            generation,
+            generation: AtomicI64::new(0),
             running: tokio::sync::Mutex::new(Running::default()),
             states: Mutex::new(BTreeMap::new()),
             events,
@@ -151,15 +178,75 @@ impl Herder {
         shutdown: CancellationToken,
     ) {
         let mut changes: watch::Receiver<i64> = self.configs.changes();
+        let mut views = self.cluster.view();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Ok(()) = views.changed() => {
+                    let view = views.borrow_and_update().clone();
+                    self.apply_view(view).await;
+                }
                 Ok(()) = changes.changed() => self.reconcile().await,
                 _ = self.wake.notified() => self.reconcile().await,
                 Some(event) = events.recv() => self.on_task_event(event).await,
             }
         }
         self.stop_all().await;
+    }
+
+    /// The fleet handle.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Runs what `view` assigns here (once the config topic is read far enough), handles a new
+    /// restart request, and reports the generation applied.
+    async fn apply_view(&self, view: View) {
+        if view.live
+            && !self
+                .configs
+                .wait_applied(view.config_offset, Duration::from_secs(30))
+                .await
+        {
+            tracing::warn!(
+                offset = view.config_offset,
+                "config topic not read up to the assignment's offset within 30 s; applying anyway"
+            );
+        }
+        let restart = view.restart.clone();
+        let (live, generation) = (view.live, view.generation);
+        self.generation.store(generation, Ordering::SeqCst);
+        *self.view.lock().unwrap_or_else(|e| e.into_inner()) = view;
+        self.reconcile().await;
+        if let Some((seq, request)) = restart
+            && seq > self.restart_seq.swap(seq, Ordering::SeqCst)
+        {
+            self.on_restart(request).await;
+        }
+        if live {
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move { cluster.applied(generation).await });
+        }
+    }
+
+    async fn on_restart(&self, r: RestartRequest) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if now - r.requested_at_ms > 30_000 {
+            return; // an old request replayed to a worker that joined later
+        }
+        match r.task {
+            Some(task) => {
+                self.restart_one(&TaskId::new(r.connector.clone(), task))
+                    .await;
+            }
+            None => {
+                self.restart(&r.connector, r.include_connector, r.include_tasks, r.only_failed)
+                    .await;
+            }
+        }
     }
 
     /// Stops every task and connector, committing what they can, within the graceful timeout.
@@ -223,7 +310,7 @@ impl Herder {
             state: state.to_owned(),
             trace,
             worker_id: self.worker_id.clone(),
-            generation: self.generation,
+            generation: self.generation.load(Ordering::SeqCst),
         };
         if let Err(e) = self.statuses.put(key, Some(&status)).await {
             tracing::warn!(key, "writing status failed: {e}");
@@ -250,9 +337,22 @@ impl Herder {
             .cloned()
     }
 
-    /// Whether this worker runs `connector` (always, on a single worker).
-    fn assigned_here(&self, _connector: &str) -> bool {
-        true
+    /// Whether the fleet assigned the instance of `connector` here.
+    fn assigned_here(&self, connector: &str) -> bool {
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connectors
+            .contains(connector)
+    }
+
+    /// Whether the fleet assigned task `id` here.
+    fn task_assigned_here(&self, id: &TaskId) -> bool {
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tasks
+            .contains(&(id.connector.clone(), id.task))
     }
 
     /// Makes what runs here match the config topic. Idempotent.
@@ -271,22 +371,16 @@ impl Herder {
         let desired = self.configs.snapshot();
         let timeout = Duration::from_millis(self.worker.task_shutdown_graceful_timeout_ms);
 
-        // Stop connectors that were deleted, stopped or reconfigured.
+        // Stop connectors that were deleted, stopped, reconfigured or assigned elsewhere.
         let names: Vec<String> = running.connectors.keys().cloned().collect();
         for name in names {
             let entry = desired.connectors.get(&name);
             let keep = entry.is_some_and(|e| e.config == running.connectors[&name].config)
                 && desired.target_state(&name) != TargetState::Stopped
                 && self.assigned_here(&name);
-            if !keep {
-                if let Some(mut c) = running.connectors.remove(&name) {
-                    if let Err(e) = stop_instance(&mut c.instance).await {
-                        tracing::warn!(
-                            connector = name,
-                            "stopping connector failed: {}",
-                            e.trace()
-                        );
-                    }
+            if !keep && let Some(mut c) = running.connectors.remove(&name) {
+                if let Err(e) = stop_instance(&mut c.instance).await {
+                    tracing::warn!(connector = name, "stopping connector failed: {}", e.trace());
                 }
             }
         }
@@ -296,8 +390,14 @@ impl Herder {
                 .get(name)
                 .is_some_and(|e| &e.config == config)
         });
+        running.factories.retain(|name, f| {
+            desired
+                .connectors
+                .get(name)
+                .is_some_and(|e| e.config == f.config)
+        });
 
-        // Stop tasks that no longer exist, or whose config changed.
+        // Stop tasks that no longer exist, whose config changed, or that moved to another worker.
         let task_ids: Vec<TaskId> = running.tasks.keys().cloned().collect();
         let mut stopping = Vec::new();
         for id in task_ids {
@@ -307,7 +407,8 @@ impl Herder {
                 .filter(|_| desired.target_state(&id.connector) != TargetState::Stopped)
                 .and_then(|e| e.tasks.get(id.task as usize));
             let same = wanted.is_some_and(|w| *w == running.tasks[&id].config)
-                && running.connectors.contains_key(&id.connector);
+                && running.factories.contains_key(&id.connector)
+                && self.task_assigned_here(&id);
             if !same && let Some(t) = running.tasks.remove(&id) {
                 stopping.push(t.stop(timeout));
             }
@@ -315,7 +416,162 @@ impl Herder {
         // Concurrently: a reconfiguration waits for one graceful timeout, not one per task.
         futures::future::join_all(stopping).await;
 
-        // Forget the status of deleted connectors and of tasks beyond the current count.
+        if self.cluster.is_leader() {
+            self.forget_removed_statuses(&desired).await;
+        }
+
+        let mut wrote = false;
+        for (name, entry) in &desired.connectors {
+            if self.assigned_here(name) {
+                wrote |= self.run_connector(running, name, entry, &desired).await;
+            }
+        }
+        for (name, entry) in &desired.connectors {
+            self.run_tasks(running, name, entry, desired.target_state(name))
+                .await;
+        }
+        self.retain_local_states();
+        if wrote {
+            let _ = self.configs.read_to_end().await;
+        }
+        wrote
+    }
+
+    /// Starts the connector instance assigned here, reports its state and writes its task configs
+    /// when they changed; returns whether it wrote task configs.
+    async fn run_connector(
+        &self,
+        running: &mut Running,
+        name: &str,
+        entry: &crate::store::ConnectorEntry,
+        desired: &crate::store::ClusterConfig,
+    ) -> bool {
+        let target = desired.target_state(name);
+        if target == TargetState::Stopped {
+            self.set_state(&connector_key(name), "STOPPED", None).await;
+            return false;
+        }
+        if running.failed.contains_key(name) {
+            return false;
+        }
+        if !running.connectors.contains_key(name) {
+            match self.start_connector(name, &entry.config).await {
+                Ok(c) => {
+                    running.connectors.insert(name.to_owned(), c);
+                }
+                Err(trace) => {
+                    tracing::error!(connector = name, "connector failed to start: {trace}");
+                    running.failed.insert(name.to_owned(), entry.config.clone());
+                    self.set_state(&connector_key(name), "FAILED", Some(trace))
+                        .await;
+                    return false;
+                }
+            }
+        }
+        let connector_state = if target == TargetState::Paused {
+            "PAUSED"
+        } else {
+            "RUNNING"
+        };
+        self.set_state(&connector_key(name), connector_state, None)
+            .await;
+        let Some(connector) = running.connectors.get(name) else {
+            return false;
+        };
+        // Task configs: regenerate when asked to (or at start) and submit them if they changed.
+        if !connector.reconfigure.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let max = entry
+            .config
+            .get("tasks.max")
+            .and_then(|m| m.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let generated = match &connector.instance {
+            ConnectorInstance::Source(c) => c.task_configs(max),
+            ConnectorInstance::Sink(c) => c.task_configs(max),
+        };
+        match generated {
+            Ok(mut tasks) => {
+                tasks.truncate(max);
+                if tasks == entry.tasks {
+                    return false;
+                }
+                match self.cluster.put_task_configs(name, &tasks).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(connector = name, "submitting task configs failed: {e}; will retry");
+                        connector.reconfigure.store(true, Ordering::SeqCst);
+                        let wake = Arc::clone(&self.wake);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            wake.notify_one();
+                        });
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                self.set_state(
+                    &connector_key(name),
+                    "FAILED",
+                    Some(format!("generating task configs failed: {}", e.trace())),
+                )
+                .await;
+                false
+            }
+        }
+    }
+
+    /// Starts (or sets the target state of) every task of `name` assigned here.
+    async fn run_tasks(
+        &self,
+        running: &mut Running,
+        name: &str,
+        entry: &crate::store::ConnectorEntry,
+        target: TargetState,
+    ) {
+        if target == TargetState::Stopped {
+            return;
+        }
+        let desired_task = if target == TargetState::Paused {
+            Desired::Paused
+        } else {
+            Desired::Running
+        };
+        for (n, task_config) in entry.tasks.iter().enumerate() {
+            let id = TaskId::new(name.to_owned(), n as u32);
+            if !self.task_assigned_here(&id) {
+                continue;
+            }
+            if let Some(t) = running.tasks.get(&id) {
+                t.set_desired(desired_task);
+                continue;
+            }
+            if !running.factories.contains_key(name) {
+                match self.task_factory(&entry.config) {
+                    Ok(f) => {
+                        running.factories.insert(name.to_owned(), f);
+                    }
+                    Err(trace) => {
+                        self.set_state(&task_key(name, n as u32), "FAILED", Some(trace))
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            let Some(factory) = running.factories.get(name) else {
+                continue;
+            };
+            let handle = self.spawn_task(id.clone(), task_config.clone(), factory, desired_task);
+            running.tasks.insert(id, handle);
+        }
+    }
+
+    /// Forgets the status of deleted connectors and of tasks beyond the current count (the
+    /// leader does this for the fleet).
+    async fn forget_removed_statuses(&self, desired: &crate::store::ClusterConfig) {
         let deleted: Vec<String> = self
             .statuses
             .keys_with_prefix("status-connector-")
@@ -343,108 +599,36 @@ impl Herder {
                 self.forget_state(&key).await;
             }
         }
+    }
 
-        let mut wrote = false;
-        for (name, entry) in &desired.connectors {
-            if !self.assigned_here(name) {
-                continue;
-            }
-            let target = desired.target_state(name);
-            if target == TargetState::Stopped {
-                self.set_state(&connector_key(name), "STOPPED", None).await;
-                continue;
-            }
-            if running.failed.contains_key(name) {
-                continue;
-            }
-            if !running.connectors.contains_key(name) {
-                match self.start_connector(name, &entry.config).await {
-                    Ok(c) => {
-                        running.connectors.insert(name.clone(), c);
-                    }
-                    Err(trace) => {
-                        tracing::error!(connector = name, "connector failed to start: {trace}");
-                        running.failed.insert(name.clone(), entry.config.clone());
-                        self.set_state(&connector_key(name), "FAILED", Some(trace))
-                            .await;
-                        continue;
-                    }
-                }
-            }
-            let connector_state = if target == TargetState::Paused {
-                "PAUSED"
-            } else {
-                "RUNNING"
-            };
-            self.set_state(&connector_key(name), connector_state, None)
-                .await;
-            let Some(connector) = running.connectors.get(name) else {
-                continue;
-            };
+    /// Drops the local state of work no longer assigned here: its new owner reports it.
+    fn retain_local_states(&self) {
+        let keep: std::collections::BTreeSet<String> = {
+            let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            view.connectors
+                .iter()
+                .map(|c| connector_key(c))
+                .chain(view.tasks.iter().map(|(c, n)| task_key(c, *n)))
+                .collect()
+        };
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep.contains(k));
+    }
 
-            // Task configs: regenerate when asked to (or at start) and write them if they changed.
-            if connector.reconfigure.swap(false, Ordering::SeqCst) {
-                let max = entry
-                    .config
-                    .get("tasks.max")
-                    .and_then(|m| m.trim().parse::<usize>().ok())
-                    .unwrap_or(1)
-                    .max(1);
-                let generated = match &connector.instance {
-                    ConnectorInstance::Source(c) => c.task_configs(max),
-                    ConnectorInstance::Sink(c) => c.task_configs(max),
-                };
-                match generated {
-                    Ok(mut tasks) => {
-                        tasks.truncate(max);
-                        if tasks != entry.tasks {
-                            match self.configs.put_task_configs(name, &tasks).await {
-                                Ok(()) => wrote = true,
-                                Err(e) => tracing::error!(
-                                    connector = name,
-                                    "writing task configs failed: {e}"
-                                ),
-                            }
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        self.set_state(
-                            &connector_key(name),
-                            "FAILED",
-                            Some(format!("generating task configs failed: {}", e.trace())),
-                        )
-                        .await;
-                        continue;
-                    }
-                }
-            }
-
-            let desired_task = if target == TargetState::Paused {
-                Desired::Paused
-            } else {
-                Desired::Running
-            };
-            for (n, task_config) in entry.tasks.iter().enumerate() {
-                let id = TaskId::new(name.clone(), n as u32);
-                match running.tasks.get(&id) {
-                    Some(t) => t.set_desired(desired_task),
-                    None => {
-                        let handle = self.spawn_task(
-                            id.clone(),
-                            task_config.clone(),
-                            connector,
-                            desired_task,
-                        );
-                        running.tasks.insert(id, handle);
-                    }
-                }
-            }
-        }
-        if wrote {
-            let _ = self.configs.read_to_end().await;
-        }
-        wrote
+    /// An unstarted instance of the connector's plugin, to create its tasks.
+    fn task_factory(&self, config: &Props) -> Result<RunningConnector, String> {
+        let class = config.get("connector.class").cloned().unwrap_or_default();
+        let plugin = self.registry.find(&class).map_err(|e| e.to_string())?;
+        let settings = RuntimeSettings::resolve(plugin.kind, config, &self.worker)
+            .map_err(|e| e.to_string())?;
+        Ok(RunningConnector {
+            config: config.clone(),
+            instance: plugin.create(),
+            settings: Arc::new(settings),
+            reconfigure: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     async fn start_connector(
@@ -526,14 +710,20 @@ impl Herder {
     }
 
     /// Restarts a connector instance and, if asked, its tasks (all, or only failed ones).
-    async fn restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Vec<u32> {
+    async fn restart(
+        &self,
+        name: &str,
+        include_connector: bool,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Vec<u32> {
         let mut restarted = Vec::new();
         {
             let mut running = self.running.lock().await;
             let connector_failed = self
                 .state_of(&connector_key(name))
                 .is_some_and(|(s, _)| s == "FAILED");
-            if !only_failed || connector_failed {
+            if include_connector && (!only_failed || connector_failed) {
                 running.failed.remove(name);
                 if let Some(mut c) = running.connectors.remove(name) {
                     let _ = stop_instance(&mut c.instance).await;

@@ -60,6 +60,57 @@ pub struct ConnectorEntry {
     pub tasks: Vec<Props>,
 }
 
+/// A record the worker fleet uses to form and find itself (see `cluster/DESIGN.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FleetRecord {
+    /// The fleet epoch it is about.
+    pub epoch: u64,
+    /// The writer's Raft node id.
+    pub node: u64,
+    /// The writer's URL.
+    pub url: String,
+}
+
+/// The fleet's records in the config topic, each with the offset it was read at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetRecords {
+    /// The first claim (lowest offset) of each epoch: its winner.
+    pub claims: BTreeMap<u64, (i64, FleetRecord)>,
+    /// The latest probe: a worker asking whether the fleet of `epoch` is alive.
+    pub probe: Option<(i64, FleetRecord)>,
+    /// The latest answer to a probe, from the fleet's leader.
+    pub alive: Option<(i64, FleetRecord)>,
+    /// An epoch whose last worker left gracefully: nobody needs to probe it.
+    pub closed: Option<u64>,
+}
+
+impl FleetRecords {
+    /// The newest epoch and its winning claim.
+    pub fn latest(&self) -> Option<(u64, &FleetRecord)> {
+        self.claims.iter().next_back().map(|(e, (_, c))| (*e, c))
+    }
+
+    fn apply(&mut self, offset: i64, key: &str, value: Option<&Json>) -> Result<(), String> {
+        let Some(value) = value else { return Ok(()) };
+        let record: FleetRecord = serde_json::from_value(value.clone())
+            .map_err(|e| format!("invalid fleet record {key}: {e}"))?;
+        let rest = &key[FLEET_PREFIX.len()..];
+        if rest.starts_with("claim-") {
+            self.claims.entry(record.epoch).or_insert((offset, record));
+        } else if rest == "probe" {
+            self.probe = Some((offset, record));
+        } else if rest == "alive" {
+            self.alive = Some((offset, record));
+        } else if rest == "closed" {
+            self.closed = Some(record.epoch);
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of the fleet's own keys in the config topic.
+pub const FLEET_PREFIX: &str = "sluice-fleet-";
+
 /// Everything the config topic holds, as applied so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterConfig {
@@ -69,6 +120,8 @@ pub struct ClusterConfig {
     pub target_states: BTreeMap<String, TargetState>,
     /// Task configs written but not yet committed, by connector and task number.
     pending_tasks: BTreeMap<String, BTreeMap<u32, Props>>,
+    /// The worker fleet's formation records.
+    pub fleet: FleetRecords,
 }
 
 impl ClusterConfig {
@@ -78,6 +131,14 @@ impl ClusterConfig {
             .get(connector)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Applies the record at `offset`.
+    pub fn apply_at(&mut self, offset: i64, key: &str, value: Option<&Json>) -> Result<(), String> {
+        if key.starts_with(FLEET_PREFIX) {
+            return self.fleet.apply(offset, key, value);
+        }
+        self.apply(key, value)
     }
 
     /// Applies one record of the config topic.
@@ -202,7 +263,7 @@ impl ConfigStore {
                     }
                 };
                 let mut state = apply_state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = state.apply(&key, value.as_ref()) {
+                if let Err(e) = state.apply_at(record.offset, &key, value.as_ref()) {
                     tracing::warn!(topic = topic_name, offset = record.offset, key = %key, "{e}");
                 }
                 tx.send_replace(record.offset);
@@ -224,6 +285,15 @@ impl ConfigStore {
     /// A copy of the current state.
     pub fn snapshot(&self) -> ClusterConfig {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A copy of the fleet's formation records.
+    pub fn fleet_records(&self) -> FleetRecords {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fleet
+            .clone()
     }
 
     /// Notified with the offset of each applied record.
@@ -276,6 +346,32 @@ impl ConfigStore {
             Some(json!({ "state": legacy, "state.v2": state.as_str() })),
         )
         .await
+    }
+
+    /// Writes one of the fleet's records (`claim-<epoch>-<node>`, `probe`, `alive`, `closed`);
+    /// returns its offset.
+    pub async fn put_fleet_record(&self, kind: &str, record: &FleetRecord) -> Result<i64, WorkerError> {
+        let key = match kind {
+            "claim" => format!("{FLEET_PREFIX}claim-{}-{}", record.epoch, record.node),
+            other => format!("{FLEET_PREFIX}{other}"),
+        };
+        let value = serde_json::to_vec(record).map_err(|e| WorkerError::Topic(e.to_string()))?;
+        let (_, offset) = self.log.send(&key, Some(&value)).await?;
+        Ok(offset)
+    }
+
+    /// The offset of the last record applied.
+    pub fn applied_offset(&self) -> i64 {
+        *self.changes.borrow()
+    }
+
+    /// Waits until the record at `offset` has been applied, or `timeout` passes; returns whether
+    /// it was.
+    pub async fn wait_applied(&self, offset: i64, timeout: std::time::Duration) -> bool {
+        let mut changes = self.changes.clone();
+        tokio::time::timeout(timeout, changes.wait_for(|o| *o >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Writes task configs and then the commit record that makes them take effect together.

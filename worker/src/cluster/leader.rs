@@ -1,0 +1,243 @@
+//! What the leader does, every heartbeat interval and on every config or fleet change.
+//!
+//! 1. Assignment: balance connectors and tasks over the live workers that are not leaving, and
+//!    publish the next step towards that target (see [`super::assign`]). A step is published only
+//!    once every live worker has applied the current generation, so a revoked unit has stopped
+//!    before it is given to another worker.
+//! 2. Membership: a worker silent for `session.timeout.ms` is removed; a leaving worker is removed
+//!    once it owns nothing; the voter set is topped up from live learners to `cluster.voters`.
+//! 3. Probes: answer a probe for this epoch with an `alive` record while a quorum answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+
+use super::assign::{balance, next_step};
+use super::raft::{Assignment, Command, FleetState, NodeId};
+use super::{Inner, Node};
+use crate::store::{FleetRecord, TargetState};
+
+#[derive(Default)]
+struct LeaderState {
+    since: Option<Instant>,
+    first_seen: BTreeMap<NodeId, Instant>,
+    waiting_since: Option<Instant>,
+    answered_probe: i64,
+}
+
+pub(super) async fn run(inner: Arc<Inner>, node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        inner.settings.heartbeat_interval_ms,
+    ));
+    let mut configs = inner.configs.changes();
+    let mut fleet = node.fleet.clone();
+    let mut state = LeaderState::default();
+    loop {
+        tokio::select! {
+            _ = node.stop.cancelled() => return,
+            _ = tick.tick() => {}
+            Ok(()) = configs.changed() => {}
+            Ok(()) = fleet.changed() => {}
+        }
+        if !node.is_leader() {
+            state = LeaderState::default();
+            continue;
+        }
+        lead_once(&inner, &node, &mut state).await;
+    }
+}
+
+async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
+    let now = Instant::now();
+    let since = *state.since.get_or_insert(now);
+    let metrics = node.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership().clone();
+    if membership.get_joint_config().len() > 1 {
+        return; // a membership change is in flight
+    }
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    state.first_seen.retain(|id, _| members.contains(id));
+    for id in &members {
+        state.first_seen.entry(*id).or_insert(now);
+    }
+    let session = inner.session_timeout();
+    let alive: BTreeSet<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|id| {
+            if *id == node.id {
+                return true;
+            }
+            let baseline = since.max(state.first_seen[id]);
+            let last = inner
+                .liveness
+                .last_answer(*id)
+                .map_or(baseline, |t| t.max(baseline));
+            last.elapsed() < session
+        })
+        .collect();
+    let fleet = node.fleet.borrow().clone();
+
+    let quorum_ok = voters.len() <= 1
+        || metrics
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms < inner.settings.session_timeout_ms);
+    answer_probe(inner, node, state, quorum_ok).await;
+
+    if publish_assignment(inner, node, state, &fleet, &alive).await {
+        return;
+    }
+    repair_membership(inner, node, &fleet, &voters, &members, &alive).await;
+}
+
+async fn answer_probe(inner: &Inner, node: &Node, state: &mut LeaderState, quorum_ok: bool) {
+    let probe = inner.configs.fleet_records().probe;
+    let Some((offset, probe)) = probe else { return };
+    if probe.epoch != node.epoch || offset <= state.answered_probe || !quorum_ok {
+        return;
+    }
+    state.answered_probe = offset;
+    let alive = FleetRecord {
+        epoch: node.epoch,
+        node: node.id,
+        url: inner.url.clone(),
+    };
+    if let Err(e) = inner.configs.put_fleet_record("alive", &alive).await {
+        tracing::warn!("answering a fleet probe: {e}");
+    }
+}
+
+/// Publishes the next assignment if it differs from the current one; returns whether it did.
+async fn publish_assignment(
+    inner: &Inner,
+    node: &Node,
+    state: &mut LeaderState,
+    fleet: &FleetState,
+    alive: &BTreeSet<NodeId>,
+) -> bool {
+    let current = &fleet.assignment;
+    let waiting = alive
+        .iter()
+        .any(|w| fleet.applied.get(w).copied().unwrap_or(i64::MIN) < current.generation);
+    if waiting {
+        let limit = inner.session_timeout() * 2;
+        if state.waiting_since.get_or_insert_with(Instant::now).elapsed() < limit {
+            return false;
+        }
+        tracing::warn!(
+            generation = current.generation,
+            "workers have not confirmed the assignment in time; going on without them"
+        );
+    }
+    state.waiting_since = None;
+
+    let config_offset = inner.configs.applied_offset();
+    let snapshot = inner.configs.snapshot();
+    let workers: BTreeSet<NodeId> = alive.difference(&fleet.leaving).copied().collect();
+    let mut connectors = Vec::new();
+    let mut tasks = Vec::new();
+    for (name, entry) in &snapshot.connectors {
+        if snapshot.target_state(name) == TargetState::Stopped {
+            continue;
+        }
+        connectors.push(name.clone());
+        tasks.extend((0..entry.tasks.len() as u32).map(|n| (name.clone(), n)));
+    }
+    let current_tasks: BTreeMap<(String, u32), NodeId> = current
+        .tasks
+        .iter()
+        .flat_map(|(c, ts)| ts.iter().map(move |(n, w)| ((c.clone(), *n), *w)))
+        .collect();
+    let target_connectors = balance(&current.connectors, &connectors, &workers);
+    let target_tasks = balance(&current_tasks, &tasks, &workers);
+    let mut next = Assignment {
+        generation: current.generation.max(inner.statuses.max_generation()) + 1,
+        config_offset,
+        connectors: next_step(&current.connectors, &target_connectors, alive),
+        tasks: BTreeMap::new(),
+    };
+    for ((c, n), w) in next_step(&current_tasks, &target_tasks, alive) {
+        next.tasks.entry(c).or_default().insert(n, w);
+    }
+    if next.same_work(current) {
+        return false;
+    }
+    tracing::info!(
+        generation = next.generation,
+        connectors = next.connectors.len(),
+        tasks = next.tasks.values().map(BTreeMap::len).sum::<usize>(),
+        workers = workers.len(),
+        "publishing assignment"
+    );
+    if let Err(e) = node.raft.client_write(Command::Assign(next)).await {
+        tracing::warn!("publishing the assignment: {e}");
+    }
+    true
+}
+
+async fn repair_membership(
+    inner: &Inner,
+    node: &Node,
+    fleet: &FleetState,
+    voters: &BTreeSet<NodeId>,
+    members: &BTreeSet<NodeId>,
+    alive: &BTreeSet<NodeId>,
+) {
+    let departed: BTreeSet<NodeId> = fleet
+        .leaving
+        .iter()
+        .copied()
+        .filter(|n| {
+            let (c, t) = fleet.assignment.of(*n);
+            c.is_empty()
+                && t.is_empty()
+                && fleet.applied.get(n).copied().unwrap_or(i64::MIN) >= fleet.assignment.generation
+        })
+        .collect();
+    let candidates: Vec<NodeId> = alive
+        .iter()
+        .copied()
+        .filter(|n| !fleet.leaving.contains(n))
+        .collect();
+    let mut new_voters: BTreeSet<NodeId> = voters
+        .iter()
+        .copied()
+        .filter(|v| candidates.contains(v))
+        .collect();
+    for c in &candidates {
+        if new_voters.len() >= inner.settings.voters {
+            break;
+        }
+        new_voters.insert(*c);
+    }
+    if !new_voters.is_empty() && new_voters != *voters {
+        tracing::info!(?voters, ?new_voters, "changing the Raft voters");
+        if let Err(e) = node
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), false)
+            .await
+        {
+            tracing::warn!("changing the Raft voters: {e}");
+        }
+        return;
+    }
+    let remove: BTreeSet<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|n| *n != node.id && !voters.contains(n))
+        .filter(|n| !alive.contains(n) || departed.contains(n))
+        .collect();
+    if !remove.is_empty() {
+        tracing::info!(?remove, "removing workers from the fleet");
+        if let Err(e) = node
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(remove), false)
+            .await
+        {
+            tracing::warn!("removing workers: {e}");
+        }
+    }
+}
