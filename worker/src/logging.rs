@@ -39,6 +39,7 @@ fn directives(levels: &BTreeMap<String, String>) -> String {
         "tansu_sans_io",
         "libsql",
         "tansu_schema",
+        "openraft",
     ] {
         if !levels.contains_key(quiet) {
             parts.push(format!("{quiet}=warn"));
@@ -79,7 +80,12 @@ impl Logging {
                 .try_init()
         } else {
             registry
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        // Colours only on a terminal: log files and collectors get plain text.
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                        .with_writer(std::io::stderr),
+                )
                 .try_init()
         };
         Self {

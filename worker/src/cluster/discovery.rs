@@ -228,10 +228,12 @@ async fn probe_and_join(inner: &Arc<Inner>, epoch: u64, timeout: Duration) -> Pr
     Probe::Silent
 }
 
-async fn join(inner: &Inner, node: &Node, url: &str) -> bool {
+async fn join(inner: &Inner, node: &Arc<Node>, url: &str) -> bool {
     if inner.isolated.load(Ordering::SeqCst) {
         return false;
     }
+    // The leader replicates to the node before the join call returns: let RPCs reach it.
+    *inner.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(node));
     let request = JoinRequest {
         node: node.id,
         url: inner.url.clone(),

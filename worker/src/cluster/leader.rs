@@ -140,10 +140,11 @@ async fn publish_assignment(
     let mut connectors = Vec::new();
     let mut tasks = Vec::new();
     for (name, entry) in &snapshot.connectors {
+        // A stopped connector is still assigned, so that its owner reports it STOPPED.
+        connectors.push(name.clone());
         if snapshot.target_state(name) == TargetState::Stopped {
             continue;
         }
-        connectors.push(name.clone());
         tasks.extend((0..entry.tasks.len() as u32).map(|n| (name.clone(), n)));
     }
     let current_tasks: BTreeMap<(String, u32), NodeId> = current

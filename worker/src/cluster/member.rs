@@ -60,8 +60,7 @@ pub(super) async fn run(inner: &Arc<Inner>, node: &Arc<Node>) {
                 node.touch_leader_contact();
             }
         }
-        let live = node.since_leader_contact() < session
-            && !inner.isolated.load(Ordering::SeqCst);
+        let live = node.since_leader_contact() < session;
         let state = node.fleet.borrow().clone();
         let mut view = View {
             node: Some(node.id),

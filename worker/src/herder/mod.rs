@@ -400,6 +400,7 @@ impl Herder {
         // Stop tasks that no longer exist, whose config changed, or that moved to another worker.
         let task_ids: Vec<TaskId> = running.tasks.keys().cloned().collect();
         let mut stopping = Vec::new();
+        let mut moved_away = Vec::new();
         for id in task_ids {
             let wanted = desired
                 .connectors
@@ -410,11 +411,19 @@ impl Herder {
                 && running.factories.contains_key(&id.connector)
                 && self.task_assigned_here(&id);
             if !same && let Some(t) = running.tasks.remove(&id) {
+                if wanted.is_some() && !self.task_assigned_here(&id) {
+                    moved_away.push(id.clone());
+                }
                 stopping.push(t.stop(timeout));
             }
         }
         // Concurrently: a reconfiguration waits for one graceful timeout, not one per task.
         futures::future::join_all(stopping).await;
+        // As Kafka Connect does: revoked work shows UNASSIGNED until its new owner reports.
+        for id in moved_away {
+            self.set_state(&task_key(&id.connector, id.task), "UNASSIGNED", None)
+                .await;
+        }
 
         if self.cluster.is_leader() {
             self.forget_removed_statuses(&desired).await;
