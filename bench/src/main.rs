@@ -2,8 +2,8 @@
 //! producer and consumer doing the same transfer, in one run. See bench/README.md.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,18 +15,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use sluice_bench::{Killed, Result, free_port, sluice_bin, wait_healthy, wait_port};
 
 /// The test broker answers fetches late when `fetch.wait.max.ms` is long (real Kafka answers as soon
 /// as data is there), so both consumers, the baseline's and the worker's (through the `consumer.*`
 /// pass-through), use the same short wait. The worker's own default is librdkafka's.
 const FETCH_WAIT_MAX_MS: &str = "50";
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// User + system CPU seconds of a process, from /proc.
 fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -54,34 +49,7 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-fn wait_port(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("nothing listens on {port}").into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
 
-async fn wait_healthy(http: &reqwest::Client, port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err("worker did not become healthy".into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// Counts the lines of a growing file, reading only what was appended since the last call, so
 /// that polling costs little next to the process being measured.
@@ -109,13 +77,6 @@ impl LineCounter {
     }
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn order(i: u64) -> (String, Vec<u8>) {
     let key = format!("customer-{}", i % 1000);
@@ -304,13 +265,6 @@ async fn embedded_default(bin: &Path, http: &reqwest::Client) -> Result<(f64, f6
     Ok((startup, rss_mib(worker.0.id())?))
 }
 
-fn sluice_bin() -> Result<PathBuf> {
-    if let Ok(bin) = std::env::var("SLUICE_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe()?;
-    Ok(exe.parent().ok_or("no parent")?.join("sluice"))
-}
 
 #[tokio::main]
 async fn main() -> Result<()> {

@@ -383,20 +383,24 @@ impl Worker {
 
     /// Waits until the connector and `tasks` tasks are in `state`.
     pub async fn wait_for_state(&self, name: &str, state: &str, tasks: usize) -> Value {
-        eventually(
-            &format!("{name} and {tasks} tasks {state}"),
-            Duration::from_secs(60),
-            || async {
-                let r = self.get(&format!("/connectors/{name}/status")).await;
-                let ok = r.status == 200
-                    && r.body["connector"]["state"] == state
-                    && r.body["tasks"]
-                        .as_array()
-                        .is_some_and(|t| t.len() == tasks && t.iter().all(|t| t["state"] == state));
-                ok.then_some(r.body)
-            },
-        )
-        .await
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.get(&format!("/connectors/{name}/status")).await;
+            let ok = r.status == 200
+                && r.body["connector"]["state"] == state
+                && r.body["tasks"]
+                    .as_array()
+                    .is_some_and(|t| t.len() == tasks && t.iter().all(|t| t["state"] == state));
+            if ok {
+                return r.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 60 s waiting for {name} and {tasks} tasks {state}; last status: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -246,17 +246,24 @@ async fn sigkill_of_a_worker_moves_its_tasks_and_loses_nothing() {
     )
     .await;
     let report = sequence_report(&records, tasks as i64, per_task);
-    // At most one flush interval (1 s) of records per moved task, plus the batch in flight.
+    // Sources: at most one flush interval (1 s) of records per moved task, plus the batch in
+    // flight. Sinks: a partition rewinds to its last successful commit. On Kafka only the dead
+    // task's partitions rewind, by at most one flush interval: a static member's replacement does
+    // not rebalance the group. tansu rebalances the whole group when the replacement joins, and
+    // commits fail while it does, so every partition may rewind by one flush interval plus the
+    // time until records flow again.
     let moved_tasks = owners.iter().filter(|o| **o == victim_id).count().max(1);
     let bound = moved_tasks * rate as usize * 2;
+    let sink_bound = ((tasks * rate) as f64 * (1.0 + flowing.as_secs_f64())) as usize;
     println!(
         "failover: tasks RUNNING elsewhere after {failover:?}, records flowing after {flowing:?}; \
-         duplicates: {} re-delivered by the sink, {} re-produced by the source (bound {bound})",
+         duplicates: {} re-delivered by the sink (bound {sink_bound}), {} re-produced by the \
+         source (bound {bound})",
         report.sink_duplicates, report.source_duplicates
     );
     assert!(report.missing.is_empty());
     assert!(report.source_duplicates <= bound, "source duplicates {}", report.source_duplicates);
-    assert!(report.sink_duplicates <= bound * 3, "sink duplicates {}", report.sink_duplicates);
+    assert!(report.sink_duplicates <= sink_bound, "sink duplicates {}", report.sink_duplicates);
     drop(workers);
 }
 

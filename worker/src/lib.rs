@@ -205,7 +205,10 @@ pub async fn run_worker(
         ));
     tracing::info!(worker_id, rest = %url, kafka = bootstrap, startup_ms = started.elapsed().as_millis() as u64, "worker ready");
 
-    let server_shutdown = shutdown.clone();
+    // The listener outlives the shutdown signal: the fleet's RPCs reach this worker while it
+    // hands its work over.
+    let server_shutdown = CancellationToken::new();
+    let stop_server = server_shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
@@ -222,6 +225,7 @@ pub async fn run_worker(
     if tokio::time::timeout(budget, background).await.is_err() {
         tracing::warn!("tasks did not stop within {budget:?}; exiting anyway");
     }
+    stop_server.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if let Some(broker) = embedded {
         broker.stop();

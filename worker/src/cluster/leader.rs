@@ -218,7 +218,9 @@ async fn repair_membership(
         tracing::info!(?voters, ?new_voters, "changing the Raft voters");
         if let Err(e) = node
             .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), false)
+            // Demoted voters stay as learners: a leaving worker must keep receiving the
+            // assignment until its work has moved; removal is the step below.
+            .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), true)
             .await
         {
             tracing::warn!("changing the Raft voters: {e}");

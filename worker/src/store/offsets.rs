@@ -99,6 +99,12 @@ impl OffsetStore {
         Ok(Self { log, offsets })
     }
 
+    /// Reads the topic to its current end, so that offsets another worker wrote just before
+    /// handing a task over are seen.
+    pub async fn read_to_end(&self) -> Result<(), WorkerError> {
+        self.log.read_to_end().await
+    }
+
     /// The stored offset of a connector's partition.
     pub fn offset(&self, connector: &str, partition: &SourcePartition) -> Option<SourceOffset> {
         let offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());

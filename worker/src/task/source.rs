@@ -67,6 +67,13 @@ pub struct SourceTaskRunner {
 impl SourceTaskRunner {
     /// Runs until stopped or failed.
     pub async fn run(mut self) {
+        // The task may have run elsewhere until a moment ago: read the offsets its last owner
+        // flushed on stop before resuming from them.
+        if let Err(e) = self.offsets.read_to_end().await {
+            self.reporter
+                .failed(format!("reading the offsets topic failed: {e}"));
+            return;
+        }
         let ctx = SourceTaskContext::new(self.id.clone(), self.offsets.reader(&self.id.connector));
         if let Err(e) = self.task.start(ctx, &self.props).await {
             self.reporter
