@@ -89,7 +89,7 @@ async fn new_node(inner: &Inner, epoch: u64) -> Option<Arc<Node>> {
         epoch,
         raft,
         fleet,
-        leader_contact: std::sync::Mutex::new(Instant::now()),
+        leader_contact: std::sync::Mutex::new((Instant::now(), None)),
         stop: CancellationToken::new(),
     }))
 }
@@ -243,7 +243,7 @@ async fn join(inner: &Inner, node: &Arc<Node>, url: &str) -> bool {
         .await
     {
         Ok(()) => {
-            node.touch_leader_contact();
+            node.touch_leader_contact(None);
             true
         }
         Err(e) => {

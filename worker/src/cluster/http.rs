@@ -129,14 +129,15 @@ async fn raft_append(
         Ok(n) => n,
         Err(r) => return r,
     };
-    if let Err(r) = check_sender(&node, rpc.vote.leader_id().voted_for()) {
+    let sender = rpc.vote.leader_id().voted_for();
+    if let Err(r) = check_sender(&node, sender) {
         return r;
     }
     let result = node.raft.append_entries(rpc).await;
     if let Ok(response) = &result
         && !matches!(response, AppendEntriesResponse::HigherVote(_))
     {
-        node.touch_leader_contact();
+        node.touch_leader_contact(sender);
     }
     Json(result).into_response()
 }
@@ -163,12 +164,13 @@ async fn raft_snapshot(
         Ok(n) => n,
         Err(r) => return r,
     };
-    if let Err(r) = check_sender(&node, rpc.vote.leader_id().voted_for()) {
+    let sender = rpc.vote.leader_id().voted_for();
+    if let Err(r) = check_sender(&node, sender) {
         return r;
     }
     let result = node.raft.install_snapshot(rpc).await;
     if result.is_ok() {
-        node.touch_leader_contact();
+        node.touch_leader_contact(sender);
     }
     Json(result).into_response()
 }

@@ -64,6 +64,10 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
         state.first_seen.entry(*id).or_insert(now);
     }
     let session = inner.session_timeout();
+    // A new leader has not heard from anyone yet, except from the previous leader while it
+    // followed it: that one's silence counts from then, so a dead leader is replaced within
+    // one session timeout of its death, not of the election.
+    let previous_leader = node.last_leader().filter(|(id, _)| *id != node.id);
     let alive: BTreeSet<NodeId> = members
         .iter()
         .copied()
@@ -71,7 +75,10 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
             if *id == node.id {
                 return true;
             }
-            let baseline = since.max(state.first_seen[id]);
+            let baseline = match previous_leader {
+                Some((leader, at)) if leader == *id => at,
+                _ => since.max(state.first_seen[id]),
+            };
             let last = inner
                 .liveness
                 .last_answer(*id)
@@ -80,6 +87,9 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
         })
         .collect();
     let fleet = node.fleet.borrow().clone();
+    if alive.len() < members.len() {
+        tracing::debug!(?alive, ?members, "some workers are silent");
+    }
 
     let quorum_ok = voters.len() <= 1
         || metrics

@@ -57,7 +57,7 @@ pub(super) async fn run(inner: &Arc<Inner>, node: &Arc<Node>) {
                     .millis_since_quorum_ack
                     .is_some_and(|ms| ms < inner.settings.session_timeout_ms);
             if quorum {
-                node.touch_leader_contact();
+                node.touch_leader_contact(Some(node.id));
             }
         }
         let live = node.since_leader_contact() < session;

@@ -43,25 +43,39 @@ pub(crate) struct Node {
     epoch: u64,
     raft: Raft,
     fleet: watch::Receiver<FleetState>,
-    /// When a leader last reached this node (or the node joined).
-    leader_contact: Mutex<Instant>,
+    /// When a leader last reached this node (or the node joined), and which leader.
+    /// The second part is the last other leader heard from, and when.
+    leader_contact: Mutex<(Instant, Option<(NodeId, Instant)>)>,
     /// Ends this incarnation's loops.
     stop: CancellationToken,
 }
 
 impl Node {
-    fn touch_leader_contact(&self) {
-        *self
-            .leader_contact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    /// Records contact with the fleet: a leader's RPC (`leader` is its id) or, as leader, a
+    /// quorum's answer.
+    fn touch_leader_contact(&self, leader: Option<NodeId>) {
+        let mut contact = self.leader_contact.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        contact.0 = now;
+        if let Some(l) = leader.filter(|l| *l != self.id) {
+            contact.1 = Some((l, now));
+        }
     }
 
     fn since_leader_contact(&self) -> Duration {
         self.leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .elapsed()
+    }
+
+    /// The last leader this node heard from, and when.
+    fn last_leader(&self) -> Option<(NodeId, Instant)> {
+        self.leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
     }
 
     fn is_leader(&self) -> bool {

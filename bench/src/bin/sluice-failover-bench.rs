@@ -32,12 +32,15 @@ struct Fleet {
     ports: Vec<u16>,
     procs: Vec<Option<Killed>>,
     http: reqwest::Client,
-    logs: tempfile::TempDir,
+    logs: std::path::PathBuf,
 }
 
 impl Fleet {
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let log = std::fs::File::create(self.logs.path().join(format!("worker-{i}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("worker-{i}.log")))?;
         let mut cmd = Command::new(&self.bin);
         cmd.envs(self.env.iter().cloned())
             .env("SLUICE_REST_PORT", self.ports[i].to_string())
@@ -146,13 +149,22 @@ async fn main() -> Result<()> {
         ("SLUICE_CLUSTER_SECRET", format!("bench-{id}")),
         ("SLUICE_OFFSET_FLUSH_INTERVAL_MS", "1000".into()),
     ];
+    // Worker logs: kept in SLUICE_BENCH_LOGS if set.
+    let scratch = tempfile::tempdir()?;
+    let logs = match std::env::var_os("SLUICE_BENCH_LOGS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::Builder::new().prefix("failover-").tempdir_in(dir)?.keep()
+        }
+        None => scratch.path().to_owned(),
+    };
     let mut fleet = Fleet {
         bin,
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         ports: (0..3).map(|_| free_port()).collect::<Result<_>>()?,
         procs: vec![None, None, None],
         http: reqwest::Client::new(),
-        logs: tempfile::tempdir()?,
+        logs,
     };
     for i in 0..3 {
         fleet.spawn(i)?;
@@ -189,7 +201,7 @@ async fn main() -> Result<()> {
         .create()?;
     consumer.subscribe(&[&topic])?;
     let seen = Arc::clone(&arrivals);
-    tokio::spawn(async move {
+    let watcher = tokio::spawn(async move {
         let mut stream = consumer.stream();
         while let Some(Ok(m)) = stream.next().await {
             let task = m
@@ -229,6 +241,10 @@ async fn main() -> Result<()> {
             .map(|(t, _)| t as i64)
             .collect();
         let killed = Instant::now();
+        let killed_wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() % 3600.0)
+            .unwrap_or(0.0);
         fleet.procs[victim] = None; // SIGKILL
         poll(Duration::from_secs(120), || async {
             let owners = fleet.running(name).await?;
@@ -256,7 +272,8 @@ async fn main() -> Result<()> {
         .await?;
         let j = started.elapsed().as_secs_f64();
         println!(
-            "trial {trial}: killed {} ({} tasks moved): reassigned {r:.2} s, flowing {f:.2} s; rejoin {j:.2} s",
+            "trial {trial}: killed {} ({} tasks moved) at {killed_wall:.3} s past the hour: \
+             reassigned {r:.2} s, flowing {f:.2} s; rejoin {j:.2} s",
             if trial % 3 == 2 { "the leader" } else { "a follower" },
             moved.len()
         );
@@ -265,6 +282,9 @@ async fn main() -> Result<()> {
         joined.push(j);
     }
 
+    // Close the watching consumer while the broker still runs (closing blocks without one).
+    watcher.abort();
+    let _ = watcher.await;
     println!();
     println!(
         "| {trials} trials, 3 workers, {TASKS} tasks, session.timeout.ms=6000 | p50 | max |"
