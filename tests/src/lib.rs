@@ -264,6 +264,11 @@ impl Worker {
         }
     }
 
+    /// Whether the process was started and not killed or terminated since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL: the process dies at once, committing nothing.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -455,3 +455,95 @@ async fn a_worker_cut_off_from_the_fleet_stops_its_tasks_within_the_session_time
     .await;
     assert!(owners.contains(&worker_id(victim)), "the healed worker runs tasks again");
 }
+
+/// Voter ids and member count from a worker's `/fleet`.
+async fn voters_of(worker: &Worker) -> Option<(BTreeSet<u64>, usize)> {
+    let f = worker.get("/fleet").await.body;
+    let workers = f["workers"].as_array()?;
+    let voters = workers
+        .iter()
+        .filter(|w| w["voter"] == true)
+        .filter_map(|w| w["node_id"].as_u64())
+        .collect();
+    Some((voters, workers.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_workers_keep_three_voters_and_replace_a_dead_one() {
+    let broker = Broker::start();
+    let settings = fleet_settings(&broker);
+    let mut workers = start_fleet(&settings, 10).await;
+    let (voters, members) = voters_of(&workers[0]).await.expect("fleet");
+    assert_eq!((voters.len(), members), (3, 10));
+    let name = unique("ten");
+    workers[3]
+        .create(&name, datagen(&unique("ten-topic"), 10, 2, 1_000_000))
+        .await;
+    let owners = running_on(&workers[0], &name, 10).await;
+    assert_eq!(counts(&owners).len(), 10, "one task per worker: {owners:?}");
+
+    // Kill a voter that does not lead: the leader promotes a learner.
+    let leader = leader_url(&workers[0]).await.expect("leader");
+    let mut victim = None;
+    for (i, w) in workers.iter().enumerate() {
+        let f = w.get("/fleet").await.body;
+        let me = f["this_worker"]["node_id"].as_u64();
+        if w.url != leader && me.is_some_and(|id| voters.contains(&id)) {
+            victim = Some(i);
+            break;
+        }
+    }
+    let victim = victim.expect("a voter that is not the leader");
+    workers[victim].kill();
+    let survivor = &workers[(victim + 1) % 10];
+    let (new_voters, _) = eventually("three voters again", Duration::from_secs(60), || async {
+        let (v, n) = voters_of(survivor).await?;
+        (v.len() == 3 && n == 9 && v != voters).then_some((v, n))
+    })
+    .await;
+    assert_eq!(new_voters.intersection(&voters).count(), 2);
+    let dead = worker_id(&workers[victim]);
+    let owners = eventually("the dead voter's task elsewhere", Duration::from_secs(60), || async {
+        let owners = running_on(survivor, &name, 10).await;
+        (!owners.contains(&dead)).then_some(owners)
+    })
+    .await;
+    assert!(counts(&owners).values().all(|n| (1..=2).contains(n)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_two_of_three_voters_reforms_the_fleet_from_the_config_topic() {
+    let broker = Broker::start();
+    let settings = fleet_settings(&broker);
+    let mut workers = start_fleet(&settings, 5).await;
+    let name = unique("quorum");
+    workers[0]
+        .create(&name, datagen(&unique("quorum-topic"), 5, 2, 1_000_000))
+        .await;
+    running_on(&workers[0], &name, 5).await;
+    let (voters, _) = voters_of(&workers[0]).await.expect("fleet");
+    let epoch = workers[0].get("/fleet").await.body["epoch"].as_u64();
+
+    // SIGKILL two voters at once: the third cannot reach a quorum.
+    let mut killed = 0;
+    for w in workers.iter_mut() {
+        let me = w.get("/fleet").await.body["this_worker"]["node_id"].as_u64();
+        if killed < 2 && me.is_some_and(|id| voters.contains(&id)) {
+            w.kill();
+            killed += 1;
+        }
+    }
+    assert_eq!(killed, 2);
+    let alive: Vec<&Worker> = workers.iter().filter(|w| w.is_running()).collect();
+    assert_eq!(alive.len(), 3);
+    // The survivors form a new epoch and run every task again.
+    eventually("a new fleet epoch of three", Duration::from_secs(90), || async {
+        let f = alive[0].get("/fleet").await.body;
+        let newer = f["epoch"].as_u64() > epoch;
+        (newer && f["workers"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let owners = running_on(alive[0], &name, 5).await;
+    let alive_ids: BTreeSet<String> = alive.iter().map(|w| worker_id(w)).collect();
+    assert!(owners.iter().all(|o| alive_ids.contains(o)), "{owners:?}");
+}

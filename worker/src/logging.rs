@@ -39,11 +39,15 @@ fn directives(levels: &BTreeMap<String, String>) -> String {
         "tansu_sans_io",
         "libsql",
         "tansu_schema",
-        "openraft",
     ] {
         if !levels.contains_key(quiet) {
             parts.push(format!("{quiet}=warn"));
         }
+    }
+    // openraft logs every failed RPC to a dead worker at ERROR, twice a second; the fleet's own
+    // logs (sluice_worker::cluster) report what matters. `SLUICE_LOG=openraft=warn` brings it back.
+    if !levels.contains_key("openraft") {
+        parts.push("openraft=off".to_owned());
     }
     for (logger, level) in levels.iter().filter(|(k, _)| *k != "root") {
         parts.push(format!("{logger}={}", level.to_ascii_lowercase()));

@@ -50,6 +50,8 @@ pub(super) async fn run(inner: Arc<Inner>) {
         let lead = tokio::spawn(leader::run(Arc::clone(&inner), Arc::clone(&node)));
         member::run(&inner, &node).await;
         node.stop.cancel();
+        // The leader loop may wait on a commit that can no longer happen (no quorum).
+        lead.abort();
         let _ = lead.await;
         {
             let mut current = inner.node.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::ChangeMembers;
+use openraft::{BasicNode, ChangeMembers};
 
 use super::assign::{balance, next_step};
 use super::raft::{Assignment, Command, FleetState, NodeId};
@@ -91,11 +91,11 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
         tracing::debug!(?alive, ?members, "some workers are silent");
     }
 
-    let quorum_ok = voters.len() <= 1
-        || metrics
-            .millis_since_quorum_ack
-            .is_some_and(|ms| ms < inner.settings.session_timeout_ms);
-    answer_probe(inner, node, state, quorum_ok).await;
+    let quorum = inner.quorum_answers(node);
+    answer_probe(inner, node, state, quorum).await;
+    if !quorum {
+        return; // nothing can be committed; the member loop gives up after the session timeout
+    }
 
     if publish_assignment(inner, node, state, &fleet, &alive).await {
         return;
@@ -183,10 +183,23 @@ async fn publish_assignment(
         workers = workers.len(),
         "publishing assignment"
     );
-    if let Err(e) = node.raft.client_write(Command::Assign(next)).await {
-        tracing::warn!("publishing the assignment: {e}");
+    let write = node.raft.client_write(Command::Assign(next));
+    match tokio::time::timeout(inner.session_timeout(), write).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("publishing the assignment: {e}"),
+        Err(_) => tracing::warn!("publishing the assignment timed out"),
     }
     true
+}
+
+/// Commits a membership change, giving up after the session timeout.
+async fn change_membership(inner: &Inner, node: &Node, change: ChangeMembers<NodeId, BasicNode>, retain: bool) {
+    let change = node.raft.change_membership(change, retain);
+    match tokio::time::timeout(inner.session_timeout(), change).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("changing the fleet membership: {e}"),
+        Err(_) => tracing::warn!("changing the fleet membership timed out"),
+    }
 }
 
 async fn repair_membership(
@@ -226,15 +239,9 @@ async fn repair_membership(
     }
     if !new_voters.is_empty() && new_voters != *voters {
         tracing::info!(?voters, ?new_voters, "changing the Raft voters");
-        if let Err(e) = node
-            .raft
-            // Demoted voters stay as learners: a leaving worker must keep receiving the
-            // assignment until its work has moved; removal is the step below.
-            .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), true)
-            .await
-        {
-            tracing::warn!("changing the Raft voters: {e}");
-        }
+        // Demoted voters stay as learners: a leaving worker must keep receiving the assignment
+        // until its work has moved; removal is the step below.
+        change_membership(inner, node, ChangeMembers::ReplaceAllVoters(new_voters), true).await;
         return;
     }
     let remove: BTreeSet<NodeId> = members
@@ -245,12 +252,6 @@ async fn repair_membership(
         .collect();
     if !remove.is_empty() {
         tracing::info!(?remove, "removing workers from the fleet");
-        if let Err(e) = node
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(remove), false)
-            .await
-        {
-            tracing::warn!("removing workers: {e}");
-        }
+        change_membership(inner, node, ChangeMembers::RemoveNodes(remove), false).await;
     }
 }

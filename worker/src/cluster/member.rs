@@ -49,16 +49,8 @@ pub(super) async fn run(inner: &Arc<Inner>, node: &Arc<Node>) {
             _ = tick.tick() => {}
             Ok(()) = fleet.changed() => {}
         }
-        let metrics = node.raft.metrics().borrow().clone();
-        if metrics.state == openraft::ServerState::Leader {
-            let voters = metrics.membership_config.membership().voter_ids().count();
-            let quorum = voters <= 1
-                || metrics
-                    .millis_since_quorum_ack
-                    .is_some_and(|ms| ms < inner.settings.session_timeout_ms);
-            if quorum {
-                node.touch_leader_contact(Some(node.id));
-            }
+        if node.is_leader() && inner.quorum_answers(node) {
+            node.touch_leader_contact(Some(node.id));
         }
         let live = node.since_leader_contact() < session;
         let state = node.fleet.borrow().clone();

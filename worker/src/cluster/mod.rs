@@ -325,6 +325,25 @@ impl Inner {
         response.json().await.map_err(unreachable)
     }
 
+    /// Whether a majority of the voters (this leader included) answered within the session
+    /// timeout. Counted from this worker's own record of answers, not from Raft's metrics, which
+    /// are only refreshed on state changes.
+    fn quorum_answers(&self, node: &Node) -> bool {
+        let (voters, _) = Self::members(node);
+        let session = self.session_timeout();
+        let answered = voters
+            .iter()
+            .filter(|v| {
+                **v == node.id
+                    || self
+                        .liveness
+                        .last_answer(**v)
+                        .is_some_and(|t| t.elapsed() < session)
+            })
+            .count();
+        answered * 2 > voters.len()
+    }
+
     fn members(node: &Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
         let metrics = node.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
