@@ -543,7 +543,11 @@ async fn losing_two_of_three_voters_reforms_the_fleet_from_the_config_topic() {
         (newer && f["workers"].as_array()?.len() == 3).then_some(())
     })
     .await;
-    let owners = running_on(alive[0], &name, 5).await;
     let alive_ids: BTreeSet<String> = alive.iter().map(|w| worker_id(w)).collect();
-    assert!(owners.iter().all(|o| alive_ids.contains(o)), "{owners:?}");
+    let owners = eventually("every task on a survivor", Duration::from_secs(60), || async {
+        let owners = running_on(alive[0], &name, 5).await;
+        owners.iter().all(|o| alive_ids.contains(o)).then_some(owners)
+    })
+    .await;
+    assert_eq!(counts(&owners).len(), 3, "{owners:?}");
 }

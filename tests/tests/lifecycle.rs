@@ -14,7 +14,7 @@ async fn pause_resume_restart_stop_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     let topic = unique("t");
-    let per_task = 4000;
+    let per_task = 6000;
     worker
         .create("gen", json!({"connector.class": "Datagen", "kafka.topic": topic, "records.per.second": "300", "iterations": per_task.to_string()}))
         .await;

@@ -3,9 +3,11 @@
 //!
 //! Offsets guarantee: the group's offsets are committed only with what the task's `pre_commit`
 //! returned, which by contract covers only records the sink has made durable. When partitions are
-//! revoked (another task of the group takes them), the last such offsets are committed
-//! synchronously before they go, so the next owner starts right after them. Records taken in after
-//! the last commit may be delivered again after a crash: duplicates are bounded by one flush interval.
+//! revoked (a rebalance), the revocation is held until the loop has flushed the task and committed
+//! everything it put, as Kafka Connect does in `onPartitionsRevoked`; only then are the partitions
+//! released, so the next owner starts right after the last record written and a rebalance
+//! duplicates nothing. Records taken in after the last commit may be delivered again after a
+//! crash: duplicates are bounded by one flush interval.
 
 use std::collections::BTreeSet;
 
@@ -14,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -38,14 +41,16 @@ const BATCH_WAIT: Duration = Duration::from_millis(100);
 
 enum GroupEvent {
     Assigned(Vec<TopicPartition>),
-    Revoked(Vec<TopicPartition>),
+    /// Partitions are being revoked; the loop flushes, commits, closes them and then releases them
+    /// (librdkafka waits for that before rejoining the group).
+    Revoking(Vec<TopicPartition>),
 }
 
-/// Consumer context: reports rebalances and commits safe offsets of revoked partitions.
+/// Consumer context: reports rebalances, holding revocations until the loop has committed.
 struct GroupContext {
     events: mpsc::UnboundedSender<GroupEvent>,
-    /// Offsets `pre_commit` returned, not yet known to be committed.
-    safe: Arc<Mutex<Offsets>>,
+    /// Set when the task stops: revocations are then applied at once (everything is committed).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for GroupContext {}
@@ -57,27 +62,42 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
+/// Gives up revoked partitions (eager protocol: all of them; cooperative: those listed).
+fn release(consumer: &impl Consumer<GroupContext>, tpl: &TopicPartitionList) {
+    let released = match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
+    };
+    if let Err(e) = released {
+        tracing::warn!("releasing revoked partitions failed: {e}");
+    }
+}
+
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = partitions(tpl);
-            let safe = self.safe.lock().unwrap_or_else(|e| e.into_inner());
-            let mut commit = TopicPartitionList::new();
-            for tp in &revoked {
-                if let Some(offset) = safe.get(tp) {
-                    let _ = commit.add_partition_offset(
-                        &tp.topic,
-                        tp.partition,
-                        Offset::Offset(*offset),
-                    );
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+                    _ => consumer.assign(tpl),
+                };
+                if let Err(e) = assigned {
+                    tracing::warn!("taking assigned partitions failed: {e}");
+                }
+                let _ = self.events.send(GroupEvent::Assigned(partitions(tpl)));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
+                if closing || self.events.send(GroupEvent::Revoking(partitions(tpl))).is_err() {
+                    release(consumer, tpl);
                 }
             }
-            if commit.count() > 0
-                && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
-            {
-                tracing::warn!("committing offsets of revoked partitions failed: {e}");
-            }
-            let _ = self.events.send(GroupEvent::Revoked(revoked));
+            other => tracing::warn!("consumer group rebalance error: {other:?}"),
         }
     }
 
@@ -91,12 +111,6 @@ impl ConsumerContext for GroupContext {
             Err(e) => {
                 tracing::warn!(error = %e, "committing offsets failed; the next commit retries")
             }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let _ = self.events.send(GroupEvent::Assigned(partitions(tpl)));
         }
     }
 }
@@ -251,7 +265,7 @@ impl SinkTaskRunner {
             ],
             GroupContext {
                 events: events_tx,
-                safe: Arc::clone(&safe),
+                closing: std::sync::atomic::AtomicBool::new(false),
             },
         ) {
             Ok(c) => c,
@@ -294,7 +308,7 @@ impl SinkTaskRunner {
                     return Ok(());
                 }
                 while let Ok(event) = events.try_recv() {
-                    self.on_group_event(event, &consumer, &control, &mut current, paused)
+                    self.on_group_event(event, &consumer, &control, &safe, &mut current, paused)
                         .await?;
                 }
                 self.apply_task_pauses(&consumer, &control, paused);
@@ -327,7 +341,7 @@ impl SinkTaskRunner {
                 // opened before its first record and records of revoked partitions are not put
                 // (their new owner reads them from the last commit).
                 while let Ok(event) = events.try_recv() {
-                    self.on_group_event(event, &consumer, &control, &mut current, paused)
+                    self.on_group_event(event, &consumer, &control, &safe, &mut current, paused)
                         .await?;
                 }
                 {
@@ -374,6 +388,10 @@ impl SinkTaskRunner {
         if let Err(e) = self.task.stop().await {
             tracing::warn!(task = %self.id, "stop failed: {}", e.trace());
         }
+        consumer
+            .context()
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         consumer.unsubscribe();
         match result.and(commit) {
             Ok(()) => self.reporter.report(TaskState::Unassigned, None),
@@ -386,6 +404,7 @@ impl SinkTaskRunner {
         event: GroupEvent,
         consumer: &StreamConsumer<GroupContext>,
         control: &Control,
+        safe: &Mutex<Offsets>,
         current: &mut Offsets,
         paused: bool,
     ) -> Result<(), String> {
@@ -408,8 +427,12 @@ impl SinkTaskRunner {
                     .await
                     .map_err(|e| format!("open failed: {}", e.trace()))
             }
-            GroupEvent::Revoked(parts) => {
+            GroupEvent::Revoking(parts) => {
                 tracing::info!(task = %self.id, partitions = ?parts, "partitions revoked");
+                // Flush and commit everything put so far while the partitions are still ours.
+                if let Err(e) = self.commit(consumer, safe, current, CommitMode::Sync).await {
+                    tracing::warn!(task = %self.id, "committing before revocation failed: {e}");
+                }
                 {
                     let mut assignment =
                         control.assignment.lock().unwrap_or_else(|e| e.into_inner());
@@ -418,10 +441,9 @@ impl SinkTaskRunner {
                         current.remove(p);
                     }
                 }
-                self.task
-                    .close(&parts)
-                    .await
-                    .map_err(|e| format!("close failed: {}", e.trace()))
+                let closed = self.task.close(&parts).await;
+                release(consumer, &tpl_of(&parts));
+                closed.map_err(|e| format!("close failed: {}", e.trace()))
             }
         }
     }
