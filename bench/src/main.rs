@@ -22,7 +22,6 @@ use sluice_bench::{Killed, Result, free_port, sluice_bin, wait_healthy, wait_por
 /// pass-through), use the same short wait. The worker's own default is librdkafka's.
 const FETCH_WAIT_MAX_MS: &str = "50";
 
-
 /// User + system CPU seconds of a process, from /proc.
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -49,8 +48,6 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-
-
 /// Counts the lines of a growing file, reading only what was appended since the last call, so
 /// that polling costs little next to the process being measured.
 #[derive(Default)]
@@ -76,7 +73,6 @@ impl LineCounter {
         self.lines
     }
 }
-
 
 fn order(i: u64) -> (String, Vec<u8>) {
     let key = format!("customer-{}", i % 1000);
@@ -264,7 +260,6 @@ async fn embedded_default(bin: &Path, http: &reqwest::Client) -> Result<(f64, f6
     tokio::time::sleep(Duration::from_secs(3)).await;
     Ok((startup, rss_mib(worker.0.id())?))
 }
-
 
 #[tokio::main]
 async fn main() -> Result<()> {

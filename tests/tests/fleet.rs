@@ -20,8 +20,7 @@ fn fleet_settings(broker: &Broker) -> WorkerSettings {
 /// Starts `n` workers at once (so formation races are exercised) and waits until they form one
 /// fleet.
 async fn start_fleet(settings: &WorkerSettings, n: usize) -> Vec<Worker> {
-    let workers =
-        futures::future::join_all((0..n).map(|_| Worker::start(settings.clone()))).await;
+    let workers = futures::future::join_all((0..n).map(|_| Worker::start(settings.clone()))).await;
     wait_for_members(&workers, n).await;
     workers
 }
@@ -135,7 +134,8 @@ fn starts_of(workers: &[&Worker], id: &str) -> usize {
                 .lines()
                 .filter(|l| {
                     l.contains("starting task")
-                        && (l.ends_with(&format!("task={id}")) || l.contains(&format!("task={id} ")))
+                        && (l.ends_with(&format!("task={id}"))
+                            || l.contains(&format!("task={id} ")))
                 })
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
@@ -150,7 +150,9 @@ async fn six_tasks_run_once_each_balanced_over_three_workers() {
     let workers = start_fleet(&settings, 3).await;
     let name = unique("spread");
     let topic = unique("spread-topic");
-    workers[1].create(&name, datagen(&topic, 6, 5, 1_000_000)).await;
+    workers[1]
+        .create(&name, datagen(&topic, 6, 5, 1_000_000))
+        .await;
 
     let owners = running_on(&workers[0], &name, 6).await;
     let per_worker = counts(&owners);
@@ -177,7 +179,10 @@ async fn six_tasks_run_once_each_balanced_over_three_workers() {
     let root = workers[2].get("/").await.body;
     assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string());
     let fleet = workers[2].get("/fleet").await.body;
-    assert!(fleet["generation"].as_i64().is_some_and(|g| g > 0), "{fleet}");
+    assert!(
+        fleet["generation"].as_i64().is_some_and(|g| g > 0),
+        "{fleet}"
+    );
     let voters = fleet["workers"]
         .as_array()
         .map(|ws| ws.iter().filter(|w| w["voter"] == true).count());
@@ -218,7 +223,10 @@ async fn sigkill_of_a_worker_moves_its_tasks_and_loses_nothing() {
         Duration::from_secs(60),
         || async {
             for name in [&source, &sink] {
-                let s = survivor.get(&format!("/connectors/{name}/status")).await.body;
+                let s = survivor
+                    .get(&format!("/connectors/{name}/status"))
+                    .await
+                    .body;
                 let ok = s["tasks"].as_array()?.iter().all(|t| {
                     t["state"] == "RUNNING" && t["worker_id"].as_str() != Some(&victim_id)
                 });
@@ -238,13 +246,8 @@ async fn sigkill_of_a_worker_moves_its_tasks_and_loses_nothing() {
     .await;
     let flowing = killed_at.elapsed();
 
-    let records = wait_for_every_sequence(
-        &out,
-        tasks as i64,
-        per_task,
-        Duration::from_secs(120),
-    )
-    .await;
+    let records =
+        wait_for_every_sequence(&out, tasks as i64, per_task, Duration::from_secs(120)).await;
     let report = sequence_report(&records, tasks as i64, per_task);
     // Sources: at most one flush interval (1 s) of records per moved task, plus the batch in
     // flight. Sinks: a partition rewinds to its last successful commit. On Kafka only the dead
@@ -262,8 +265,16 @@ async fn sigkill_of_a_worker_moves_its_tasks_and_loses_nothing() {
         report.sink_duplicates, report.source_duplicates
     );
     assert!(report.missing.is_empty());
-    assert!(report.source_duplicates <= bound, "source duplicates {}", report.source_duplicates);
-    assert!(report.sink_duplicates <= sink_bound, "sink duplicates {}", report.sink_duplicates);
+    assert!(
+        report.source_duplicates <= bound,
+        "source duplicates {}",
+        report.source_duplicates
+    );
+    assert!(
+        report.sink_duplicates <= sink_bound,
+        "sink duplicates {}",
+        report.sink_duplicates
+    );
     drop(workers);
 }
 
@@ -273,7 +284,10 @@ async fn sigkill_of_the_leader_elects_another_and_writes_go_through_any_worker()
     let settings = fleet_settings(&broker);
     let mut workers = start_fleet(&settings, 3).await;
     let leader = leader_url(&workers[0]).await.expect("leader");
-    let idx = workers.iter().position(|w| w.url == leader).expect("leader is a worker");
+    let idx = workers
+        .iter()
+        .position(|w| w.url == leader)
+        .expect("leader is a worker");
     workers[idx].kill();
     let rest: Vec<&Worker> = workers
         .iter()
@@ -288,7 +302,10 @@ async fn sigkill_of_the_leader_elects_another_and_writes_go_through_any_worker()
     .await;
 
     // Writes through the non-leader are forwarded; through the leader they are served.
-    let follower = rest.iter().find(|w| w.url != new_leader).expect("a follower");
+    let follower = rest
+        .iter()
+        .find(|w| w.url != new_leader)
+        .expect("a follower");
     let name = unique("after-failover");
     follower
         .create(&name, datagen(&unique("t"), 2, 5, 1_000_000))
@@ -301,9 +318,14 @@ async fn sigkill_of_the_leader_elects_another_and_writes_go_through_any_worker()
     for w in &rest {
         w.wait_for_state(&name, "PAUSED", 2).await;
     }
-    let r = follower.request("DELETE", &format!("/connectors/{name}"), None).await;
+    let r = follower
+        .request("DELETE", &format!("/connectors/{name}"), None)
+        .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    assert_eq!(rest[1].get(&format!("/connectors/{name}")).await.status, 404);
+    assert_eq!(
+        rest[1].get(&format!("/connectors/{name}")).await.status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,14 +342,21 @@ async fn a_joining_worker_takes_its_share_and_only_moved_tasks_restart() {
     workers.push(Worker::start(settings.clone()).await);
     wait_for_members(&workers, 4).await;
     let newcomer = worker_id(&workers[3]);
-    let after = eventually("the new worker to get tasks", Duration::from_secs(60), || async {
-        let owners = running_on(&workers[0], &name, 6).await;
-        owners.contains(&newcomer).then_some(owners)
-    })
+    let after = eventually(
+        "the new worker to get tasks",
+        Duration::from_secs(60),
+        || async {
+            let owners = running_on(&workers[0], &name, 6).await;
+            owners.contains(&newcomer).then_some(owners)
+        },
+    )
     .await;
     let per_worker = counts(&after);
     assert_eq!(per_worker.len(), 4, "{per_worker:?}");
-    assert!(per_worker.values().all(|n| (1..=2).contains(n)), "{per_worker:?}");
+    assert!(
+        per_worker.values().all(|n| (1..=2).contains(n)),
+        "{per_worker:?}"
+    );
 
     let refs: Vec<&Worker> = workers.iter().collect();
     let mut moved = 0;
@@ -335,13 +364,20 @@ async fn a_joining_worker_takes_its_share_and_only_moved_tasks_restart() {
         let id = format!("{name}-{t}");
         let starts = starts_of(&refs, &id);
         if before[t] == after[t] {
-            assert_eq!(starts, 1, "task {id} stayed on {} but was restarted", after[t]);
+            assert_eq!(
+                starts, 1,
+                "task {id} stayed on {} but was restarted",
+                after[t]
+            );
         } else {
             moved += 1;
             assert_eq!(starts, 2, "task {id} moved once");
         }
     }
-    assert_eq!(moved, per_worker[&newcomer], "only the newcomer's tasks moved");
+    assert_eq!(
+        moved, per_worker[&newcomer],
+        "only the newcomer's tasks moved"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +409,10 @@ async fn sigterm_hands_tasks_over_before_exit_with_zero_duplicates() {
     let other = &workers[(idx + 1) % 3];
     for name in [&source, &sink] {
         let owners = running_on(other, name, 3).await;
-        assert!(!owners.contains(&leaving_id), "{name} still on {leaving_id}");
+        assert!(
+            !owners.contains(&leaving_id),
+            "{name} still on {leaving_id}"
+        );
     }
     let records =
         wait_for_every_sequence(&out, tasks as i64, per_task, Duration::from_secs(120)).await;
@@ -399,8 +438,11 @@ async fn a_worker_cut_off_from_the_fleet_stops_its_tasks_within_the_session_time
     // Cut off a worker that is not the leader (the leader case is covered by quorum loss of one).
     let leader = leader_url(&workers[0]).await.expect("leader");
     let victim = workers.iter().find(|w| w.url != leader).expect("follower");
-    let victim_tasks: BTreeSet<(String, u64)> =
-        local_tasks(&[victim]).await.into_values().next().unwrap_or_default();
+    let victim_tasks: BTreeSet<(String, u64)> = local_tasks(&[victim])
+        .await
+        .into_values()
+        .next()
+        .unwrap_or_default();
     assert!(!victim_tasks.is_empty());
     let http = reqwest::Client::new();
     let isolate = |on: bool| {
@@ -424,8 +466,16 @@ async fn a_worker_cut_off_from_the_fleet_stops_its_tasks_within_the_session_time
     let mut stopped_at = None;
     let mut elsewhere_at = None;
     while stopped_at.is_none() || elsewhere_at.is_none() {
-        assert!(cut_at.elapsed() < Duration::from_secs(60), "no failover after 60 s");
-        if stopped_at.is_none() && local_tasks(&[victim]).await.values().all(BTreeSet::is_empty) {
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(60),
+            "no failover after 60 s"
+        );
+        if stopped_at.is_none()
+            && local_tasks(&[victim])
+                .await
+                .values()
+                .all(BTreeSet::is_empty)
+        {
             stopped_at = Some(cut_at.elapsed());
         }
         if elsewhere_at.is_none() {
@@ -437,23 +487,38 @@ async fn a_worker_cut_off_from_the_fleet_stops_its_tasks_within_the_session_time
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (stopped, elsewhere) = (stopped_at.unwrap_or_default(), elsewhere_at.unwrap_or_default());
+    let (stopped, elsewhere) = (
+        stopped_at.unwrap_or_default(),
+        elsewhere_at.unwrap_or_default(),
+    );
     let overlap = stopped.saturating_sub(elsewhere);
-    println!("cut off: stopped its tasks after {stopped:?}; they ran elsewhere after {elsewhere:?}; overlap {overlap:?}");
+    println!(
+        "cut off: stopped its tasks after {stopped:?}; they ran elsewhere after {elsewhere:?}; overlap {overlap:?}"
+    );
     let session = Duration::from_millis(SESSION_MS);
-    assert!(stopped <= session + Duration::from_secs(2), "stopped after {stopped:?}");
+    assert!(
+        stopped <= session + Duration::from_secs(2),
+        "stopped after {stopped:?}"
+    );
     assert!(overlap <= session, "ran twice for {overlap:?}");
 
     // Healed: it rejoins and takes a share again.
     assert!(isolate(false).await.expect("heal").status().is_success());
     wait_for_members(&workers, 3).await;
-    let owners = eventually("a balanced fleet again", Duration::from_secs(60), || async {
-        let owners = running_on(&workers[0], &name, 6).await;
-        let c = counts(&owners);
-        (c.len() == 3 && c.values().all(|n| *n == 2)).then_some(owners)
-    })
+    let owners = eventually(
+        "a balanced fleet again",
+        Duration::from_secs(60),
+        || async {
+            let owners = running_on(&workers[0], &name, 6).await;
+            let c = counts(&owners);
+            (c.len() == 3 && c.values().all(|n| *n == 2)).then_some(owners)
+        },
+    )
     .await;
-    assert!(owners.contains(&worker_id(victim)), "the healed worker runs tasks again");
+    assert!(
+        owners.contains(&worker_id(victim)),
+        "the healed worker runs tasks again"
+    );
 }
 
 /// Voter ids and member count from a worker's `/fleet`.
@@ -503,10 +568,14 @@ async fn ten_workers_keep_three_voters_and_replace_a_dead_one() {
     .await;
     assert_eq!(new_voters.intersection(&voters).count(), 2);
     let dead = worker_id(&workers[victim]);
-    let owners = eventually("the dead voter's task elsewhere", Duration::from_secs(60), || async {
-        let owners = running_on(survivor, &name, 10).await;
-        (!owners.contains(&dead)).then_some(owners)
-    })
+    let owners = eventually(
+        "the dead voter's task elsewhere",
+        Duration::from_secs(60),
+        || async {
+            let owners = running_on(survivor, &name, 10).await;
+            (!owners.contains(&dead)).then_some(owners)
+        },
+    )
     .await;
     assert!(counts(&owners).values().all(|n| (1..=2).contains(n)));
 }
@@ -537,17 +606,27 @@ async fn losing_two_of_three_voters_reforms_the_fleet_from_the_config_topic() {
     let alive: Vec<&Worker> = workers.iter().filter(|w| w.is_running()).collect();
     assert_eq!(alive.len(), 3);
     // The survivors form a new epoch and run every task again.
-    eventually("a new fleet epoch of three", Duration::from_secs(90), || async {
-        let f = alive[0].get("/fleet").await.body;
-        let newer = f["epoch"].as_u64() > epoch;
-        (newer && f["workers"].as_array()?.len() == 3).then_some(())
-    })
+    eventually(
+        "a new fleet epoch of three",
+        Duration::from_secs(90),
+        || async {
+            let f = alive[0].get("/fleet").await.body;
+            let newer = f["epoch"].as_u64() > epoch;
+            (newer && f["workers"].as_array()?.len() == 3).then_some(())
+        },
+    )
     .await;
     let alive_ids: BTreeSet<String> = alive.iter().map(|w| worker_id(w)).collect();
-    let owners = eventually("every task on a survivor", Duration::from_secs(60), || async {
-        let owners = running_on(alive[0], &name, 5).await;
-        owners.iter().all(|o| alive_ids.contains(o)).then_some(owners)
-    })
+    // Every task runs again, spread over the three survivors (the first worker of the new epoch
+    // takes everything, then shares it as the others join).
+    eventually(
+        "every task on a survivor, balanced",
+        Duration::from_secs(60),
+        || async {
+            let owners = running_on(alive[0], &name, 5).await;
+            let c = counts(&owners);
+            (owners.iter().all(|o| alive_ids.contains(o)) && c.len() == 3).then_some(())
+        },
+    )
     .await;
-    assert_eq!(counts(&owners).len(), 3, "{owners:?}");
 }

@@ -217,7 +217,10 @@ pub async fn run_worker(
     shutdown.cancelled().await;
     // Hand this worker's tasks to the others (each stops and commits here first), then stop.
     cluster
-        .leave(Duration::from_millis(config.task_shutdown_graceful_timeout_ms) + Duration::from_secs(5))
+        .leave(
+            Duration::from_millis(config.task_shutdown_graceful_timeout_ms)
+                + Duration::from_secs(5),
+        )
         .await;
     herder_shutdown.cancel();
     let budget =

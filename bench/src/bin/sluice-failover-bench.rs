@@ -142,9 +142,18 @@ async fn main() -> Result<()> {
     let env = vec![
         ("SLUICE_BOOTSTRAP_SERVERS", bootstrap.clone()),
         ("SLUICE_GROUP_ID", format!("failover-{id}")),
-        ("SLUICE_CONFIG_STORAGE_TOPIC", format!("failover-{id}-configs")),
-        ("SLUICE_OFFSET_STORAGE_TOPIC", format!("failover-{id}-offsets")),
-        ("SLUICE_STATUS_STORAGE_TOPIC", format!("failover-{id}-status")),
+        (
+            "SLUICE_CONFIG_STORAGE_TOPIC",
+            format!("failover-{id}-configs"),
+        ),
+        (
+            "SLUICE_OFFSET_STORAGE_TOPIC",
+            format!("failover-{id}-offsets"),
+        ),
+        (
+            "SLUICE_STATUS_STORAGE_TOPIC",
+            format!("failover-{id}-status"),
+        ),
         ("SLUICE_REST_HOST_NAME", "127.0.0.1".into()),
         ("SLUICE_CLUSTER_SECRET", format!("bench-{id}")),
         ("SLUICE_OFFSET_FLUSH_INTERVAL_MS", "1000".into()),
@@ -154,7 +163,10 @@ async fn main() -> Result<()> {
     let logs = match std::env::var_os("SLUICE_BENCH_LOGS") {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
-            tempfile::Builder::new().prefix("failover-").tempdir_in(dir)?.keep()
+            tempfile::Builder::new()
+                .prefix("failover-")
+                .tempdir_in(dir)?
+                .keep()
         }
         None => scratch.path().to_owned(),
     };
@@ -225,12 +237,20 @@ async fn main() -> Result<()> {
         let owners = poll(Duration::from_secs(60), || fleet.running(name)).await?;
         let victim = if trial % 3 == 2 {
             let port = poll(Duration::from_secs(30), || fleet.leader_port()).await?;
-            fleet.ports.iter().position(|p| *p == port).ok_or("leader")?
+            fleet
+                .ports
+                .iter()
+                .position(|p| *p == port)
+                .ok_or("leader")?
         } else {
             fleet
                 .alive()
                 .into_iter()
-                .find(|i| owners.iter().any(|o| o.ends_with(&format!(":{}", fleet.ports[*i]))))
+                .find(|i| {
+                    owners
+                        .iter()
+                        .any(|o| o.ends_with(&format!(":{}", fleet.ports[*i])))
+                })
                 .ok_or("no worker owns tasks")?
         };
         let victim_id = format!("127.0.0.1:{}", fleet.ports[victim]);
@@ -274,7 +294,11 @@ async fn main() -> Result<()> {
         println!(
             "trial {trial}: killed {} ({} tasks moved) at {killed_wall:.3} s past the hour: \
              reassigned {r:.2} s, flowing {f:.2} s; rejoin {j:.2} s",
-            if trial % 3 == 2 { "the leader" } else { "a follower" },
+            if trial % 3 == 2 {
+                "the leader"
+            } else {
+                "a follower"
+            },
             moved.len()
         );
         reassigned.push(r);
@@ -286,9 +310,7 @@ async fn main() -> Result<()> {
     watcher.abort();
     let _ = watcher.await;
     println!();
-    println!(
-        "| {trials} trials, 3 workers, {TASKS} tasks, session.timeout.ms=6000 | p50 | max |"
-    );
+    println!("| {trials} trials, 3 workers, {TASKS} tasks, session.timeout.ms=6000 | p50 | max |");
     println!("|---|---:|---:|");
     for (what, v) in [
         ("SIGKILL → every task RUNNING elsewhere (s)", &reassigned),
@@ -301,9 +323,7 @@ async fn main() -> Result<()> {
             percentile(v, 1.0)
         );
     }
-    println!(
-        "| Kafka Connect default: dead worker's tasks unassigned for up to (s) | 300 | 300 |"
-    );
+    println!("| Kafka Connect default: dead worker's tasks unassigned for up to (s) | 300 | 300 |");
     println!(
         "\nratio, Kafka Connect's 300 s over Sluice's p50 records-flowing time: {:.0}x",
         300.0 / percentile(&flowing, 0.5)

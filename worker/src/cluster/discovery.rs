@@ -55,7 +55,9 @@ pub(super) async fn run(inner: Arc<Inner>) {
         let _ = lead.await;
         {
             let mut current = inner.node.lock().unwrap_or_else(|e| e.into_inner());
-            if current.as_ref().is_some_and(|n| n.id == node.id) && !inner.leaving.load(Ordering::SeqCst) {
+            if current.as_ref().is_some_and(|n| n.id == node.id)
+                && !inner.leaving.load(Ordering::SeqCst)
+            {
                 *current = None;
             }
         }
@@ -78,7 +80,14 @@ async fn new_node(inner: &Inner, epoch: u64) -> Option<Arc<Node>> {
     .validate()
     .ok()?;
     let (sm, fleet) = StateMachine::new();
-    let raft = match Raft::new(id, Arc::new(config), network(inner), LogStore::default(), sm).await
+    let raft = match Raft::new(
+        id,
+        Arc::new(config),
+        network(inner),
+        LogStore::default(),
+        sm,
+    )
+    .await
     {
         Ok(r) => r,
         Err(e) => {
@@ -141,7 +150,10 @@ async fn find_or_form(inner: &Arc<Inner>) -> Option<Arc<Node>> {
                 continue;
             }
         };
-        inner.configs.wait_applied(offset, Duration::from_secs(30)).await;
+        inner
+            .configs
+            .wait_applied(offset, Duration::from_secs(30))
+            .await;
         let winner = inner
             .configs
             .fleet_records()

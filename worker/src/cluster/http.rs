@@ -20,7 +20,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use openraft::BasicNode;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_connector_api::Props;
@@ -61,7 +63,10 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         .route("/sluice/internal/raft/snapshot", post(raft_snapshot))
         .route("/sluice/internal/cluster/join", post(join))
         .route("/sluice/internal/cluster/command", post(command))
-        .route("/sluice/internal/connectors/{name}/tasks", post(task_configs))
+        .route(
+            "/sluice/internal/connectors/{name}/tasks",
+            post(task_configs),
+        )
         .route("/sluice/internal/isolate", put(isolate))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&inner),
@@ -97,19 +102,32 @@ async fn authenticate(State(inner): State<Arc<Inner>>, req: Request, next: Next)
     next.run(req).await
 }
 
-/// The current node, unless there is none or this worker is isolated.
-fn reachable_node(inner: &Inner) -> Result<Arc<Node>, Response> {
-    if inner.isolated.load(Ordering::SeqCst) {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "isolated by fault injection"));
+/// Why an internal request is refused.
+struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
     }
-    inner
-        .node()
-        .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "not a fleet member yet"))
+}
+
+/// The current node, unless there is none or this worker is isolated.
+fn reachable_node(inner: &Inner) -> Result<Arc<Node>, Refusal> {
+    if inner.isolated.load(Ordering::SeqCst) {
+        return Err(Refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "isolated by fault injection",
+        ));
+    }
+    inner.node().ok_or(Refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not a fleet member yet",
+    ))
 }
 
 /// Refuses RPCs from nodes outside this node's membership (removed workers must not disrupt the
 /// fleet with stale elections); a node with no membership yet accepts its first leader.
-fn check_sender(node: &Node, sender: Option<NodeId>) -> Result<(), Response> {
+fn check_sender(node: &Node, sender: Option<NodeId>) -> Result<(), Refusal> {
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let known = membership.nodes().count() == 0
@@ -117,7 +135,10 @@ fn check_sender(node: &Node, sender: Option<NodeId>) -> Result<(), Response> {
     if known {
         Ok(())
     } else {
-        Err(error(StatusCode::FORBIDDEN, "sender is not a member of this fleet"))
+        Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "sender is not a member of this fleet",
+        ))
     }
 }
 
@@ -127,11 +148,11 @@ async fn raft_append(
 ) -> Response {
     let node = match reachable_node(&inner) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let sender = rpc.vote.leader_id().voted_for();
     if let Err(r) = check_sender(&node, sender) {
-        return r;
+        return r.into_response();
     }
     let result = node.raft.append_entries(rpc).await;
     if let Ok(response) = &result
@@ -148,10 +169,10 @@ async fn raft_vote(
 ) -> Response {
     let node = match reachable_node(&inner) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = check_sender(&node, rpc.vote.leader_id().voted_for()) {
-        return r;
+        return r.into_response();
     }
     Json(node.raft.vote(rpc).await).into_response()
 }
@@ -162,11 +183,11 @@ async fn raft_snapshot(
 ) -> Response {
     let node = match reachable_node(&inner) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let sender = rpc.vote.leader_id().voted_for();
     if let Err(r) = check_sender(&node, sender) {
-        return r;
+        return r.into_response();
     }
     let result = node.raft.install_snapshot(rpc).await;
     if result.is_ok() {
@@ -178,7 +199,7 @@ async fn raft_snapshot(
 async fn join(State(inner): State<Arc<Inner>>, Json(request): Json<JoinRequest>) -> Response {
     let node = match reachable_node(&inner) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !node.is_leader() {
         return match inner
@@ -189,7 +210,11 @@ async fn join(State(inner): State<Arc<Inner>>, Json(request): Json<JoinRequest>)
             Err(e) => cluster_error(e),
         };
     }
-    tracing::info!(node = request.node, url = request.url, "worker joining the fleet");
+    tracing::info!(
+        node = request.node,
+        url = request.url,
+        "worker joining the fleet"
+    );
     match node
         .raft
         .add_learner(request.node, BasicNode::new(&request.url), true)
@@ -202,7 +227,7 @@ async fn join(State(inner): State<Arc<Inner>>, Json(request): Json<JoinRequest>)
 
 async fn command(State(inner): State<Arc<Inner>>, Json(command): Json<Command>) -> Response {
     if let Err(r) = reachable_node(&inner) {
-        return r;
+        return r.into_response();
     }
     match inner.submit(command).await {
         Ok(()) => Json(()).into_response(),
@@ -217,7 +242,7 @@ async fn task_configs(
 ) -> Response {
     let node = match reachable_node(&inner) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !node.is_leader() {
         let path = format!("/sluice/internal/connectors/{}/tasks", encode_path(&name));
@@ -248,7 +273,10 @@ async fn isolate(State(inner): State<Arc<Inner>>, Json(body): Json<Isolate>) -> 
         );
     }
     inner.isolated.store(body.isolated, Ordering::SeqCst);
-    tracing::warn!(isolated = body.isolated, "fault injection: isolation changed");
+    tracing::warn!(
+        isolated = body.isolated,
+        "fault injection: isolation changed"
+    );
     Json(json!({"isolated": body.isolated})).into_response()
 }
 
@@ -370,7 +398,9 @@ pub async fn forward_writes(State(f): State<Forwarder>, req: Request, next: Next
         }
         Err(e) => error(
             StatusCode::CONFLICT,
-            format!("Cannot complete request because forwarding to the leader at {url} failed: {e}"),
+            format!(
+                "Cannot complete request because forwarding to the leader at {url} failed: {e}"
+            ),
         ),
     }
 }

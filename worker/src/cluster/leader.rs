@@ -28,9 +28,8 @@ struct LeaderState {
 }
 
 pub(super) async fn run(inner: Arc<Inner>, node: Arc<Node>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        inner.settings.heartbeat_interval_ms,
-    ));
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(inner.settings.heartbeat_interval_ms));
     let mut configs = inner.configs.changes();
     let mut fleet = node.fleet.clone();
     let mut state = LeaderState::default();
@@ -134,7 +133,12 @@ async fn publish_assignment(
         .any(|w| fleet.applied.get(w).copied().unwrap_or(i64::MIN) < current.generation);
     if waiting {
         let limit = inner.session_timeout() * 2;
-        if state.waiting_since.get_or_insert_with(Instant::now).elapsed() < limit {
+        if state
+            .waiting_since
+            .get_or_insert_with(Instant::now)
+            .elapsed()
+            < limit
+        {
             return false;
         }
         tracing::warn!(
@@ -193,7 +197,12 @@ async fn publish_assignment(
 }
 
 /// Commits a membership change, giving up after the session timeout.
-async fn change_membership(inner: &Inner, node: &Node, change: ChangeMembers<NodeId, BasicNode>, retain: bool) {
+async fn change_membership(
+    inner: &Inner,
+    node: &Node,
+    change: ChangeMembers<NodeId, BasicNode>,
+    retain: bool,
+) {
     let change = node.raft.change_membership(change, retain);
     match tokio::time::timeout(inner.session_timeout(), change).await {
         Ok(Ok(_)) => {}
@@ -241,7 +250,13 @@ async fn repair_membership(
         tracing::info!(?voters, ?new_voters, "changing the Raft voters");
         // Demoted voters stay as learners: a leaving worker must keep receiving the assignment
         // until its work has moved; removal is the step below.
-        change_membership(inner, node, ChangeMembers::ReplaceAllVoters(new_voters), true).await;
+        change_membership(
+            inner,
+            node,
+            ChangeMembers::ReplaceAllVoters(new_voters),
+            true,
+        )
+        .await;
         return;
     }
     let remove: BTreeSet<NodeId> = members

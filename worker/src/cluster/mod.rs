@@ -54,7 +54,10 @@ impl Node {
     /// Records contact with the fleet: a leader's RPC (`leader` is its id) or, as leader, a
     /// quorum's answer.
     fn touch_leader_contact(&self, leader: Option<NodeId>) {
-        let mut contact = self.leader_contact.lock().unwrap_or_else(|e| e.into_inner());
+        let mut contact = self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         contact.0 = now;
         if let Some(l) = leader.filter(|l| *l != self.id) {

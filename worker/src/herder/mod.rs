@@ -243,8 +243,13 @@ impl Herder {
                     .await;
             }
             None => {
-                self.restart(&r.connector, r.include_connector, r.include_tasks, r.only_failed)
-                    .await;
+                self.restart(
+                    &r.connector,
+                    r.include_connector,
+                    r.include_tasks,
+                    r.only_failed,
+                )
+                .await;
             }
         }
     }
@@ -510,7 +515,10 @@ impl Herder {
                 match self.cluster.put_task_configs(name, &tasks).await {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(connector = name, "submitting task configs failed: {e}; will retry");
+                        tracing::warn!(
+                            connector = name,
+                            "submitting task configs failed: {e}; will retry"
+                        );
                         connector.reconfigure.store(true, Ordering::SeqCst);
                         let wake = Arc::clone(&self.wake);
                         tokio::spawn(async move {

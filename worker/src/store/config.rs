@@ -350,7 +350,11 @@ impl ConfigStore {
 
     /// Writes one of the fleet's records (`claim-<epoch>-<node>`, `probe`, `alive`, `closed`);
     /// returns its offset.
-    pub async fn put_fleet_record(&self, kind: &str, record: &FleetRecord) -> Result<i64, WorkerError> {
+    pub async fn put_fleet_record(
+        &self,
+        kind: &str,
+        record: &FleetRecord,
+    ) -> Result<i64, WorkerError> {
         let key = match kind {
             "claim" => format!("{FLEET_PREFIX}claim-{}-{}", record.epoch, record.node),
             other => format!("{FLEET_PREFIX}{other}"),

@@ -6,6 +6,8 @@ pub mod config;
 pub mod offsets;
 pub mod status;
 
-pub use config::{ClusterConfig, ConfigStore, ConnectorEntry, FleetRecord, FleetRecords, TargetState};
+pub use config::{
+    ClusterConfig, ConfigStore, ConnectorEntry, FleetRecord, FleetRecords, TargetState,
+};
 pub use offsets::OffsetStore;
 pub use status::{ConnectorStatus, StatusStore};

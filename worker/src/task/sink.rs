@@ -18,9 +18,9 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::types::RDKafkaRespErr;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
     ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, Record, SinkRecord,
@@ -93,7 +93,12 @@ impl ConsumerContext for GroupContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
-                if closing || self.events.send(GroupEvent::Revoking(partitions(tpl))).is_err() {
+                if closing
+                    || self
+                        .events
+                        .send(GroupEvent::Revoking(partitions(tpl)))
+                        .is_err()
+                {
                     release(consumer, tpl);
                 }
             }
