@@ -307,6 +307,14 @@ impl Worker {
         self.spawn().await;
     }
 
+    /// SIGTERM, wait for the exit, then start again with the same settings and port; returns
+    /// how long the exit took.
+    pub async fn restart_gracefully(&mut self) -> Duration {
+        let took = self.terminate();
+        self.spawn().await;
+        took
+    }
+
     /// The worker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

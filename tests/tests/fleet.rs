@@ -630,3 +630,55 @@ async fn losing_two_of_three_voters_reforms_the_fleet_from_the_config_topic() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_loses_nothing_and_leaves_every_task_running() {
+    let broker = Broker::start();
+    let settings = fleet_settings(&broker);
+    let mut workers = start_fleet(&settings, 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (source, sink, topic) = (unique("src"), unique("sink"), unique("roll-topic"));
+    let (tasks, per_task) = (3, 6_000);
+    workers[0]
+        .create(&source, datagen(&topic, tasks, 300, per_task))
+        .await;
+    workers[0].create(&sink, file_sink(&topic, 3, &out)).await;
+    running_on(&workers[0], &source, tasks as usize).await;
+    eventually("records flowing", Duration::from_secs(60), || async {
+        (read_json_lines(&out).len() > 500).then_some(())
+    })
+    .await;
+
+    for i in 0..workers.len() {
+        let took = workers[i].restart_gracefully().await;
+        println!("rolling restart: worker {i} exited after {took:?}");
+        wait_for_members(&workers, 3).await;
+    }
+    let records =
+        wait_for_every_sequence(&out, tasks as i64, per_task, Duration::from_secs(120)).await;
+    let report = sequence_report(&records, tasks as i64, per_task);
+    println!(
+        "rolling restart: {} distinct, {} re-delivered by the sink, {} re-produced by the source",
+        report.distinct, report.sink_duplicates, report.source_duplicates
+    );
+    assert!(report.missing.is_empty());
+    assert_eq!(
+        (report.sink_duplicates, report.source_duplicates),
+        (0, 0),
+        "graceful restarts duplicate nothing"
+    );
+    let alive: BTreeSet<String> = workers.iter().map(worker_id).collect();
+    for name in [&source, &sink] {
+        let owners = eventually(
+            "every task RUNNING on a current worker",
+            Duration::from_secs(60),
+            || async {
+                let owners = running_on(&workers[0], name, 3).await;
+                owners.iter().all(|o| alive.contains(o)).then_some(owners)
+            },
+        )
+        .await;
+        assert_eq!(owners.len(), 3);
+    }
+}

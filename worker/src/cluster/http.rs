@@ -15,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -28,7 +28,7 @@ use serde_json::json;
 use sluice_connector_api::Props;
 
 use super::discovery::JoinRequest;
-use super::raft::{Command, NodeId, SECRET_HEADER, TypeConfig};
+use super::raft::{Command, NodeId, SECRET_HEADER, TARGET_HEADER, TypeConfig};
 use super::{ClusterError, Inner, Node};
 
 /// Marks a request a worker forwarded to the leader.
@@ -111,6 +111,23 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// The current node if it is the one a Raft RPC is meant for.
+fn addressed_node(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Node>, Refusal> {
+    let node = reachable_node(inner)?;
+    let target = headers
+        .get(TARGET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<NodeId>().ok());
+    if target == Some(node.id) {
+        Ok(node)
+    } else {
+        Err(Refusal(
+            StatusCode::GONE,
+            "this worker is not the node addressed (it restarted as a new node)",
+        ))
+    }
+}
+
 /// The current node, unless there is none or this worker is isolated.
 fn reachable_node(inner: &Inner) -> Result<Arc<Node>, Refusal> {
     if inner.isolated.load(Ordering::SeqCst) {
@@ -144,9 +161,10 @@ fn check_sender(node: &Node, sender: Option<NodeId>) -> Result<(), Refusal> {
 
 async fn raft_append(
     State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
     Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
-    let node = match reachable_node(&inner) {
+    let node = match addressed_node(&inner, &headers) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
@@ -165,9 +183,10 @@ async fn raft_append(
 
 async fn raft_vote(
     State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
     Json(rpc): Json<VoteRequest<NodeId>>,
 ) -> Response {
-    let node = match reachable_node(&inner) {
+    let node = match addressed_node(&inner, &headers) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
@@ -179,9 +198,10 @@ async fn raft_vote(
 
 async fn raft_snapshot(
     State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
     Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
-    let node = match reachable_node(&inner) {
+    let node = match addressed_node(&inner, &headers) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };

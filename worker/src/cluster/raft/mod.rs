@@ -14,7 +14,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-pub use network::{HttpNetwork, Liveness, SECRET_HEADER};
+pub use network::{HttpNetwork, Liveness, SECRET_HEADER, TARGET_HEADER};
 pub use store::{LogStore, StateMachine};
 
 /// A worker's Raft node id: random, new at every start.

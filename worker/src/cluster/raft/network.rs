@@ -27,6 +27,10 @@ use super::{NodeId, TypeConfig};
 /// Header carrying the cluster secret on every internal request.
 pub const SECRET_HEADER: &str = "x-sluice-cluster-secret";
 
+/// Header naming the node a Raft RPC is meant for: a worker restarted on the same address is a
+/// new node and must not answer for the old one.
+pub const TARGET_HEADER: &str = "x-sluice-target-node";
+
 /// When each peer last answered an RPC.
 #[derive(Default)]
 pub struct Liveness {
@@ -122,6 +126,7 @@ impl Peer {
             .client
             .post(format!("{}/sluice/internal/raft/{rpc}", self.url))
             .header(SECRET_HEADER, &*self.net.secret)
+            .header(TARGET_HEADER, self.target.to_string())
             .timeout(option.hard_ttl().max(Duration::from_millis(200)))
             .json(req)
             .send()
