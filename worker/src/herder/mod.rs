@@ -304,6 +304,12 @@ impl Herder {
     }
 
     async fn set_state(&self, key: &str, state: &str, trace: Option<String>) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.set_state_at(key, state, trace, generation).await;
+    }
+
+    /// Writes a status as of `generation` (the status store keeps the newest generation's).
+    async fn set_state_at(&self, key: &str, state: &str, trace: Option<String>, generation: i64) {
         {
             let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
             if states.get(key) == Some(&(state.to_owned(), trace.clone())) {
@@ -315,7 +321,7 @@ impl Herder {
             state: state.to_owned(),
             trace,
             worker_id: self.worker_id.clone(),
-            generation: self.generation.load(Ordering::SeqCst),
+            generation,
         };
         if let Err(e) = self.statuses.put(key, Some(&status)).await {
             tracing::warn!(key, "writing status failed: {e}");
@@ -417,7 +423,7 @@ impl Herder {
                 && self.task_assigned_here(&id);
             if !same && let Some(t) = running.tasks.remove(&id) {
                 if wanted.is_some() && !self.task_assigned_here(&id) {
-                    moved_away.push(id.clone());
+                    moved_away.push((id.clone(), t.generation));
                 }
                 stopping.push(t.stop(timeout));
             }
@@ -425,9 +431,16 @@ impl Herder {
         // Concurrently: a reconfiguration waits for one graceful timeout, not one per task.
         futures::future::join_all(stopping).await;
         // As Kafka Connect does: revoked work shows UNASSIGNED until its new owner reports.
-        for id in moved_away {
-            self.set_state(&task_key(&id.connector, id.task), "UNASSIGNED", None)
-                .await;
+        // Written as of the generation the task was started in, so that it never hides the
+        // status its new owner writes, even when this worker skipped intermediate assignments.
+        for (id, generation) in moved_away {
+            self.set_state_at(
+                &task_key(&id.connector, id.task),
+                "UNASSIGNED",
+                None,
+                generation,
+            )
+            .await;
         }
 
         if self.cluster.is_leader() {
@@ -723,7 +736,8 @@ impl Herder {
                 tokio::spawn(runner.run())
             }
         };
-        TaskHandle::new(config, incarnation, desired_tx, join)
+        let generation = self.generation.load(Ordering::SeqCst);
+        TaskHandle::new(config, incarnation, generation, desired_tx, join)
     }
 
     /// Restarts a connector instance and, if asked, its tasks (all, or only failed ones).

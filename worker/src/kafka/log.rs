@@ -7,7 +7,7 @@
 //! - [`KafkaLog::read_to_end`] returns only once every record that was in the topic when it was called
 //!   has been applied, so a writer can read its own writes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,29 +169,56 @@ impl KafkaLog {
         Ok(())
     }
 
+    /// Waits until every partition's records below `high` are applied. The consumer's position
+    /// also passes gaps (compacted or control records) that are never applied, but it moves as
+    /// soon as a record is handed to the reader, before the reader applied it: a position past the
+    /// end is trusted only once it has held for a while with nothing applied meanwhile.
     async fn wait_for(&self, ends: &[(i32, i64, i64)]) {
+        let mut passed_since: Option<(tokio::time::Instant, BTreeMap<i32, i64>)> = None;
         loop {
             let notified = self.progress.changed.notified();
-            if self.reached(ends) {
+            let (applied_all, position_all, applied) = self.reached(ends);
+            if applied_all {
                 return;
             }
-            // The consumer position also advances past gaps (compacted or control records).
+            if position_all {
+                match &passed_since {
+                    Some((at, seen)) if *seen == applied => {
+                        if at.elapsed() >= Duration::from_millis(100) {
+                            return;
+                        }
+                    }
+                    _ => passed_since = Some((tokio::time::Instant::now(), applied)),
+                }
+            } else {
+                passed_since = None;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }
     }
 
-    fn reached(&self, ends: &[(i32, i64, i64)]) -> bool {
-        let next = self.progress.next.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether every end is applied, whether every end is passed by the consumer position, and
+    /// what is applied now.
+    fn reached(&self, ends: &[(i32, i64, i64)]) -> (bool, bool, BTreeMap<i32, i64>) {
+        let next = self
+            .progress
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let positions = self.consumer.position().ok();
-        ends.iter().all(|&(p, low, high)| {
-            let applied = next.get(&p).copied().unwrap_or(0);
+        let applied_all = ends
+            .iter()
+            .all(|&(p, low, high)| high <= low || next.get(&p).copied().unwrap_or(0) >= high);
+        let position_all = ends.iter().all(|&(p, low, high)| {
             let position = positions
                 .as_ref()
                 .and_then(|tpl| tpl.find_partition(&self.topic, p))
                 .and_then(|e| e.offset().to_raw())
                 .unwrap_or(0);
-            high <= low || applied >= high || position >= high
-        })
+            high <= low || position >= high
+        });
+        (applied_all, position_all, next.into_iter().collect())
     }
 
     /// Writes a record and waits until this log has applied it.

@@ -133,6 +133,8 @@ pub struct TaskHandle {
     pub config: Props,
     /// Its incarnation number.
     pub incarnation: u64,
+    /// The assignment generation it was started in.
+    pub generation: i64,
     desired: watch::Sender<Desired>,
     join: JoinHandle<()>,
 }
@@ -142,12 +144,14 @@ impl TaskHandle {
     pub fn new(
         config: Props,
         incarnation: u64,
+        generation: i64,
         desired: watch::Sender<Desired>,
         join: JoinHandle<()>,
     ) -> Self {
         Self {
             config,
             incarnation,
+            generation,
             desired,
             join,
         }
