@@ -136,6 +136,7 @@ async fn find_or_form(inner: &Arc<Inner>) -> Option<Arc<Node>> {
 
         // Nobody answered: claim the next epoch; the first claim wins.
         let next = epoch + 1;
+        tracing::debug!(epoch = next, "claiming the next fleet epoch");
         let node = new_node(inner, next).await?;
         let claim = FleetRecord {
             epoch: next,
@@ -150,10 +151,12 @@ async fn find_or_form(inner: &Arc<Inner>) -> Option<Arc<Node>> {
                 continue;
             }
         };
+        tracing::debug!(epoch = next, offset, "claim written");
         inner
             .configs
             .wait_applied(offset, Duration::from_secs(30))
             .await;
+        tracing::debug!(epoch = next, "claim read back");
         let winner = inner
             .configs
             .fleet_records()

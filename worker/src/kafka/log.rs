@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -66,6 +66,8 @@ impl KafkaLog {
             &[
                 ("group.id", "sluice-internal-log-reader"),
                 ("fetch.wait.max.ms", "50"),
+                // A topic created a moment ago has no known leader for a short while.
+                ("fetch.error.backoff.ms", "50"),
             ],
             DefaultConsumerContext,
         )?;
@@ -89,12 +91,8 @@ impl KafkaLog {
                         Ok(msg) => {
                             let (partition, offset) = (msg.partition(), msg.offset());
                             let fresh = {
-                                let mut next =
-                                    progress.next.lock().unwrap_or_else(|e| e.into_inner());
-                                let entry = next.entry(partition).or_insert(0);
-                                let fresh = offset >= *entry;
-                                *entry = (*entry).max(offset + 1);
-                                fresh
+                                let next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                offset >= next.get(&partition).copied().unwrap_or(0)
                             };
                             if fresh {
                                 apply(LogRecord {
@@ -103,6 +101,13 @@ impl KafkaLog {
                                     key: msg.key().map(<[u8]>::to_vec),
                                     value: msg.payload().map(<[u8]>::to_vec),
                                 });
+                            }
+                            // Only now is the record applied: writers waiting for it may go on.
+                            {
+                                let mut next =
+                                    progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                let entry = next.entry(partition).or_insert(0);
+                                *entry = (*entry).max(offset + 1);
                             }
                             progress.changed.notify_waiters();
                         }
@@ -114,6 +119,16 @@ impl KafkaLog {
                 }
             })
         };
+        // Learn the topic's leaders now, in the background, rather than on the first write.
+        {
+            let producer = producer.clone();
+            let topic = topic.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let _ = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5));
+            });
+        }
         let log = Self {
             topic: topic.to_owned(),
             partitions,
