@@ -232,7 +232,10 @@ impl Worker {
             );
         }
         let child = cmd
-            .env("SLUICE_LOG", "info")
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -46,7 +46,10 @@ impl Herder {
     }
 
     fn state_info(&self, key: &str) -> StateInfo {
-        match self.state_of(key) {
+        // This worker's own view of a unit is authoritative only while the unit is assigned here;
+        // otherwise the status topic (newest generation wins) says who runs it.
+        let local = self.state_of(key).filter(|_| self.assigned_key(key));
+        match local {
             Some((state, trace)) => StateInfo {
                 state,
                 worker_id: self.worker_id.clone(),

@@ -317,6 +317,7 @@ impl Herder {
             }
             states.insert(key.to_owned(), (state.to_owned(), trace.clone()));
         }
+        tracing::debug!(key, state, generation, "writing status");
         let status = ConnectorStatus {
             state: state.to_owned(),
             trace,
@@ -629,6 +630,13 @@ impl Herder {
                 self.forget_state(&key).await;
             }
         }
+    }
+
+    /// Whether the status `key` belongs to a connector or task assigned here.
+    fn assigned_key(&self, key: &str) -> bool {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.connectors.iter().any(|c| connector_key(c) == key)
+            || view.tasks.iter().any(|(c, n)| task_key(c, *n) == key)
     }
 
     /// Drops the local state of work no longer assigned here: its new owner reports it.
