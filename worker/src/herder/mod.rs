@@ -303,13 +303,10 @@ impl Herder {
         }
     }
 
+    /// Writes a status as of the applied assignment generation (the status store keeps the
+    /// newest generation's).
     async fn set_state(&self, key: &str, state: &str, trace: Option<String>) {
         let generation = self.generation.load(Ordering::SeqCst);
-        self.set_state_at(key, state, trace, generation).await;
-    }
-
-    /// Writes a status as of `generation` (the status store keeps the newest generation's).
-    async fn set_state_at(&self, key: &str, state: &str, trace: Option<String>, generation: i64) {
         {
             let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
             if states.get(key) == Some(&(state.to_owned(), trace.clone())) {
@@ -412,7 +409,6 @@ impl Herder {
         // Stop tasks that no longer exist, whose config changed, or that moved to another worker.
         let task_ids: Vec<TaskId> = running.tasks.keys().cloned().collect();
         let mut stopping = Vec::new();
-        let mut moved_away = Vec::new();
         for id in task_ids {
             let wanted = desired
                 .connectors
@@ -423,27 +419,12 @@ impl Herder {
                 && running.factories.contains_key(&id.connector)
                 && self.task_assigned_here(&id);
             if !same && let Some(t) = running.tasks.remove(&id) {
-                if wanted.is_some() && !self.task_assigned_here(&id) {
-                    moved_away.push((id.clone(), t.generation));
-                }
                 stopping.push(t.stop(timeout));
             }
         }
         // Concurrently: a reconfiguration waits for one graceful timeout, not one per task.
         futures::future::join_all(stopping).await;
         // As Kafka Connect does: revoked work shows UNASSIGNED until its new owner reports.
-        // Written as of the generation the task was started in, so that it never hides the
-        // status its new owner writes, even when this worker skipped intermediate assignments.
-        for (id, generation) in moved_away {
-            self.set_state_at(
-                &task_key(&id.connector, id.task),
-                "UNASSIGNED",
-                None,
-                generation,
-            )
-            .await;
-        }
-
         if self.cluster.is_leader() {
             self.forget_removed_statuses(&desired).await;
         }
@@ -744,8 +725,7 @@ impl Herder {
                 tokio::spawn(runner.run())
             }
         };
-        let generation = self.generation.load(Ordering::SeqCst);
-        TaskHandle::new(config, incarnation, generation, desired_tx, join)
+        TaskHandle::new(config, incarnation, desired_tx, join)
     }
 
     /// Restarts a connector instance and, if asked, its tasks (all, or only failed ones).

@@ -133,8 +133,6 @@ pub struct TaskHandle {
     pub config: Props,
     /// Its incarnation number.
     pub incarnation: u64,
-    /// The assignment generation it was started in.
-    pub generation: i64,
     desired: watch::Sender<Desired>,
     join: JoinHandle<()>,
 }
@@ -144,14 +142,12 @@ impl TaskHandle {
     pub fn new(
         config: Props,
         incarnation: u64,
-        generation: i64,
         desired: watch::Sender<Desired>,
         join: JoinHandle<()>,
     ) -> Self {
         Self {
             config,
             incarnation,
-            generation,
             desired,
             join,
         }
