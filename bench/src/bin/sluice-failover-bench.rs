@@ -81,6 +81,23 @@ impl Fleet {
             .collect()
     }
 
+    /// Task → worker id once every task is RUNNING and the status API agrees with the fleet's
+    /// assignment (status records of a finished rebalance can lag behind it).
+    async fn settled(&self, name: &str) -> Option<Vec<String>> {
+        let owners = self.running(name).await?;
+        let i = *self.alive().first()?;
+        let fleet = self.get(i, "/fleet").await?;
+        let mut assigned = vec![String::new(); TASKS];
+        for w in fleet["workers"].as_array()? {
+            let id = w["worker_id"].as_str()?;
+            for t in w["tasks"].as_array()? {
+                let n = t["task"].as_u64()? as usize;
+                *assigned.get_mut(n)? = id.to_owned();
+            }
+        }
+        (assigned == owners).then_some(owners)
+    }
+
     async fn leader_port(&self) -> Option<u16> {
         let i = *self.alive().first()?;
         let fleet = self.get(i, "/fleet").await?;
@@ -234,7 +251,7 @@ async fn main() -> Result<()> {
 
     let (mut reassigned, mut flowing, mut joined) = (Vec::new(), Vec::new(), Vec::new());
     for trial in 0..trials {
-        let owners = poll(Duration::from_secs(60), || fleet.running(name)).await?;
+        let owners = poll(Duration::from_secs(60), || fleet.settled(name)).await?;
         let victim = if trial % 3 == 2 {
             let port = poll(Duration::from_secs(30), || fleet.leader_port()).await?;
             fleet
