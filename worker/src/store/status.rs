@@ -94,7 +94,22 @@ impl StatusStore {
                         .by_key
                         .get(&key)
                         .is_some_and(|old| old.generation > status.generation);
-                    if !stale {
+                    if stale {
+                        tracing::debug!(
+                            key,
+                            status.state,
+                            status.worker_id,
+                            status.generation,
+                            "ignoring a status older than the stored one"
+                        );
+                    } else {
+                        tracing::debug!(
+                            key,
+                            status.state,
+                            status.worker_id,
+                            status.generation,
+                            "status applied"
+                        );
                         statuses.by_key.insert(key, status);
                     }
                 }
