@@ -67,9 +67,13 @@ impl Fleet {
             .collect()
     }
 
-    /// Task → worker id, once every task is RUNNING.
+    /// Task → worker id, once every task is RUNNING (status API of the first live worker).
     async fn running(&self, name: &str) -> Option<Vec<String>> {
-        let i = *self.alive().first()?;
+        self.running_at(*self.alive().first()?, name).await
+    }
+
+    /// Task → worker id as worker `i` reports it, once every task is RUNNING.
+    async fn running_at(&self, i: usize, name: &str) -> Option<Vec<String>> {
         let status = self.get(i, &format!("/connectors/{name}/status")).await?;
         let tasks = status["tasks"].as_array()?;
         if tasks.len() != TASKS || tasks.iter().any(|t| t["state"] != "RUNNING") {
@@ -81,10 +85,16 @@ impl Fleet {
             .collect()
     }
 
-    /// Task → worker id once every task is RUNNING and the status API agrees with the fleet's
-    /// assignment (status records of a finished rebalance can lag behind it).
+    /// Task → worker id once every task is RUNNING and every live worker's status API agrees
+    /// with the fleet's assignment (status records reach each worker's status store a few
+    /// milliseconds apart).
     async fn settled(&self, name: &str) -> Option<Vec<String>> {
         let owners = self.running(name).await?;
+        for i in self.alive() {
+            if self.running_at(i, name).await? != owners {
+                return None;
+            }
+        }
         let i = *self.alive().first()?;
         let fleet = self.get(i, "/fleet").await?;
         let mut assigned = vec![String::new(); TASKS];

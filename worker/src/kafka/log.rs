@@ -87,7 +87,15 @@ impl KafkaLog {
             let topic = topic.to_owned();
             tokio::spawn(async move {
                 loop {
-                    match consumer.recv().await {
+                    // Re-poll at least twice a second: a reader must not depend on a single
+                    // wake-up from librdkafka's queue (seen lost on a restarted worker, which
+                    // then served a stale status topic).
+                    let Ok(received) =
+                        tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+                    else {
+                        continue;
+                    };
+                    match received {
                         Ok(msg) => {
                             let (partition, offset) = (msg.partition(), msg.offset());
                             let fresh = {
