@@ -53,9 +53,8 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
     let since = *state.since.get_or_insert(now);
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
-    if membership.get_joint_config().len() > 1 {
-        return; // a membership change is in flight
-    }
+    // A membership change in flight blocks only further membership changes, not assignments.
+    let changing = membership.get_joint_config().len() > 1;
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
     state.first_seen.retain(|id, _| members.contains(id));
@@ -96,7 +95,7 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
         return; // nothing can be committed; the member loop gives up after the session timeout
     }
 
-    if publish_assignment(inner, node, state, &fleet, &alive).await {
+    if publish_assignment(inner, node, state, &fleet, &alive).await || changing {
         return;
     }
     repair_membership(inner, node, &fleet, &voters, &members, &alive).await;
