@@ -120,6 +120,47 @@ fn file_sink(topic: &str, tasks: u32, out: &std::path::Path) -> Value {
     })
 }
 
+/// A datagen source → topic → file sink pipeline with records flowing.
+struct Pipeline {
+    _dir: tempfile::TempDir,
+    out: std::path::PathBuf,
+    source: String,
+    sink: String,
+    /// Worker id of each source task when records started flowing.
+    owners: Vec<String>,
+}
+
+/// Creates `tasks` datagen tasks of `per_task` records at `rate`/s each and a 3-task file sink, and
+/// waits until more than `flowing` records reached the file.
+async fn start_pipeline(
+    worker: &Worker,
+    tasks: u32,
+    rate: u32,
+    per_task: i64,
+    flowing: usize,
+) -> Pipeline {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (source, sink, topic) = (unique("src"), unique("sink"), unique("pipeline"));
+    worker
+        .create(&source, datagen(&topic, tasks, rate, per_task))
+        .await;
+    worker.create(&sink, file_sink(&topic, 3, &out)).await;
+    let owners = running_on(worker, &source, tasks as usize).await;
+    running_on(worker, &sink, 3).await;
+    eventually("records flowing", Duration::from_secs(60), || async {
+        (read_json_lines(&out).len() > flowing).then_some(())
+    })
+    .await;
+    Pipeline {
+        _dir: dir,
+        out,
+        source,
+        sink,
+        owners,
+    }
+}
+
 async fn leader_url(worker: &Worker) -> Option<String> {
     let f = worker.get("/fleet").await.body;
     f["leader"]["url"].as_str().map(str::to_owned)
@@ -194,20 +235,14 @@ async fn sigkill_of_a_worker_moves_its_tasks_and_loses_nothing() {
     let broker = Broker::start();
     let settings = fleet_settings(&broker);
     let mut workers = start_fleet(&settings, 3).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.jsonl");
-    let (source, sink, topic) = (unique("src"), unique("sink"), unique("kill-topic"));
     let (tasks, rate, per_task) = (3, 400, 6_000);
-    workers[0]
-        .create(&source, datagen(&topic, tasks, rate, per_task))
-        .await;
-    workers[0].create(&sink, file_sink(&topic, 3, &out)).await;
-    let owners = running_on(&workers[0], &source, tasks as usize).await;
-    running_on(&workers[0], &sink, 3).await;
-    eventually("records flowing", Duration::from_secs(60), || async {
-        (read_json_lines(&out).len() > 1_000).then_some(())
-    })
-    .await;
+    let Pipeline {
+        _dir,
+        out,
+        source,
+        sink,
+        owners,
+    } = start_pipeline(&workers[0], tasks, rate, per_task, 1_000).await;
 
     // Kill a worker that runs a source task.
     let victim_id = owners[0].clone();
@@ -385,19 +420,14 @@ async fn sigterm_hands_tasks_over_before_exit_with_zero_duplicates() {
     let broker = Broker::start();
     let settings = fleet_settings(&broker);
     let mut workers = start_fleet(&settings, 3).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.jsonl");
-    let (source, sink, topic) = (unique("src"), unique("sink"), unique("term-topic"));
     let (tasks, per_task) = (3, 5_000);
-    workers[0]
-        .create(&source, datagen(&topic, tasks, 400, per_task))
-        .await;
-    workers[0].create(&sink, file_sink(&topic, 3, &out)).await;
-    let owners = running_on(&workers[0], &source, tasks as usize).await;
-    eventually("records flowing", Duration::from_secs(60), || async {
-        (read_json_lines(&out).len() > 1_000).then_some(())
-    })
-    .await;
+    let Pipeline {
+        _dir,
+        out,
+        source,
+        sink,
+        owners,
+    } = start_pipeline(&workers[0], tasks, 400, per_task, 1_000).await;
 
     let leaving_id = owners[1].clone();
     let idx = workers
@@ -636,19 +666,14 @@ async fn rolling_restart_loses_nothing_and_leaves_every_task_running() {
     let broker = Broker::start();
     let settings = fleet_settings(&broker);
     let mut workers = start_fleet(&settings, 3).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.jsonl");
-    let (source, sink, topic) = (unique("src"), unique("sink"), unique("roll-topic"));
     let (tasks, per_task) = (3, 6_000);
-    workers[0]
-        .create(&source, datagen(&topic, tasks, 300, per_task))
-        .await;
-    workers[0].create(&sink, file_sink(&topic, 3, &out)).await;
-    running_on(&workers[0], &source, tasks as usize).await;
-    eventually("records flowing", Duration::from_secs(60), || async {
-        (read_json_lines(&out).len() > 500).then_some(())
-    })
-    .await;
+    let Pipeline {
+        _dir,
+        out,
+        source,
+        sink,
+        ..
+    } = start_pipeline(&workers[0], tasks, 300, per_task, 500).await;
 
     for i in 0..workers.len() {
         let took = workers[i].restart_gracefully().await;

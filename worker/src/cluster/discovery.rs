@@ -175,12 +175,8 @@ async fn find_or_form(inner: &Arc<Inner>) -> Option<Arc<Node>> {
                 return Some(node);
             }
             Some(w) => {
-                let deadline = Instant::now() + inner.session_timeout();
-                while Instant::now() < deadline && !inner.shutdown.is_cancelled() {
-                    if join(inner, &node, &w.url).await {
-                        return Some(node);
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                if join_within(inner, &node, &w.url, inner.session_timeout()).await {
+                    return Some(node);
                 }
                 let _ = node.raft.shutdown().await;
             }
@@ -231,18 +227,26 @@ async fn probe_and_join(inner: &Arc<Inner>, epoch: u64, timeout: Duration) -> Pr
     .flatten();
     if let Some(alive) = answer {
         // The fleet is alive: keep trying to join it for as long as it keeps answering.
-        let deadline = Instant::now() + inner.session_timeout();
-        while Instant::now() < deadline && !inner.shutdown.is_cancelled() {
-            if join(inner, &node, &alive.url).await {
-                return Probe::Joined(node);
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if join_within(inner, &node, &alive.url, inner.session_timeout()).await {
+            return Probe::Joined(node);
         }
         let _ = node.raft.shutdown().await;
         return Probe::Unreachable;
     }
     let _ = node.raft.shutdown().await;
     Probe::Silent
+}
+
+/// Tries to join through `url` until it works or `patience` has passed.
+async fn join_within(inner: &Inner, node: &Arc<Node>, url: &str, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline && !inner.shutdown.is_cancelled() {
+        if join(inner, node, url).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
 }
 
 async fn join(inner: &Inner, node: &Arc<Node>, url: &str) -> bool {

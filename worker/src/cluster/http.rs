@@ -159,19 +159,35 @@ fn check_sender(node: &Node, sender: Option<NodeId>) -> Result<(), Refusal> {
     }
 }
 
+/// The node an RPC from `sender` is addressed to, if it may answer it.
+fn rpc_target(
+    inner: &Inner,
+    headers: &HeaderMap,
+    sender: Option<NodeId>,
+) -> Result<Arc<Node>, Refusal> {
+    let node = addressed_node(inner, headers)?;
+    check_sender(&node, sender)?;
+    Ok(node)
+}
+
+/// The answer to an internal request that returns nothing.
+fn done(result: Result<(), ClusterError>) -> Response {
+    match result {
+        Ok(()) => Json(()).into_response(),
+        Err(e) => cluster_error(e),
+    }
+}
+
 async fn raft_append(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
     Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
-    let node = match addressed_node(&inner, &headers) {
+    let sender = rpc.vote.leader_id().voted_for();
+    let node = match rpc_target(&inner, &headers, sender) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
-    let sender = rpc.vote.leader_id().voted_for();
-    if let Err(r) = check_sender(&node, sender) {
-        return r.into_response();
-    }
     let result = node.raft.append_entries(rpc).await;
     if let Ok(response) = &result
         && !matches!(response, AppendEntriesResponse::HigherVote(_))
@@ -186,13 +202,10 @@ async fn raft_vote(
     headers: HeaderMap,
     Json(rpc): Json<VoteRequest<NodeId>>,
 ) -> Response {
-    let node = match addressed_node(&inner, &headers) {
+    let node = match rpc_target(&inner, &headers, rpc.vote.leader_id().voted_for()) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = check_sender(&node, rpc.vote.leader_id().voted_for()) {
-        return r.into_response();
-    }
     Json(node.raft.vote(rpc).await).into_response()
 }
 
@@ -201,14 +214,11 @@ async fn raft_snapshot(
     headers: HeaderMap,
     Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
-    let node = match addressed_node(&inner, &headers) {
+    let sender = rpc.vote.leader_id().voted_for();
+    let node = match rpc_target(&inner, &headers, sender) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
-    let sender = rpc.vote.leader_id().voted_for();
-    if let Err(r) = check_sender(&node, sender) {
-        return r.into_response();
-    }
     let result = node.raft.install_snapshot(rpc).await;
     if result.is_ok() {
         node.touch_leader_contact(sender);
@@ -222,13 +232,11 @@ async fn join(State(inner): State<Arc<Inner>>, Json(request): Json<JoinRequest>)
         Err(r) => return r.into_response(),
     };
     if !node.is_leader() {
-        return match inner
-            .to_leader::<_, ()>("/sluice/internal/cluster/join", &request)
-            .await
-        {
-            Ok(()) => Json(()).into_response(),
-            Err(e) => cluster_error(e),
-        };
+        return done(
+            inner
+                .to_leader("/sluice/internal/cluster/join", &request)
+                .await,
+        );
     }
     tracing::info!(
         node = request.node,
@@ -249,10 +257,7 @@ async fn command(State(inner): State<Arc<Inner>>, Json(command): Json<Command>) 
     if let Err(r) = reachable_node(&inner) {
         return r.into_response();
     }
-    match inner.submit(command).await {
-        Ok(()) => Json(()).into_response(),
-        Err(e) => cluster_error(e),
-    }
+    done(inner.submit(command).await)
 }
 
 async fn task_configs(
@@ -266,10 +271,7 @@ async fn task_configs(
     };
     if !node.is_leader() {
         let path = format!("/sluice/internal/connectors/{}/tasks", encode_path(&name));
-        return match inner.to_leader::<_, ()>(&path, &tasks).await {
-            Ok(()) => Json(()).into_response(),
-            Err(e) => cluster_error(e),
-        };
+        return done(inner.to_leader(&path, &tasks).await);
     }
     if !inner.configs.snapshot().connectors.contains_key(&name) {
         return error(StatusCode::NOT_FOUND, format!("Connector {name} not found"));

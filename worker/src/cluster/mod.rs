@@ -109,7 +109,7 @@ pub(crate) struct Inner {
     shutdown: CancellationToken,
 }
 
-/// Errors talking to the fleet.
+/// Errors talking to the fleet; each is transient, so a retry can help.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// No leader is known right now (an election or a rebalance is under way); retry.
@@ -128,13 +128,6 @@ pub enum ClusterError {
         /// Why.
         source: reqwest::Error,
     },
-}
-
-impl ClusterError {
-    /// Whether trying again later can help (all of these can).
-    pub fn retriable(&self) -> bool {
-        true
-    }
 }
 
 /// The handle the rest of the worker uses.

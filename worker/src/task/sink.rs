@@ -255,7 +255,6 @@ impl SinkTaskRunner {
     /// Runs until stopped or failed.
     pub async fn run(mut self) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let safe = Arc::new(Mutex::new(Offsets::new()));
         let group = format!("connect-{}", self.id.connector);
         // Static membership: a restarted (or moved) task takes its predecessor's place in the group
         // at once instead of waiting for its session to time out, and fences a zombie predecessor.
@@ -313,7 +312,7 @@ impl SinkTaskRunner {
                     return Ok(());
                 }
                 while let Ok(event) = events.try_recv() {
-                    self.on_group_event(event, &consumer, &control, &safe, &mut current, paused)
+                    self.on_group_event(event, &consumer, &control, &mut current, paused)
                         .await?;
                 }
                 self.apply_task_pauses(&consumer, &control, paused);
@@ -346,7 +345,7 @@ impl SinkTaskRunner {
                 // opened before its first record and records of revoked partitions are not put
                 // (their new owner reads them from the last commit).
                 while let Ok(event) = events.try_recv() {
-                    self.on_group_event(event, &consumer, &control, &safe, &mut current, paused)
+                    self.on_group_event(event, &consumer, &control, &mut current, paused)
                         .await?;
                 }
                 {
@@ -373,16 +372,14 @@ impl SinkTaskRunner {
                     .commit_requested
                     .swap(false, std::sync::atomic::Ordering::Relaxed);
                 if requested || Instant::now() >= next_commit {
-                    self.commit(&consumer, &safe, &current, CommitMode::Async)
-                        .await?;
+                    self.commit(&consumer, &current, CommitMode::Async).await?;
                     next_commit = Instant::now() + interval;
                 }
             }
         }
         .await;
         let commit = if result.is_ok() {
-            self.commit(&consumer, &safe, &current, CommitMode::Sync)
-                .await
+            self.commit(&consumer, &current, CommitMode::Sync).await
         } else {
             Ok(())
         };
@@ -409,7 +406,6 @@ impl SinkTaskRunner {
         event: GroupEvent,
         consumer: &StreamConsumer<GroupContext>,
         control: &Control,
-        safe: &Mutex<Offsets>,
         current: &mut Offsets,
         paused: bool,
     ) -> Result<(), String> {
@@ -435,7 +431,7 @@ impl SinkTaskRunner {
             GroupEvent::Revoking(parts) => {
                 tracing::info!(task = %self.id, partitions = ?parts, "partitions revoked");
                 // Flush and commit everything put so far while the partitions are still ours.
-                if let Err(e) = self.commit(consumer, safe, current, CommitMode::Sync).await {
+                if let Err(e) = self.commit(consumer, current, CommitMode::Sync).await {
                     tracing::warn!(task = %self.id, "committing before revocation failed: {e}");
                 }
                 {
@@ -491,7 +487,6 @@ impl SinkTaskRunner {
     async fn commit(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
-        safe: &Mutex<Offsets>,
         current: &Offsets,
         mode: CommitMode,
     ) -> Result<(), String> {
@@ -504,20 +499,23 @@ impl SinkTaskRunner {
             .await
             .map_err(|e| format!("flush failed: {}", e.trace()))?;
         let mut tpl = TopicPartitionList::new();
-        {
-            let mut safe = safe.lock().unwrap_or_else(|e| e.into_inner());
-            for (tp, offset) in &committable {
-                if current.contains_key(tp) {
-                    let _ =
-                        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
-                    safe.insert(tp.clone(), *offset);
-                }
+        for (tp, offset) in &committable {
+            if current.contains_key(tp) {
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
             }
         }
         if tpl.count() == 0 {
             return Ok(());
         }
-        consumer.commit(&tpl, mode).map_err(|e| {
+        let commit = || consumer.commit(&tpl, mode);
+        // A synchronous commit waits for the broker: keep it off the async worker's core.
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let committed = match mode {
+            CommitMode::Sync if multi_thread => tokio::task::block_in_place(commit),
+            _ => commit(),
+        };
+        committed.map_err(|e| {
             format!(
                 "committing offsets failed: {}",
                 WorkerError::kafka("commit")(e)
