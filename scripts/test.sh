@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh or warm machine.
 #
-# Installs what is missing (system libraries for librdkafka, cargo-nextest), builds the workspace,
+# Installs what is missing (system libraries for librdkafka, cargo-nextest, the s3s-fs S3 server),
+# builds the workspace,
 # then runs every unit, integration and doc test. Integration tests start their own real broker
 # processes (`sluice broker`, the embedded tansu engine) and `sluice` worker processes on free
 # ports, so no external service has to be running.
@@ -23,6 +24,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+
+# A real S3-compatible server for the S3 sink tests (s3s-fs checks SigV4 signatures and does real
+# multipart uploads). Installed once under ~/.cache/sluice/tools; the tests find it there.
+TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  echo "installing s3s-fs 0.14.1 (about 4 minutes)"
+  CARGO_TARGET_DIR="$TOOLS/build" cargo install s3s-fs@0.14.1 --locked --features binary --root "$TOOLS"
+  rm -rf "$TOOLS/build"
+fi
+export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs"
 
 # docker-compose.yml cannot run here (no Docker engine): check that it parses. The worker's unit
 # tests check that every SLUICE_* variable it sets is a real setting.

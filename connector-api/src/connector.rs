@@ -20,11 +20,22 @@ use async_trait::async_trait;
 
 use crate::config::{ConfigDef, ConfigValueReport, Props};
 use crate::{
-    ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition, SourceRecord, TopicPartition,
+    ConnectError, ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition, SourceRecord,
+    TopicPartition,
 };
 
 /// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
 pub type Offsets = BTreeMap<TopicPartition, i64>;
+
+/// A consumer-group offset with the metadata string Kafka stores beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommittedOffset {
+    /// The next offset to read.
+    pub offset: i64,
+    /// Free-form metadata committed with the offset (Kafka keeps up to
+    /// `offset.metadata.max.bytes`, 4096 by default).
+    pub metadata: String,
+}
 
 /// Identifies a task: its connector's name and its number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,6 +187,23 @@ pub trait SinkTaskControl: Send + Sync {
     /// Kafka acknowledged it. Sinks that emit records (results, dead letters, retries) use this and
     /// return offsets from `pre_commit` only for input whose output was acknowledged.
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()>;
+    /// The group's committed offsets (with metadata) of these partitions; partitions without a
+    /// committed offset are left out.
+    async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> ConnectResult<BTreeMap<TopicPartition, CommittedOffset>>;
+    /// Commits these offsets with their metadata now and waits for the broker. A sink that must
+    /// record a decision before acting on it (which records an object holds) writes it here; the
+    /// runtime's own commits carry no metadata, so such a sink leaves the partition out of
+    /// [`SinkTask::pre_commit`]'s answer until the decision is carried out.
+    async fn commit(&self, offsets: BTreeMap<TopicPartition, CommittedOffset>)
+    -> ConnectResult<()>;
+    /// Reports one record the sink could not write (Kafka Connect's `ErrantRecordReporter`). The
+    /// runtime applies the connector's error policy: with `errors.tolerance=none` this returns the
+    /// error that fails the task, naming the record's topic, partition and offset; with `all` the
+    /// record is logged and counted and the call returns `Ok`, and the sink goes on without it.
+    async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()>;
 }
 
 /// What a sink task is given when it starts.
@@ -216,6 +244,27 @@ impl SinkTaskContext {
     pub async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
         self.control.send(record).await
     }
+
+    /// See [`SinkTaskControl::committed`].
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> ConnectResult<BTreeMap<TopicPartition, CommittedOffset>> {
+        self.control.committed(partitions).await
+    }
+
+    /// See [`SinkTaskControl::commit`].
+    pub async fn commit(
+        &self,
+        offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    ) -> ConnectResult<()> {
+        self.control.commit(offsets).await
+    }
+
+    /// See [`SinkTaskControl::report`].
+    pub async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
+        self.control.report(record, error).await
+    }
 }
 
 /// A task that writes records to an external system.
@@ -229,7 +278,9 @@ pub trait SinkTask: Send {
         Ok(())
     }
 
-    /// Writes (or buffers) a batch. Records of one partition arrive in offset order.
+    /// Writes (or buffers) a batch. Records of one partition arrive in offset order. Called about
+    /// every 100 ms even when nothing arrived (an empty batch), as in Kafka Connect, so that a sink
+    /// can act on time alone (close a file on a wall-clock schedule, retry a failed upload).
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()>;
 
     /// Makes everything put so far durable.

@@ -109,8 +109,9 @@ pub use config::{
     Importance, ParsedConfig, Props, Validator,
 };
 pub use connector::{
-    Connector, ConnectorContext, OffsetReader, Offsets, ProducerRecord, SinkConnector, SinkTask,
-    SinkTaskContext, SinkTaskControl, SourceConnector, SourceTask, SourceTaskContext, TaskId,
+    CommittedOffset, Connector, ConnectorContext, OffsetReader, Offsets, ProducerRecord,
+    SinkConnector, SinkTask, SinkTaskContext, SinkTaskControl, SourceConnector, SourceTask,
+    SourceTaskContext, TaskId,
 };
 pub use convert::Converter;
 pub use error::{ConnectError, ConnectResult, Fault};

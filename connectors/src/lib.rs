@@ -4,9 +4,11 @@
 //!   per-task sequence number so that tests and users can prove nothing was lost or duplicated.
 //! - [`file`]: Kafka's FileStream source (lines in) and sink (JSON lines out), under Kafka's class
 //!   names so existing configs work unchanged.
+//! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
 pub mod datagen;
 pub mod file;
+pub mod s3;
 
 use sluice_connector_api::{Plugin, PluginRegistry};
 
@@ -28,6 +30,11 @@ pub fn builtin() -> PluginRegistry {
         .with(Plugin::sink::<file::FileStreamSinkConnector>(
             file::SINK_CLASS,
             &["FileStreamSink", "FileSink"],
+            VERSION,
+        ))
+        .with(Plugin::sink::<s3::S3SinkConnector>(
+            s3::CLASS,
+            &["S3Sink", "S3SinkConnector", "S3ParquetSink"],
             VERSION,
         ))
 }

@@ -9,6 +9,9 @@
 //! The `sluice` binary is built on first use (`cargo build -p sluice-worker --bin sluice`), or
 //! taken from `SLUICE_BIN`.
 
+pub mod kafka;
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -138,6 +141,8 @@ impl Drop for Broker {
 pub struct WorkerSettings {
     /// Properties passed as `SLUICE_*` environment variables.
     pub props: BTreeMap<String, String>,
+    /// Log filter (`SLUICE_LOG`); default `SLUICE_TEST_LOG` or `info`.
+    pub log: Option<String>,
 }
 
 impl WorkerSettings {
@@ -155,7 +160,13 @@ impl WorkerSettings {
             ("offset.flush.interval.ms".to_owned(), "1000".to_owned()),
             ("rest.host.name".to_owned(), "127.0.0.1".to_owned()),
         ]);
-        Self { props }
+        Self { props, log: None }
+    }
+
+    /// Sets the log filter.
+    pub fn log(mut self, filter: &str) -> Self {
+        self.log = Some(filter.to_owned());
+        self
     }
 
     /// Sets a property.
@@ -234,7 +245,9 @@ impl Worker {
         let child = cmd
             .env(
                 "SLUICE_LOG",
-                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+                self.settings.log.clone().unwrap_or_else(|| {
+                    std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".to_owned())
+                }),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -265,6 +278,19 @@ impl Worker {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`).
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// Whether the process was started and not killed or terminated since.

@@ -9,7 +9,7 @@
 //! duplicates nothing. Records taken in after the last commit may be delivered again after a
 //! crash: duplicates are bounded by one flush interval.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::FutureExt;
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,8 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, Record, SinkRecord,
-    SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition,
+    CommittedOffset, ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, Record,
+    SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -134,14 +134,31 @@ struct Control {
     paused_by_task: Mutex<BTreeSet<TopicPartition>>,
     resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
     commit_requested: std::sync::atomic::AtomicBool,
+    /// The task's consumer, for commits with metadata; set once it exists.
+    consumer: std::sync::OnceLock<Arc<StreamConsumer<GroupContext>>>,
+    /// The error policy.
+    settings: SharedSettings,
+}
+
+/// Runs a blocking librdkafka call off the async worker's core when the runtime allows it.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 impl Control {
-    fn new(id: TaskId, clients: KafkaClients, topic_creation: Option<(i32, i32)>) -> Self {
+    fn new(id: TaskId, clients: KafkaClients, settings: SharedSettings) -> Self {
         Self {
             id,
             clients,
-            topic_creation,
+            topic_creation: settings.topic_creation,
+            consumer: std::sync::OnceLock::new(),
+            settings,
             topics: tokio::sync::Mutex::default(),
             producer: tokio::sync::OnceCell::new(),
             assignment: Mutex::default(),
@@ -221,6 +238,76 @@ impl SinkTaskControl for Control {
                 ConnectError::retriable(format!("producing to {} failed: {e}", record.topic))
             })
     }
+
+    async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> ConnectResult<BTreeMap<TopicPartition, CommittedOffset>> {
+        let consumer = self
+            .consumer
+            .get()
+            .ok_or_else(|| ConnectError::internal("the task's consumer is not ready"))?;
+        let tpl = tpl_of(partitions);
+        let found =
+            blocking(|| consumer.committed_offsets(tpl, Duration::from_secs(30))).map_err(|e| {
+                ConnectError::retriable(format!("reading committed offsets failed: {e}"))
+            })?;
+        Ok(found
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((
+                    TopicPartition::new(e.topic(), e.partition()),
+                    CommittedOffset {
+                        offset,
+                        metadata: e.metadata().to_owned(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    ) -> ConnectResult<()> {
+        let consumer = self
+            .consumer
+            .get()
+            .ok_or_else(|| ConnectError::internal("the task's consumer is not ready"))?;
+        let mut tpl = TopicPartitionList::new();
+        for (tp, c) in &offsets {
+            let mut elem = tpl
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(c.offset))
+                .map(|()| tpl.find_partition(&tp.topic, tp.partition))
+                .map_err(|e| ConnectError::internal(format!("bad offset for {tp}: {e}")))?
+                .ok_or_else(|| ConnectError::internal(format!("lost partition {tp}")))?;
+            elem.set_metadata(&c.metadata);
+        }
+        blocking(|| consumer.commit(&tpl, CommitMode::Sync))
+            .map_err(|e| ConnectError::retriable(format!("committing offsets failed: {e}")))
+    }
+
+    async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
+        let at = record_coordinates(
+            &record.origin.topic,
+            Some(record.origin.partition),
+            Some(record.offset),
+        );
+        if !self.settings.tolerate_errors {
+            return Err(error.context(format!("Error handling record at {at}")));
+        }
+        if self.settings.log_errors {
+            let at = if self.settings.log_include_messages {
+                format!(" at {at}")
+            } else {
+                String::new()
+            };
+            tracing::warn!(task = %self.id, "skipping record{at}: {}", error.trace());
+        }
+        Ok(())
+    }
 }
 
 /// Runs one sink task.
@@ -259,7 +346,7 @@ impl SinkTaskRunner {
         // Static membership: a restarted (or moved) task takes its predecessor's place in the group
         // at once instead of waiting for its session to time out, and fences a zombie predecessor.
         let instance = format!("connector-consumer-{}", self.id);
-        let consumer: StreamConsumer<GroupContext> = match self.clients.consumer(
+        let consumer: Arc<StreamConsumer<GroupContext>> = match self.clients.consumer(
             &[
                 ("group.id", group.as_str()),
                 ("group.instance.id", instance.as_str()),
@@ -272,7 +359,7 @@ impl SinkTaskRunner {
                 closing: std::sync::atomic::AtomicBool::new(false),
             },
         ) {
-            Ok(c) => c,
+            Ok(c) => Arc::new(c),
             Err(e) => return self.reporter.failed(e.to_string()),
         };
         let topics: Vec<&str> = self
@@ -289,8 +376,9 @@ impl SinkTaskRunner {
         let control = Arc::new(Control::new(
             self.id.clone(),
             self.clients.clone(),
-            self.settings.topic_creation,
+            Arc::clone(&self.settings),
         ));
+        let _ = control.consumer.set(Arc::clone(&consumer));
         let ctx = SinkTaskContext::new(
             self.id.clone(),
             Arc::clone(&control) as Arc<dyn SinkTaskControl>,
@@ -358,16 +446,15 @@ impl SinkTaskRunner {
                     let next = current.entry(tp).or_insert(offset + 1);
                     *next = (*next).max(offset + 1);
                 }
-                if !batch.is_empty() {
-                    for r in &batch {
-                        let next = current.entry(r.origin.clone()).or_insert(r.offset + 1);
-                        *next = (*next).max(r.offset + 1);
-                    }
-                    self.task
-                        .put(batch)
-                        .await
-                        .map_err(|e| format!("put failed: {}", e.trace()))?;
+                for r in &batch {
+                    let next = current.entry(r.origin.clone()).or_insert(r.offset + 1);
+                    *next = (*next).max(r.offset + 1);
                 }
+                // An empty batch too, as in Kafka Connect: sinks act on time alone.
+                self.task
+                    .put(batch)
+                    .await
+                    .map_err(|e| format!("put failed: {}", e.trace()))?;
                 let requested = control
                     .commit_requested
                     .swap(false, std::sync::atomic::Ordering::Relaxed);
@@ -509,11 +596,9 @@ impl SinkTaskRunner {
         }
         let commit = || consumer.commit(&tpl, mode);
         // A synchronous commit waits for the broker: keep it off the async worker's core.
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
         let committed = match mode {
-            CommitMode::Sync if multi_thread => tokio::task::block_in_place(commit),
-            _ => commit(),
+            CommitMode::Sync => blocking(commit),
+            CommitMode::Async => commit(),
         };
         committed.map_err(|e| {
             format!(

@@ -1,0 +1,568 @@
+//! Records to Arrow columns: exact types from Connect schemas, safe inference for schemaless JSON.
+//!
+//! A file's Arrow schema is a struct of the record value's fields (a value that is not a struct is
+//! one column named `value`). With a Connect schema the mapping is exact: `Decimal` →
+//! `Decimal128(38, scale)`, `Date` → `Date32`, `Time` → `Time32(ms)`, `Timestamp` →
+//! `Timestamp(ms, UTC)`, arrays → lists, maps → maps, structs → structs, optional → nullable.
+//! Schemaless values are inferred: integers → `Int64`, numbers → `Float64`, strings, booleans,
+//! bytes, lists and nested structs; every inferred column is nullable, and a field that is null in
+//! every record of a file is not a column of that file. Timestamps are never nanoseconds (several
+//! engines cannot read them).
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    Time32MillisecondBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, ListArray, MapArray, StructArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, TimeUnit};
+use sluice_connector_api::{Schema, SchemaType, Value, logical};
+
+use super::config::TypeConflict;
+
+/// Largest integer a double holds exactly.
+const EXACT_IN_DOUBLE: i64 = 1 << 53;
+
+/// Name of the single column of a value that is not a struct.
+pub const VALUE_COLUMN: &str = "value";
+
+/// How a value relates to a column type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fit {
+    /// It can be written as is.
+    Fits,
+    /// It needs a wider type or a new column: close the file, the next one will fit it.
+    Grows,
+    /// It can never be written to this type; the message says why.
+    Conflict(String),
+}
+
+impl Fit {
+    fn and(self, other: Fit) -> Fit {
+        match (self, other) {
+            (Fit::Conflict(m), _) | (_, Fit::Conflict(m)) => Fit::Conflict(m),
+            (Fit::Grows, _) | (_, Fit::Grows) => Fit::Grows,
+            _ => Fit::Fits,
+        }
+    }
+}
+
+/// The row type of a record with this Connect value schema.
+pub fn row_type_of_schema(schema: &Schema) -> DataType {
+    match schema.kind {
+        SchemaType::Struct => of_schema(schema),
+        _ => DataType::Struct(Fields::from(vec![Field::new(
+            VALUE_COLUMN,
+            of_schema(schema),
+            schema.optional,
+        )])),
+    }
+}
+
+fn of_schema(schema: &Schema) -> DataType {
+    let name = schema.name.as_deref();
+    match schema.kind {
+        SchemaType::Int8 => DataType::Int8,
+        SchemaType::Int16 => DataType::Int16,
+        SchemaType::Int32 if name == Some(logical::DATE) => DataType::Date32,
+        SchemaType::Int32 if name == Some(logical::TIME) => DataType::Time32(TimeUnit::Millisecond),
+        SchemaType::Int32 => DataType::Int32,
+        SchemaType::Int64 if name == Some(logical::TIMESTAMP) => {
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+        }
+        SchemaType::Int64 => DataType::Int64,
+        SchemaType::Float32 => DataType::Float32,
+        SchemaType::Float64 => DataType::Float64,
+        SchemaType::Boolean => DataType::Boolean,
+        SchemaType::String => DataType::Utf8,
+        SchemaType::Bytes => match schema.decimal_scale() {
+            Some(scale) if name == Some(logical::DECIMAL) => {
+                DataType::Decimal128(38, scale.clamp(0, 38) as i8)
+            }
+            _ => DataType::Binary,
+        },
+        SchemaType::Array => {
+            let item = schema.value_schema.as_deref();
+            let (dt, nullable) =
+                item.map_or((DataType::Utf8, true), |s| (of_schema(s), s.optional));
+            DataType::List(Arc::new(Field::new("element", dt, nullable)))
+        }
+        SchemaType::Map => {
+            let key = schema
+                .key_schema
+                .as_deref()
+                .map_or(DataType::Utf8, of_schema);
+            let value = schema.value_schema.as_deref();
+            let (vt, nullable) =
+                value.map_or((DataType::Utf8, true), |s| (of_schema(s), s.optional));
+            map_type(key, vt, nullable)
+        }
+        SchemaType::Struct => DataType::Struct(
+            schema
+                .fields
+                .iter()
+                .map(|f| Field::new(&f.name, of_schema(&f.schema), f.schema.optional))
+                .collect(),
+        ),
+    }
+}
+
+fn map_type(key: DataType, value: DataType, value_nullable: bool) -> DataType {
+    let entries = Field::new(
+        "key_value",
+        DataType::Struct(Fields::from(vec![
+            Field::new("key", key, false),
+            Field::new("value", value, value_nullable),
+        ])),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+/// The inferred row type of a schemaless value; `None` for a null value.
+pub fn infer_row(value: &Value) -> Option<DataType> {
+    match value {
+        Value::Struct(_) => infer(value),
+        Value::Null => None,
+        other => Some(DataType::Struct(Fields::from(vec![Field::new(
+            VALUE_COLUMN,
+            infer(other)?,
+            true,
+        )]))),
+    }
+}
+
+/// The inferred type of a schemaless value; `None` when nothing is known (null, empty list).
+pub fn infer(value: &Value) -> Option<DataType> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Boolean(_) => DataType::Boolean,
+        Value::Int8(_) | Value::Int16(_) | Value::Int32(_) | Value::Int64(_) => DataType::Int64,
+        Value::Float32(_) | Value::Float64(_) => DataType::Float64,
+        Value::String(_) => DataType::Utf8,
+        Value::Bytes(_) => DataType::Binary,
+        Value::Array(items) => {
+            let mut item: Option<DataType> = None;
+            for v in items {
+                item = match (item, infer(v)) {
+                    (None, t) | (t, None) => t,
+                    (Some(a), Some(b)) => Some(merge(&a, &b, TypeConflict::Widen).ok()?),
+                };
+            }
+            DataType::List(Arc::new(Field::new("element", item?, true)))
+        }
+        Value::Map(entries) => {
+            let mut vt: Option<DataType> = None;
+            for (_, v) in entries {
+                vt = match (vt, infer(v)) {
+                    (None, t) | (t, None) => t,
+                    (Some(a), Some(b)) => Some(merge(&a, &b, TypeConflict::Widen).ok()?),
+                };
+            }
+            map_type(DataType::Utf8, vt?, true)
+        }
+        Value::Struct(s) => DataType::Struct(
+            s.fields()
+                .iter()
+                .filter_map(|(name, v)| Some(Field::new(name, infer(v)?, true)))
+                .collect(),
+        ),
+    })
+}
+
+/// The narrowest type that holds values of both `a` and `b`, or a message naming the conflict.
+pub fn merge(a: &DataType, b: &DataType, policy: TypeConflict) -> Result<DataType, String> {
+    if a == b {
+        return Ok(a.clone());
+    }
+    match (a, b) {
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64)
+            if policy == TypeConflict::Widen =>
+        {
+            Ok(DataType::Float64)
+        }
+        (DataType::List(x), DataType::List(y)) => {
+            let item = merge(x.data_type(), y.data_type(), policy)?;
+            Ok(DataType::List(Arc::new(Field::new("element", item, true))))
+        }
+        (DataType::Struct(xs), DataType::Struct(ys)) => {
+            let mut fields: Vec<Field> = xs.iter().map(|f| f.as_ref().clone()).collect();
+            for y in ys {
+                match fields.iter_mut().find(|f| f.name() == y.name()) {
+                    Some(f) => {
+                        let t = merge(f.data_type(), y.data_type(), policy)
+                            .map_err(|e| format!("{}: {e}", y.name()))?;
+                        *f = Field::new(y.name(), t, true);
+                    }
+                    None => fields.push(y.as_ref().clone()),
+                }
+            }
+            Ok(DataType::Struct(fields.into()))
+        }
+        _ => Err(format!("{} and {} conflict", describe(a), describe(b))),
+    }
+}
+
+fn describe(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "string".into(),
+        DataType::Int64 => "integer".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Struct(_) => "struct".into(),
+        DataType::List(_) => "list".into(),
+        other => other.to_string(),
+    }
+}
+
+/// How `value` fits a column of type `t` (`nullable` says whether the column allows null).
+pub fn fit(t: &DataType, nullable: bool, value: &Value, policy: TypeConflict) -> Fit {
+    use DataType as D;
+    let conflict = || {
+        Fit::Conflict(format!(
+            "a {} value in a {} column",
+            value.type_name(),
+            describe(t)
+        ))
+    };
+    match (t, value) {
+        (_, Value::Null) if nullable => Fit::Fits,
+        (_, Value::Null) => Fit::Conflict(format!("null in a required {} column", describe(t))),
+        (D::Boolean, Value::Boolean(_)) => Fit::Fits,
+        (D::Int8, Value::Int8(_)) | (D::Int16, Value::Int8(_) | Value::Int16(_)) => Fit::Fits,
+        (
+            D::Int32 | D::Date32 | D::Time32(_),
+            Value::Int8(_) | Value::Int16(_) | Value::Int32(_),
+        ) => Fit::Fits,
+        (
+            D::Int64 | D::Timestamp(..),
+            Value::Int8(_) | Value::Int16(_) | Value::Int32(_) | Value::Int64(_),
+        ) => Fit::Fits,
+        (D::Float32, Value::Float32(_)) | (D::Float64, Value::Float32(_) | Value::Float64(_)) => {
+            Fit::Fits
+        }
+        (D::Float64, Value::Int8(_) | Value::Int16(_) | Value::Int32(_)) => Fit::Fits,
+        (D::Float64, Value::Int64(v)) if policy == TypeConflict::Widen => {
+            if v.unsigned_abs() <= EXACT_IN_DOUBLE as u64 {
+                Fit::Fits
+            } else {
+                Fit::Conflict(format!("integer {v} does not fit a double column exactly"))
+            }
+        }
+        (D::Int64, Value::Float32(_) | Value::Float64(_)) if policy == TypeConflict::Widen => {
+            Fit::Grows
+        }
+        (D::Utf8, Value::String(_)) | (D::Binary, Value::Bytes(_)) => Fit::Fits,
+        (D::Decimal128(..), Value::Bytes(b)) if b.len() <= 16 => Fit::Fits,
+        (D::List(item), Value::Array(items)) => items.iter().fold(Fit::Fits, |acc, v| {
+            acc.and(fit(item.data_type(), item.is_nullable(), v, policy))
+        }),
+        (D::Map(entries, _), Value::Map(pairs)) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return conflict();
+            };
+            pairs.iter().fold(Fit::Fits, |acc, (k, v)| {
+                acc.and(fit(kv[0].data_type(), false, k, policy)).and(fit(
+                    kv[1].data_type(),
+                    kv[1].is_nullable(),
+                    v,
+                    policy,
+                ))
+            })
+        }
+        (D::Struct(fields), Value::Struct(s)) => {
+            let mut acc = Fit::Fits;
+            for (name, v) in s.fields() {
+                acc = acc.and(match fields.find(name) {
+                    Some((_, f)) => fit(f.data_type(), f.is_nullable(), v, policy),
+                    None if infer(v).is_none() => Fit::Fits,
+                    None => Fit::Grows,
+                });
+            }
+            for f in fields.iter().filter(|f| !f.is_nullable()) {
+                if s.get(f.name()).is_none_or(Value::is_null) {
+                    acc = acc.and(Fit::Conflict(format!(
+                        "required field {} is missing",
+                        f.name()
+                    )));
+                }
+            }
+            acc
+        }
+        _ => conflict(),
+    }
+}
+
+/// How a record value fits a file's row type.
+pub fn fit_row(row: &DataType, value: &Value, policy: TypeConflict) -> Fit {
+    match (row, value) {
+        (DataType::Struct(_), Value::Struct(_)) => fit(row, false, value, policy),
+        (DataType::Struct(fields), v) if fields.len() == 1 && fields[0].name() == VALUE_COLUMN => {
+            fit(fields[0].data_type(), fields[0].is_nullable(), v, policy)
+        }
+        _ => Fit::Conflict(format!(
+            "a {} value where the file holds structs",
+            value.type_name()
+        )),
+    }
+}
+
+/// Builds the row struct of `values`, each of which fits `row`.
+pub fn build_rows(row: &DataType, values: &[&Value]) -> Result<StructArray, String> {
+    let DataType::Struct(fields) = row else {
+        return Err(format!("row type {row} is not a struct"));
+    };
+    let wrapped = fields.len() == 1 && fields[0].name() == VALUE_COLUMN;
+    let cells: Vec<Option<&Value>> = values
+        .iter()
+        .map(|v| match v {
+            Value::Struct(_) => Some(*v),
+            other if wrapped => Some(*other),
+            _ => None,
+        })
+        .collect();
+    let array = if wrapped && !values.iter().all(|v| matches!(v, Value::Struct(_))) {
+        let column = build(fields[0].data_type(), &cells)?;
+        StructArray::try_new(fields.clone(), vec![column], None)
+    } else {
+        let children = fields
+            .iter()
+            .map(|f| {
+                let column: Vec<Option<&Value>> = cells
+                    .iter()
+                    .map(|c| c.and_then(|v| child(v, f.name())))
+                    .collect();
+                build(f.data_type(), &column)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        StructArray::try_new(fields.clone(), children, None)
+    };
+    array.map_err(|e| e.to_string())
+}
+
+fn child<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Struct(s) => s.get(name).filter(|v| !v.is_null()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int8(x) => Some(i64::from(*x)),
+        Value::Int16(x) => Some(i64::from(*x)),
+        Value::Int32(x) => Some(i64::from(*x)),
+        Value::Int64(x) => Some(*x),
+        _ => None,
+    }
+}
+
+fn float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float32(x) => Some(f64::from(*x)),
+        Value::Float64(x) => Some(*x),
+        other => int(other).map(|i| i as f64),
+    }
+}
+
+fn decimal(bytes: &[u8]) -> Option<i128> {
+    if bytes.is_empty() || bytes.len() > 16 {
+        return None;
+    }
+    let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
+    let mut buf = [fill; 16];
+    buf[16 - bytes.len()..].copy_from_slice(bytes);
+    Some(i128::from_be_bytes(buf))
+}
+
+macro_rules! primitive {
+    ($builder:ty, $cells:expr, $get:expr) => {{
+        let mut b = <$builder>::with_capacity($cells.len());
+        for c in $cells {
+            b.append_option(c.and_then($get));
+        }
+        Arc::new(b.finish()) as ArrayRef
+    }};
+}
+
+/// Builds one column; a cell that does not match the type becomes null (callers check [`fit`]).
+fn build(t: &DataType, cells: &[Option<&Value>]) -> Result<ArrayRef, String> {
+    use DataType as D;
+    Ok(match t {
+        D::Boolean => primitive!(BooleanBuilder, cells, |v: &Value| match v {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        }),
+        D::Int8 => primitive!(Int8Builder, cells, |v: &Value| int(v)
+            .and_then(|i| i8::try_from(i).ok())),
+        D::Int16 => primitive!(Int16Builder, cells, |v: &Value| int(v)
+            .and_then(|i| i16::try_from(i).ok())),
+        D::Int32 => primitive!(Int32Builder, cells, |v: &Value| int(v)
+            .and_then(|i| i32::try_from(i).ok())),
+        D::Date32 => primitive!(Date32Builder, cells, |v: &Value| int(v)
+            .and_then(|i| i32::try_from(i).ok())),
+        D::Time32(_) => primitive!(Time32MillisecondBuilder, cells, |v: &Value| int(v)
+            .and_then(|i| i32::try_from(i).ok())),
+        D::Int64 => primitive!(Int64Builder, cells, int),
+        D::Timestamp(_, tz) => {
+            let mut b = TimestampMillisecondBuilder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(c.and_then(int));
+            }
+            Arc::new(b.finish().with_timezone_opt(tz.clone()))
+        }
+        D::Float32 => primitive!(Float32Builder, cells, |v: &Value| float(v)
+            .map(|f| f as f32)),
+        D::Float64 => primitive!(Float64Builder, cells, float),
+        D::Utf8 => {
+            let bytes = cells
+                .iter()
+                .map(|c| c.map_or(0, |v| v.as_str().map_or(0, str::len)))
+                .sum();
+            let mut b = StringBuilder::with_capacity(cells.len(), bytes);
+            for c in cells {
+                b.append_option(c.and_then(Value::as_str));
+            }
+            Arc::new(b.finish())
+        }
+        D::Binary => {
+            let mut b = BinaryBuilder::with_capacity(cells.len(), 0);
+            for c in cells {
+                b.append_option(c.and_then(|v| match v {
+                    Value::Bytes(b) => Some(b.as_slice()),
+                    _ => None,
+                }));
+            }
+            Arc::new(b.finish())
+        }
+        D::Decimal128(p, s) => {
+            let mut b = Decimal128Builder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(c.and_then(|v| match v {
+                    Value::Bytes(bytes) => decimal(bytes),
+                    _ => None,
+                }));
+            }
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        D::List(item) => {
+            let mut lengths = Vec::with_capacity(cells.len());
+            let mut items = Vec::new();
+            let mut valid = Vec::with_capacity(cells.len());
+            for c in cells {
+                match c {
+                    Some(Value::Array(xs)) => {
+                        lengths.push(xs.len());
+                        items.extend(xs.iter().map(|x| Some(x).filter(|x| !x.is_null())));
+                        valid.push(true);
+                    }
+                    _ => {
+                        lengths.push(0);
+                        valid.push(false);
+                    }
+                }
+            }
+            let values = build(item.data_type(), &items)?;
+            Arc::new(
+                ListArray::try_new(
+                    Arc::clone(item),
+                    OffsetBuffer::<i32>::from_lengths(lengths),
+                    values,
+                    Some(valid.into()),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        D::Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err("map entries are not a struct".into());
+            };
+            let mut lengths = Vec::with_capacity(cells.len());
+            let (mut keys, mut vals) = (Vec::new(), Vec::new());
+            let mut valid = Vec::with_capacity(cells.len());
+            for c in cells {
+                match c {
+                    Some(Value::Map(pairs)) => {
+                        lengths.push(pairs.len());
+                        for (k, v) in pairs {
+                            keys.push(Some(k));
+                            vals.push(Some(v).filter(|v| !v.is_null()));
+                        }
+                        valid.push(true);
+                    }
+                    _ => {
+                        lengths.push(0);
+                        valid.push(false);
+                    }
+                }
+            }
+            let children = vec![
+                build(kv[0].data_type(), &keys)?,
+                build(kv[1].data_type(), &vals)?,
+            ];
+            let entries_array =
+                StructArray::try_new(kv.clone(), children, None).map_err(|e| e.to_string())?;
+            Arc::new(
+                MapArray::try_new(
+                    Arc::clone(entries),
+                    OffsetBuffer::<i32>::from_lengths(lengths),
+                    entries_array,
+                    Some(valid.into()),
+                    *sorted,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        D::Struct(fields) => {
+            let valid: Vec<bool> = cells
+                .iter()
+                .map(|c| matches!(c, Some(Value::Struct(_))))
+                .collect();
+            let children = fields
+                .iter()
+                .map(|f| {
+                    let column: Vec<Option<&Value>> = cells
+                        .iter()
+                        .map(|c| c.and_then(|v| child(v, f.name())))
+                        .collect();
+                    build(f.data_type(), &column)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(
+                StructArray::try_new(fields.clone(), children, Some(valid.into()))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        other => return Err(format!("no column builder for {other}")),
+    })
+}
+
+/// A rough, deterministic estimate of a value's size in memory, for the buffer bound.
+pub fn approx_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 24 + s.len(),
+        Value::Bytes(b) => 24 + b.len(),
+        Value::Array(xs) => 24 + xs.iter().map(approx_size).sum::<usize>(),
+        Value::Map(kv) => {
+            24 + kv
+                .iter()
+                .map(|(k, v)| approx_size(k) + approx_size(v))
+                .sum::<usize>()
+        }
+        Value::Struct(s) => {
+            24 + s
+                .fields()
+                .iter()
+                .map(|(k, v)| 24 + k.len() + approx_size(v))
+                .sum::<usize>()
+        }
+        _ => 16,
+    }
+}

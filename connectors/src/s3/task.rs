@@ -1,0 +1,802 @@
+//! The S3 sink task: Kafka partitions → file sets → objects, exactly once.
+//!
+//! Each Kafka partition has at most one open *file set*: one Parquet file per directory (encoded
+//! partition) for the records from the set's start offset on. Any trigger (`flush.size`,
+//! `rotate.interval.ms`, `rotate.schedule.interval.ms`, `rotate.size.bytes`, the memory bound, a
+//! schema change, a wall-clock time bucket ending) closes the whole set at one offset `end`.
+//!
+//! A closed set is published in four steps: (1) commit the partition's consumer offset `start`,
+//! (2) write the *intent* `{start, end, opened_at}` to the partition's intent object in the store,
+//! (3) make every object appear, (4) let the runtime commit `end`. A worker that restarts or takes
+//! the partition over reads the committed offset and the intent: when the intent starts at the
+//! committed offset it replays `start..end` into exactly the same objects (same keys, same
+//! records), whatever the clock says now; otherwise nothing past the committed offset was ever
+//! visible. See `DESIGN.md` in this folder.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use sluice_connector_api::{
+    CommittedOffset, ConnectError, ConnectResult, Offsets, Props, SinkRecord, SinkTask,
+    SinkTaskContext, TopicPartition, async_trait,
+};
+use tokio::time::Instant;
+
+use super::config::{Codec, S3SinkConfig};
+use super::file::{Admit, FileSettings, FinishedFile, OpenFile};
+use super::partitioner::{Partitioner, TimestampExtractor, bucket_start, record_time};
+use super::store::Store;
+
+/// Version tag of an intent object.
+const INTENT_TAG: &str = "sluice.s3.intent";
+/// How long `open` retries reading intents while the store is unavailable.
+const OPEN_RETRY: Duration = Duration::from_secs(60);
+/// Longest wait between upload retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A closed set's bounds, written before its objects appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    /// First offset of the set.
+    pub start: i64,
+    /// Offset after the set's last record.
+    pub end: i64,
+    /// Wall-clock time the set was opened (the time of a `Wallclock` extractor).
+    pub opened_at: i64,
+}
+
+impl Intent {
+    /// The intent object's content.
+    pub fn to_json(self) -> String {
+        json!({INTENT_TAG: 1, "start": self.start, "end": self.end, "opened_at": self.opened_at})
+            .to_string()
+    }
+
+    /// Parses an intent object; anything else is not an intent.
+    pub fn from_json(text: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+        v.get(INTENT_TAG)?;
+        Some(Self {
+            start: v.get("start")?.as_i64()?,
+            end: v.get("end")?.as_i64()?,
+            opened_at: v.get("opened_at")?.as_i64()?,
+        })
+    }
+}
+
+/// Records of one Kafka partition from `start` on, one file per directory.
+struct FileSet {
+    start: i64,
+    opened_at: i64,
+    /// Record time of the first record, for `rotate.interval.ms`.
+    first_time: Option<i64>,
+    records: u64,
+    files: BTreeMap<String, OpenFile>,
+    /// Offset after the last record offered.
+    next: i64,
+    /// Replay of an intent: the set closes exactly here and nothing else closes it.
+    replay_end: Option<i64>,
+    /// Wall-clock time at which the set closes (schedule or Wallclock bucket end).
+    deadline: Option<i64>,
+}
+
+impl FileSet {
+    fn memory(&self) -> usize {
+        self.files.values().map(OpenFile::memory).sum()
+    }
+}
+
+/// A closed set waiting for its objects to appear.
+struct SealedSet {
+    intent: Intent,
+    files: Vec<FinishedFile>,
+    /// Files already published (from the front).
+    published: usize,
+    intent_committed: bool,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    open: Option<FileSet>,
+    sealed: Option<SealedSet>,
+    /// An intent found at assignment, replayed by the first set.
+    replay: Option<Intent>,
+    /// Records that arrived while the previous set could not be published yet, in order.
+    backlog: std::collections::VecDeque<SinkRecord>,
+}
+
+/// Writes Kafka records to S3 (or a local directory) as Parquet.
+#[derive(Default)]
+pub struct S3SinkTask {
+    inner: Option<Running>,
+}
+
+struct Running {
+    config: S3SinkConfig,
+    store: Store,
+    ctx: SinkTaskContext,
+    settings: Arc<FileSettings>,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Partitions paused because an upload is waiting for a retry.
+    paused: bool,
+    /// A part upload failed: when to try again, and how many times it failed in a row.
+    part_retry: Option<(Instant, u32)>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl SinkTask for S3SinkTask {
+    async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
+        let config =
+            S3SinkConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?;
+        let compression = match config.codec {
+            Codec::None => parquet::basic::Compression::UNCOMPRESSED,
+            Codec::Snappy => parquet::basic::Compression::SNAPPY,
+            Codec::Gzip => parquet::basic::Compression::GZIP(Default::default()),
+            Codec::Zstd => parquet::basic::Compression::ZSTD(Default::default()),
+        };
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_compression(compression)
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            // Row groups are closed by encoded size (parquet.row.group.size.bytes), not by rows.
+            .set_max_row_group_size(usize::MAX)
+            .build();
+        let settings = Arc::new(FileSettings {
+            properties,
+            row_group_bytes: config.row_group_bytes,
+            part_size: config.part_size,
+            policy: config.type_conflict,
+        });
+        let store = Store::connect(&config.store).await;
+        self.inner = Some(Running {
+            config,
+            store,
+            ctx,
+            settings,
+            partitions: BTreeMap::new(),
+            paused: false,
+            part_retry: None,
+        });
+        Ok(())
+    }
+
+    async fn open(&mut self, partitions: &[TopicPartition]) -> ConnectResult<()> {
+        let run = self.running()?;
+        let committed = run.ctx.committed(partitions).await?;
+        for tp in partitions {
+            let replay = match committed.get(tp) {
+                Some(c) => run.read_intent(tp).await?.filter(|i| i.start == c.offset),
+                None => None,
+            };
+            if let Some(intent) = replay {
+                tracing::info!(partition = %tp, start = intent.start, end = intent.end, "replaying a file set whose objects may exist");
+            }
+            run.partitions.insert(
+                tp.clone(),
+                PartitionState {
+                    replay,
+                    ..Default::default()
+                },
+            );
+        }
+        run.abort_stale_uploads(partitions).await;
+        Ok(())
+    }
+
+    async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
+        let run = self.running()?;
+        run.retry_due().await?;
+        run.close_due_sets(now_ms())?;
+        run.drain_backlogs().await?;
+        for record in records {
+            run.offer(record).await?;
+        }
+        run.upload_ready_parts().await?;
+        run.enforce_memory_bound()?;
+        run.publish_sealed().await?;
+        run.drain_backlogs().await
+    }
+
+    async fn pre_commit(&mut self, offsets: Offsets) -> ConnectResult<Offsets> {
+        let run = self.running()?;
+        // Offsets past a replayed set's end (records skipped or compacted away) close it.
+        for (tp, position) in &offsets {
+            let Some(state) = run.partitions.get_mut(tp) else {
+                continue;
+            };
+            match &state.open {
+                Some(set) if set.replay_end.is_some_and(|end| *position >= end) => run.seal(tp)?,
+                None if state.replay.is_some_and(|i| *position >= i.end) => state.replay = None,
+                _ => {}
+            }
+        }
+        run.retry_due().await?;
+        run.close_due_sets(now_ms())?;
+        run.publish_sealed().await?;
+        let mut safe = Offsets::new();
+        for (tp, position) in offsets {
+            let Some(state) = run.partitions.get(&tp) else {
+                continue;
+            };
+            // The committed offset must stay at the intent's start until its set is published.
+            if state.sealed.is_some() || state.replay.is_some() {
+                continue;
+            }
+            safe.insert(tp, state.open.as_ref().map_or(position, |s| s.start));
+        }
+        Ok(safe)
+    }
+
+    async fn close(&mut self, partitions: &[TopicPartition]) -> ConnectResult<()> {
+        let run = self.running()?;
+        for tp in partitions {
+            if let Some(state) = run.partitions.remove(tp) {
+                run.discard(state).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> ConnectResult<()> {
+        if let Some(mut run) = self.inner.take() {
+            let partitions = std::mem::take(&mut run.partitions);
+            for (_, state) in partitions {
+                run.discard(state).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl S3SinkTask {
+    fn running(&mut self) -> ConnectResult<&mut Running> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| ConnectError::internal("the S3 sink task is not started"))
+    }
+}
+
+impl Running {
+    /// Offers one record to its partition's open set, closing the set first when a trigger says so.
+    async fn offer(&mut self, record: SinkRecord) -> ConnectResult<()> {
+        let tp = record.origin.clone();
+        let Some(state) = self.partitions.get_mut(&tp) else {
+            return Ok(());
+        };
+        if state.sealed.is_some() && !self.paused {
+            self.publish_one(&tp).await?;
+        }
+        let state = self.partitions.get_mut(&tp).expect("present above");
+        if state.sealed.is_some() || !state.backlog.is_empty() {
+            // One set in flight per partition: later records wait for it, in order.
+            state.backlog.push_back(record);
+            return Ok(());
+        }
+        if let Some(set) = &state.open {
+            if record.offset < set.next {
+                return Ok(()); // Delivered again after a rewind: already in the set.
+            }
+            let due = match set.replay_end {
+                Some(end) => record.offset >= end,
+                None => rotate_on_record_time(&self.config, set, &record),
+            };
+            if due {
+                self.seal(&tp)?;
+            }
+        }
+        if record.record.value.is_null() {
+            if self.config.ignore_null_values {
+                self.advance(&tp, record.offset);
+                return Ok(());
+            }
+            let err = ConnectError::user("the record value is null (behavior.on.null.values=fail)");
+            self.ctx.report(&record, err).await?;
+            self.advance(&tp, record.offset);
+            return Ok(());
+        }
+        self.ensure_open(&tp, record.offset);
+        for attempt in 0..2 {
+            let state = self.partitions.get_mut(&tp).expect("present above");
+            let set = state.open.as_mut().expect("opened above");
+            let dir = match self.config.partitioner.encode(&record, set.opened_at) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.ctx
+                        .report(&record, e.context("choosing the directory"))
+                        .await?;
+                    self.advance(&tp, record.offset);
+                    return Ok(());
+                }
+            };
+            let file = set.files.entry(dir).or_insert_with_key(|dir| {
+                let key = object_key(&self.config, dir, &tp, record.offset);
+                OpenFile::new(
+                    key,
+                    record.record.value_schema.as_ref(),
+                    Arc::clone(&self.settings),
+                )
+            });
+            match file.admit(&record.record.value, record.record.value_schema.as_ref()) {
+                Admit::Take => {
+                    let time = time_of(&self.config, &record, set.opened_at);
+                    set.first_time = set.first_time.or(time);
+                    file.push(record.record.value)?;
+                    set.records += 1;
+                    set.next = record.offset + 1;
+                    let full = set.replay_end.is_none()
+                        && (set.records >= self.config.flush_size
+                            || file.encoded_size() >= self.config.rotate_size_bytes);
+                    if full {
+                        self.seal(&tp)?;
+                    }
+                    return Ok(());
+                }
+                Admit::Roll if attempt == 0 => {
+                    if set.replay_end.is_some() {
+                        tracing::error!(partition = %tp, offset = record.offset, "a schema change inside a replayed file set: the set closes early and may duplicate records");
+                    }
+                    self.seal(&tp)?;
+                    if !self.paused {
+                        self.publish_one(&tp).await?;
+                    }
+                    let state = self.partitions.get_mut(&tp).expect("present above");
+                    if state.sealed.is_some() {
+                        state.backlog.push_back(record);
+                        return Ok(());
+                    }
+                    self.ensure_open(&tp, record.offset);
+                }
+                Admit::Roll => {
+                    return Err(ConnectError::internal(format!(
+                        "a new file refused record {} of {tp}",
+                        record.offset
+                    )));
+                }
+                Admit::Reject(why) => {
+                    let err =
+                        ConnectError::user(format!("cannot convert the value to Parquet: {why}"));
+                    self.ctx.report(&record, err).await?;
+                    self.advance(&tp, record.offset);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a record as handled without writing it (skipped by policy).
+    fn advance(&mut self, tp: &TopicPartition, offset: i64) {
+        if let Some(set) = self.partitions.get_mut(tp).and_then(|s| s.open.as_mut()) {
+            set.next = set.next.max(offset + 1);
+        }
+    }
+
+    fn ensure_open(&mut self, tp: &TopicPartition, offset: i64) {
+        let now = now_ms();
+        let state = self.partitions.get_mut(tp).expect("assigned");
+        if state.open.is_some() {
+            return;
+        }
+        if state.replay.is_some_and(|i| offset >= i.end) {
+            // Every record of the intent is gone (retention, compaction, skipped): nothing of it
+            // can be rebuilt, and nothing needs to be.
+            state.replay = None;
+        }
+        let replay = state.replay.filter(|i| i.start <= offset && offset < i.end);
+        let opened_at = replay.map_or(now, |i| i.opened_at);
+        let mut deadline = None;
+        let tz = match &self.config.partitioner {
+            Partitioner::Time { timezone, .. } => *timezone,
+            _ => chrono_tz::Tz::UTC,
+        };
+        if let Some(period) = self.config.rotate_schedule_interval_ms {
+            deadline = Some(bucket_start(opened_at, period, &tz) + period);
+        }
+        if let Partitioner::Time {
+            duration_ms,
+            extractor: TimestampExtractor::Wallclock,
+            timezone,
+            ..
+        } = &self.config.partitioner
+        {
+            let end = bucket_start(opened_at, *duration_ms, timezone) + duration_ms;
+            deadline = Some(deadline.map_or(end, |d: i64| d.min(end)));
+        }
+        state.open = Some(FileSet {
+            start: offset,
+            opened_at,
+            first_time: None,
+            records: 0,
+            files: BTreeMap::new(),
+            next: offset,
+            replay_end: replay.map(|i| i.end),
+            deadline: if replay.is_some() { None } else { deadline },
+        });
+    }
+
+    /// Closes the partition's open set: encodes every file's rest and queues it for publishing.
+    fn seal(&mut self, tp: &TopicPartition) -> ConnectResult<()> {
+        let state = self.partitions.get_mut(tp).expect("assigned");
+        if state.sealed.is_some() {
+            // One set in flight per partition: the open one waits (partitions are paused).
+            return Ok(());
+        }
+        let Some(set) = state.open.take() else {
+            return Ok(());
+        };
+        if set.files.is_empty() {
+            // Only skipped records: nothing to publish, and nothing to replay.
+            if set.replay_end.is_some() {
+                state.replay = None;
+            }
+            return Ok(());
+        }
+        let end = set.replay_end.unwrap_or(set.next);
+        let files = set
+            .files
+            .into_values()
+            .map(OpenFile::finish)
+            .collect::<ConnectResult<Vec<_>>>()?;
+        tracing::debug!(partition = %tp, start = set.start, end, files = files.len(), records = set.records, "file set closed");
+        state.sealed = Some(SealedSet {
+            intent: Intent {
+                start: set.start,
+                end,
+                opened_at: set.opened_at,
+            },
+            files,
+            published: 0,
+            intent_committed: false,
+            attempts: 0,
+            retry_at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Closes sets whose wall-clock deadline passed (scheduled rotation, Wallclock buckets), even
+    /// when no record arrived.
+    fn close_due_sets(&mut self, now: i64) -> ConnectResult<()> {
+        let due: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| {
+                s.open
+                    .as_ref()
+                    .is_some_and(|set| set.deadline.is_some_and(|d| now >= d))
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.seal(&tp)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the sets holding the most memory until the task is under `buffer.max.bytes`.
+    fn enforce_memory_bound(&mut self) -> ConnectResult<()> {
+        loop {
+            let used: usize = self
+                .partitions
+                .values()
+                .map(|s| {
+                    s.open.as_ref().map_or(0, FileSet::memory)
+                        + s.sealed
+                            .as_ref()
+                            .map_or(0, |x| x.files.iter().map(FinishedFile::memory).sum())
+                })
+                .sum();
+            if used as u64 <= self.config.buffer_max_bytes {
+                return Ok(());
+            }
+            let largest = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| {
+                    s.sealed.is_none()
+                        && s.open.as_ref().is_some_and(|set| set.replay_end.is_none())
+                })
+                .max_by_key(|(_, s)| s.open.as_ref().map_or(0, FileSet::memory))
+                .map(|(tp, _)| tp.clone());
+            match largest {
+                Some(tp) => {
+                    tracing::debug!(partition = %tp, used, "memory bound reached: closing the largest file set early");
+                    self.seal(&tp)?;
+                }
+                None => {
+                    // Everything left is waiting for uploads: stop fetching until they succeed.
+                    self.pause_all();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn upload_ready_parts(&mut self) -> ConnectResult<()> {
+        if self.part_retry.is_some_and(|(at, _)| Instant::now() < at) {
+            return Ok(());
+        }
+        let mut failure = None;
+        for state in self.partitions.values_mut() {
+            if let Some(set) = &mut state.open {
+                for file in set.files.values_mut() {
+                    if let Err(e) = file.upload_ready_part(&self.store).await {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) if e.is_retriable() => {
+                let attempts = self.part_retry.map_or(1, |(_, n)| n + 1);
+                let backoff = backoff(self.config.retry_backoff_ms, attempts);
+                self.part_retry = Some((Instant::now() + backoff, attempts));
+                tracing::warn!(
+                    attempt = attempts,
+                    ?backoff,
+                    "uploading a part failed; it stays buffered and is retried: {}",
+                    e.trace()
+                );
+                self.pause_all();
+                Ok(())
+            }
+            Some(e) => Err(e),
+            None => {
+                self.part_retry = None;
+                self.resume_if_clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes every sealed set that is due.
+    async fn publish_sealed(&mut self) -> ConnectResult<()> {
+        let now = Instant::now();
+        let due: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.sealed.as_ref().is_some_and(|x| x.retry_at <= now))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.publish_one(&tp).await?;
+        }
+        self.resume_if_clear();
+        Ok(())
+    }
+
+    /// Publishes one partition's sealed set; a retriable failure schedules a retry with back-off
+    /// and pauses fetching, anything else fails the task.
+    async fn publish_one(&mut self, tp: &TopicPartition) -> ConnectResult<()> {
+        let result = self.publish(tp).await;
+        let state = self.partitions.get_mut(tp).expect("assigned");
+        match result {
+            Ok(()) => {
+                let sealed = state.sealed.take().expect("due");
+                if state.replay.is_some_and(|r| r.start == sealed.intent.start) {
+                    state.replay = None;
+                }
+                tracing::debug!(partition = %tp, start = sealed.intent.start, end = sealed.intent.end, "file set published");
+                Ok(())
+            }
+            Err(e) if e.is_retriable() => {
+                let sealed = state.sealed.as_mut().expect("due");
+                sealed.attempts += 1;
+                let backoff = backoff(self.config.retry_backoff_ms, sealed.attempts);
+                sealed.retry_at = Instant::now() + backoff;
+                tracing::warn!(partition = %tp, attempt = sealed.attempts, ?backoff, "publishing a file set failed; its data stays buffered and is retried: {}", e.trace());
+                self.pause_all();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Offers waiting records of partitions whose previous set is published.
+    async fn drain_backlogs(&mut self) -> ConnectResult<()> {
+        let ready: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.sealed.is_none() && !s.backlog.is_empty())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in ready {
+            let records =
+                std::mem::take(&mut self.partitions.get_mut(&tp).expect("assigned").backlog);
+            let mut records = records.into_iter();
+            while let Some(record) = records.next() {
+                self.offer(record).await?;
+                let state = self.partitions.get_mut(&tp).expect("assigned");
+                if !state.backlog.is_empty() {
+                    // Blocked again: keep the rest behind what was just queued.
+                    state.backlog.extend(records);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_if_clear(&mut self) {
+        let clear =
+            self.part_retry.is_none() && self.partitions.values().all(|s| s.sealed.is_none());
+        if self.paused && clear {
+            let all: Vec<_> = self.partitions.keys().cloned().collect();
+            self.ctx.resume(&all);
+            self.paused = false;
+        }
+    }
+
+    async fn publish(&mut self, tp: &TopicPartition) -> ConnectResult<()> {
+        let state = self.partitions.get_mut(tp).expect("assigned");
+        let sealed = state.sealed.as_mut().expect("due");
+        if !sealed.intent_committed {
+            // The offset first: an intent is only ever read back together with a committed offset
+            // equal to its start.
+            let start = CommittedOffset {
+                offset: sealed.intent.start,
+                metadata: String::new(),
+            };
+            self.ctx
+                .commit(BTreeMap::from([(tp.clone(), start)]))
+                .await?;
+            let key = intent_key(&self.config, &self.ctx.task_id.connector, tp);
+            self.store.put(&key, sealed.intent.to_json().into()).await?;
+            sealed.intent_committed = true;
+        }
+        while sealed.published < sealed.files.len() {
+            sealed.files[sealed.published].publish(&self.store).await?;
+            sealed.published += 1;
+        }
+        Ok(())
+    }
+
+    async fn retry_due(&mut self) -> ConnectResult<()> {
+        if self.paused {
+            self.upload_ready_parts().await?;
+            self.publish_sealed().await?;
+        }
+        Ok(())
+    }
+
+    fn pause_all(&mut self) {
+        if !self.paused {
+            let all: Vec<_> = self.partitions.keys().cloned().collect();
+            self.ctx.pause(&all);
+            self.paused = true;
+        }
+    }
+
+    /// Drops a partition's buffers, aborting the uploads it started; its records are read again
+    /// from the committed offset by whoever owns it next.
+    async fn discard(&mut self, state: PartitionState) {
+        if let Some(mut set) = state.open {
+            for file in set.files.values_mut() {
+                file.abort(&self.store).await;
+            }
+        }
+        if let Some(mut sealed) = state.sealed {
+            for file in &mut sealed.files[sealed.published..] {
+                file.abort(&self.store).await;
+            }
+        }
+    }
+
+    /// The partition's intent object, retrying while the store is unavailable.
+    async fn read_intent(&mut self, tp: &TopicPartition) -> ConnectResult<Option<Intent>> {
+        let key = intent_key(&self.config, &self.ctx.task_id.connector, tp);
+        let deadline = Instant::now() + OPEN_RETRY;
+        let mut attempts = 0;
+        loop {
+            match self.store.get(&key).await {
+                Ok(found) => return Ok(found.and_then(|b| Intent::from_json(&b))),
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    attempts += 1;
+                    tracing::warn!(key, "reading the intent failed; retrying: {}", e.trace());
+                    tokio::time::sleep(backoff(self.config.retry_backoff_ms, attempts)).await;
+                }
+                Err(e) => return Err(e.context(format!("reading intent {key}"))),
+            }
+        }
+    }
+
+    /// Aborts multipart uploads that a crashed predecessor left for these partitions' objects.
+    async fn abort_stale_uploads(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            let prefix = format!("{}/{}/", self.config.topics_dir, tp.topic);
+            let marker = format!("/{}+{}+", tp.topic, tp.partition);
+            match self.store.in_progress_uploads(&prefix).await {
+                Ok(uploads) => {
+                    for (key, id) in uploads.iter().filter(|(k, _)| k.contains(&marker)) {
+                        tracing::info!(key, "aborting an upload left by an earlier owner");
+                        if let Err(e) = self.store.abort(key, id).await {
+                            tracing::warn!(key, "aborting it failed: {}", e.trace());
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(
+                    "listing incomplete uploads is not possible here ({}); an S3 lifecycle rule (AbortIncompleteMultipartUpload) cleans them up",
+                    e.trace()
+                ),
+            }
+        }
+    }
+}
+
+fn time_of(config: &S3SinkConfig, record: &SinkRecord, opened_at: i64) -> Option<i64> {
+    let extractor = config
+        .extractor()
+        .cloned()
+        .unwrap_or(TimestampExtractor::Record);
+    record_time(&extractor, record, opened_at).ok()
+}
+
+/// `rotate.interval.ms`: the record's time is at least the interval past the set's first record.
+fn rotate_on_record_time(config: &S3SinkConfig, set: &FileSet, record: &SinkRecord) -> bool {
+    let (Some(interval), Some(first)) = (config.rotate_interval_ms, set.first_time) else {
+        return false;
+    };
+    time_of(config, record, set.opened_at).is_some_and(|t| t - first >= interval)
+}
+
+fn backoff(initial_ms: u64, attempts: u32) -> Duration {
+    Duration::from_millis(initial_ms)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// `<topics.dir>/_sluice/<connector>/<topic>+<partition>.intent.json`: outside every topic's
+/// folder, and `_`-prefixed, which lake engines skip.
+pub fn intent_key(config: &S3SinkConfig, connector: &str, tp: &TopicPartition) -> String {
+    let prefix = if config.topics_dir.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", config.topics_dir)
+    };
+    format!(
+        "{prefix}_sluice/{connector}/{}+{}.intent.json",
+        tp.topic, tp.partition
+    )
+}
+
+/// `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<zero-padded start offset>.parquet`.
+pub fn object_key(config: &S3SinkConfig, dir: &str, tp: &TopicPartition, start: i64) -> String {
+    let width = config.offset_pad_width;
+    let prefix = if config.topics_dir.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", config.topics_dir)
+    };
+    format!(
+        "{prefix}{}/{dir}/{}+{}+{start:0width$}.parquet",
+        tp.topic, tp.topic, tp.partition
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents_round_trip_and_other_json_is_not_an_intent() {
+        let i = Intent {
+            start: 100,
+            end: 250,
+            opened_at: 1_700_000_000_000,
+        };
+        assert_eq!(Intent::from_json(i.to_json().as_bytes()), Some(i));
+        assert_eq!(Intent::from_json(b""), None);
+        assert_eq!(
+            Intent::from_json(b"{\"start\":1,\"end\":2,\"opened_at\":3}"),
+            None
+        );
+    }
+}
