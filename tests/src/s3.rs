@@ -186,18 +186,33 @@ impl S3Server {
         }
     }
 
-    /// Every Parquet object under `bucket` as (key, rows).
+    /// Every Parquet object under `bucket` as (key, rows), sorted by key.
     pub async fn parquet_objects(&self, bucket: &str) -> Vec<(String, Vec<Value>)> {
-        let mut out = Vec::new();
-        for key in self
+        self.read_all(bucket, parquet_rows).await
+    }
+
+    /// The `id` column of every Parquet object under `bucket`, as (key, ids) sorted by key.
+    pub async fn ids(&self, bucket: &str) -> Vec<(String, Vec<i64>)> {
+        self.read_all(bucket, parquet_ids).await
+    }
+
+    /// Reads every Parquet object, 16 at a time.
+    async fn read_all<T>(&self, bucket: &str, read: fn(Bytes) -> T) -> Vec<(String, T)> {
+        use futures::StreamExt;
+        let keys = self
             .keys(bucket)
             .await
             .into_iter()
-            .filter(|k| k.ends_with(".parquet"))
-        {
-            let rows = parquet_rows(self.get(bucket, &key).await);
-            out.push((key, rows));
-        }
+            .filter(|k| k.ends_with(".parquet"));
+        let mut out: Vec<(String, T)> = futures::stream::iter(keys)
+            .map(|key| async move {
+                let value = read(self.get(bucket, &key).await);
+                (key, value)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
@@ -206,6 +221,26 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `id` column (int64) of a Parquet file, read alone.
+pub fn parquet_ids(bytes: Bytes) -> Vec<i64> {
+    use arrow_array::Int64Array;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("a readable Parquet file");
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["id"]);
+    let mut ids = Vec::new();
+    for batch in builder.with_projection(mask).build().expect("reader") {
+        let batch = batch.expect("batch");
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id is int64");
+        ids.extend(column.iter().map(|v| v.expect("id is set")));
+    }
+    ids
 }
 
 /// The rows of a Parquet file as JSON objects (parquet's record reader).
