@@ -2,12 +2,28 @@
 # Builds release binaries and runs a benchmark:
 #   scripts/bench.sh [records]          throughput against a plain rdkafka baseline (default 200000)
 #   scripts/bench.sh failover [trials]  failover and rejoin times of a three-worker fleet (default 10)
+#   scripts/bench.sh s3 [records]       Kafka → S3 Parquet against a bare consumer and a Python
+#                                       baseline (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 cargo build --release -p sluice-worker --bin sluice
 cargo build --release -p sluice-bench
 export SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice"
+if [ "${1:-}" = s3 ]; then
+  shift
+  TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
+  if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    CARGO_TARGET_DIR="$TOOLS/build" cargo install s3s-fs@0.14.1 --locked --features binary --root "$TOOLS"
+  fi
+  VENV="$HOME/.cache/sluice/venv"
+  if ! "$VENV/bin/python" -c 'import confluent_kafka, pyarrow, boto3' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet confluent-kafka pyarrow boto3
+  fi
+  export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs" SLUICE_BENCH_PYTHON="$VENV/bin/python"
+  exec "$CARGO_TARGET_DIR/release/sluice-s3-bench" "$@"
+fi
 if [ "${1:-}" = failover ]; then
   shift
   exec "$CARGO_TARGET_DIR/release/sluice-failover-bench" "$@"

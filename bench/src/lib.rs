@@ -56,6 +56,38 @@ impl Drop for Killed {
     }
 }
 
+/// User + system CPU seconds of a process, from /proc.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("bad stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let hz: f64 = String::from_utf8(
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .parse()?;
+    Ok(ticks / hz)
+}
+
+/// A memory figure of a process in MiB: `VmRSS` (now) or `VmHWM` (peak), from /proc.
+pub fn memory_mib(pid: u32, field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .ok_or_else(|| format!("no {field}"))?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
 /// The `sluice` binary: `SLUICE_BIN`, or the one next to this executable.
 pub fn sluice_bin() -> Result<PathBuf> {
     if let Ok(bin) = std::env::var("SLUICE_BIN") {

@@ -15,37 +15,17 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-use sluice_bench::{Killed, Result, free_port, sluice_bin, wait_healthy, wait_port};
+use sluice_bench::{
+    Killed, Result, cpu_seconds, free_port, memory_mib, sluice_bin, wait_healthy, wait_port,
+};
 
 /// The test broker answers fetches late when `fetch.wait.max.ms` is long (real Kafka answers as soon
 /// as data is there), so both consumers, the baseline's and the worker's (through the `consumer.*`
 /// pass-through), use the same short wait. The worker's own default is librdkafka's.
 const FETCH_WAIT_MAX_MS: &str = "50";
 
-/// User + system CPU seconds of a process, from /proc.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("bad stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let hz: f64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
-        .trim()
-        .parse()?;
-    Ok(ticks / hz)
-}
-
 fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .ok_or("no VmRSS")?
-        .parse()?;
-    Ok(kb / 1024.0)
+    memory_mib(pid, "VmRSS")
 }
 
 /// Counts the lines of a growing file, reading only what was appended since the last call, so

@@ -566,3 +566,73 @@ pub fn approx_size(value: &Value) -> usize {
         _ => 16,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Decimal128Array, Float64Array, Int64Array};
+    use sluice_connector_api::Struct;
+
+    fn row(pairs: Vec<(&str, Value)>) -> Value {
+        let mut s = Struct::new();
+        for (k, v) in pairs {
+            s.put(k, v);
+        }
+        Value::Struct(s)
+    }
+
+    #[test]
+    fn inference_widens_integers_to_doubles_and_reports_conflicts() {
+        let a = infer_row(&row(vec![("n", Value::Int64(1)), ("s", Value::String("x".into()))])).unwrap();
+        let b = infer_row(&row(vec![("n", Value::Float64(1.5)), ("t", Value::Boolean(true))])).unwrap();
+        let merged = merge(&a, &b, TypeConflict::Widen).unwrap();
+        let DataType::Struct(fields) = &merged else { panic!("{merged}") };
+        let names: Vec<_> = fields.iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        assert_eq!(names, vec![("n", DataType::Float64), ("s", DataType::Utf8), ("t", DataType::Boolean)]);
+        assert!(merge(&a, &b, TypeConflict::Error).is_err());
+        let c = infer_row(&row(vec![("s", Value::Int64(3))])).unwrap();
+        assert!(merge(&a, &c, TypeConflict::Widen).unwrap_err().contains("s: string and integer conflict"));
+    }
+
+    #[test]
+    fn fit_says_when_a_file_must_roll() {
+        let t = infer_row(&row(vec![("n", Value::Int64(1))])).unwrap();
+        let p = TypeConflict::Widen;
+        assert_eq!(fit_row(&t, &row(vec![("n", Value::Int64(2))]), p), Fit::Fits);
+        assert_eq!(fit_row(&t, &row(vec![("n", Value::Null), ("x", Value::Null)]), p), Fit::Fits);
+        assert_eq!(fit_row(&t, &row(vec![("x", Value::Int64(1))]), p), Fit::Grows);
+        assert_eq!(fit_row(&t, &row(vec![("n", Value::Float64(0.5))]), p), Fit::Grows);
+        assert!(matches!(fit_row(&t, &row(vec![("n", Value::String("x".into()))]), p), Fit::Conflict(_)));
+        let d = merge(&t, &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap(), p).unwrap();
+        assert!(matches!(fit_row(&d, &row(vec![("n", Value::Int64(1 << 60))]), p), Fit::Conflict(_)));
+    }
+
+    #[test]
+    fn columns_hold_the_values() {
+        let t = merge(
+            &infer_row(&row(vec![("n", Value::Int64(1))])).unwrap(),
+            &infer_row(&row(vec![("f", Value::Float64(0.5))])).unwrap(),
+            TypeConflict::Widen,
+        )
+        .unwrap();
+        let rows = [row(vec![("n", Value::Int64(7))]), row(vec![("f", Value::Float64(2.5)), ("n", Value::Int64(8))])];
+        let refs: Vec<&Value> = rows.iter().collect();
+        let array = build_rows(&t, &refs).unwrap();
+        let n = array.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let f = array.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!((n.value(0), n.value(1)), (7, 8));
+        assert!(f.is_null(0));
+        assert_eq!(f.value(1), 2.5);
+    }
+
+    #[test]
+    fn decimals_keep_their_unscaled_value_and_sign() {
+        let t = DataType::Struct(Fields::from(vec![Field::new(VALUE_COLUMN, DataType::Decimal128(38, 2), true)]));
+        let values = [Value::Bytes(vec![0x30, 0x39]), Value::Bytes(vec![0xcf, 0xc7])];
+        let refs: Vec<&Value> = values.iter().collect();
+        let array = build_rows(&t, &refs).unwrap();
+        let d = array.column(0).as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!(d.value_as_string(0), "123.45");
+        assert_eq!(d.value_as_string(1), "-123.45");
+    }
+}
