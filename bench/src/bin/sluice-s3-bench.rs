@@ -93,7 +93,10 @@ fn produce(bootstrap: &str, topic: &str, n: u64) -> Result<u64> {
         let key = format!("user-{}", i % 5000);
         let partition = (i % PARTITIONS as u64) as i32;
         loop {
-            let record = BaseRecord::to(topic).key(&key).payload(&value).partition(partition);
+            let record = BaseRecord::to(topic)
+                .key(&key)
+                .payload(&value)
+                .partition(partition);
             match producer.send(record) {
                 Ok(()) => break,
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
@@ -138,24 +141,40 @@ fn s3s_fs() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_S3S_FS") {
         return p.into();
     }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice/tools/bin/s3s-fs");
-    if cached.exists() { cached } else { "s3s-fs".into() }
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/sluice/tools/bin/s3s-fs");
+    if cached.exists() {
+        cached
+    } else {
+        "s3s-fs".into()
+    }
 }
 
 fn python() -> PathBuf {
-    std::env::var("SLUICE_BENCH_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice/venv/bin/python")
-    })
+    std::env::var("SLUICE_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/sluice/venv/bin/python")
+        })
 }
 
 async fn committed(http: &reqwest::Client, url: &str, name: &str) -> i64 {
-    let Ok(r) = http.get(format!("{url}/connectors/{name}/offsets")).send().await else {
+    let Ok(r) = http
+        .get(format!("{url}/connectors/{name}/offsets"))
+        .send()
+        .await
+    else {
         return 0;
     };
     let body: Value = r.json().await.unwrap_or_default();
     body["offsets"]
         .as_array()
-        .map(|o| o.iter().filter_map(|x| x["offset"]["kafka_offset"].as_i64()).sum())
+        .map(|o| {
+            o.iter()
+                .filter_map(|x| x["offset"]["kafka_offset"].as_i64())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -211,7 +230,11 @@ async fn through_sluice(
     }});
     let cpu0 = cpu_seconds(pid)?;
     let created = Instant::now();
-    let r = http.post(format!("{url}/connectors")).json(&config).send().await?;
+    let r = http
+        .post(format!("{url}/connectors"))
+        .json(&config)
+        .send()
+        .await?;
     if !r.status().is_success() {
         return Err(format!("creating the connector: {}", r.text().await?).into());
     }
@@ -230,7 +253,16 @@ async fn through_sluice(
     // test broker) to the last commit.
     let assigned = log_time(&log, "partitions assigned").ok_or("no assignment in the log")?;
     let wall = done.duration_since(assigned)?.as_secs_f64();
-    Ok((Measured { records: n, bytes, wall, cpu, peak_rss_mib: peak }, end_to_end))
+    Ok((
+        Measured {
+            records: n,
+            bytes,
+            wall,
+            cpu,
+            peak_rss_mib: peak,
+        },
+        end_to_end,
+    ))
 }
 
 #[tokio::main]
@@ -258,7 +290,16 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(dir.path().join("s3"))?;
     let _s3 = Killed(
         Command::new(s3s_fs())
-            .args(["--host", "127.0.0.1", "--port", &s3_port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &s3_port.to_string(),
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
             .arg(dir.path().join("s3"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -270,7 +311,9 @@ async fn main() -> Result<()> {
         aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "bench"))
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "bench",
+            ))
             .endpoint_url(&endpoint)
             .force_path_style(true)
             .build(),
@@ -279,13 +322,26 @@ async fn main() -> Result<()> {
     s3.create_bucket().bucket(bucket).send().await?;
 
     let topic = format!("s3-bench-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
     admin
-        .create_topics([&NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            [&NewTopic::new(
+                &topic,
+                PARTITIONS,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
         .await?;
     let started = Instant::now();
     let bytes = produce(&bootstrap, &topic, n)?;
-    eprintln!("produced {n} records ({:.1} MB) in {:.1} s", bytes as f64 / 1e6, started.elapsed().as_secs_f64());
+    eprintln!(
+        "produced {n} records ({:.1} MB) in {:.1} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
 
     eprintln!("bare consumer ...");
     let out = Command::new(std::env::current_exe()?)
@@ -295,17 +351,40 @@ async fn main() -> Result<()> {
     let bare = Measured::from_json(&serde_json::from_slice(&out.stdout)?)?;
 
     eprintln!("sluice ...");
-    let (sluice, end_to_end) = through_sluice(&bootstrap, &topic, n, bytes, flush, &endpoint, bucket, dir.path()).await?;
+    let (sluice, end_to_end) = through_sluice(
+        &bootstrap,
+        &topic,
+        n,
+        bytes,
+        flush,
+        &endpoint,
+        bucket,
+        dir.path(),
+    )
+    .await?;
 
     eprintln!("python baseline ...");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/s3_parquet_baseline.py");
     let out = Command::new(python())
         .arg(script)
-        .args([&bootstrap, &topic, &n.to_string(), &flush.to_string(), &endpoint, bucket, ACCESS_KEY, SECRET_KEY])
+        .args([
+            &bootstrap,
+            &topic,
+            &n.to_string(),
+            &flush.to_string(),
+            &endpoint,
+            bucket,
+            ACCESS_KEY,
+            SECRET_KEY,
+        ])
         .stderr(Stdio::inherit())
         .output()?;
     if !out.status.success() {
-        return Err(format!("the python baseline failed ({}); run scripts/bench.sh to install its packages", out.status).into());
+        return Err(format!(
+            "the python baseline failed ({}); run scripts/bench.sh to install its packages",
+            out.status
+        )
+        .into());
     }
     let python = Measured::from_json(&serde_json::from_slice(&out.stdout)?)?;
 

@@ -275,9 +275,14 @@ pub fn fit(t: &DataType, nullable: bool, value: &Value, policy: TypeConflict) ->
         }
         (D::Struct(fields), Value::Struct(s)) => {
             let mut acc = Fit::Fits;
-            for (name, v) in s.fields() {
-                acc = acc.and(match fields.find(name) {
-                    Some((_, f)) => fit(f.data_type(), f.is_nullable(), v, policy),
+            for (i, (name, v)) in s.fields().iter().enumerate() {
+                // Values of one producer keep their field order: try the same position first.
+                let field = match fields.get(i) {
+                    Some(f) if f.name() == name => Some(f),
+                    _ => fields.find(name).map(|(_, f)| f),
+                };
+                acc = acc.and(match field {
+                    Some(f) => fit(f.data_type(), f.is_nullable(), v, policy),
                     None if infer(v).is_none() => Fit::Fits,
                     None => Fit::Grows,
                 });
@@ -330,10 +335,11 @@ pub fn build_rows(row: &DataType, values: &[&Value]) -> Result<StructArray, Stri
     } else {
         let children = fields
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(j, f)| {
                 let column: Vec<Option<&Value>> = cells
                     .iter()
-                    .map(|c| c.and_then(|v| child(v, f.name())))
+                    .map(|c| c.and_then(|v| child(v, j, f.name())))
                     .collect();
                 build(f.data_type(), &column)
             })
@@ -343,11 +349,17 @@ pub fn build_rows(row: &DataType, values: &[&Value]) -> Result<StructArray, Stri
     array.map_err(|e| e.to_string())
 }
 
-fn child<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    match value {
-        Value::Struct(s) => s.get(name).filter(|v| !v.is_null()),
-        _ => None,
-    }
+/// Field `name` of a struct value, looked up at `position` first (values of one producer keep
+/// their field order).
+fn child<'a>(value: &'a Value, position: usize, name: &str) -> Option<&'a Value> {
+    let Value::Struct(s) = value else {
+        return None;
+    };
+    let found = match s.fields().get(position) {
+        Some((n, v)) if n == name => Some(v),
+        _ => s.get(name),
+    };
+    found.filter(|v| !v.is_null())
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -527,10 +539,11 @@ fn build(t: &DataType, cells: &[Option<&Value>]) -> Result<ArrayRef, String> {
                 .collect();
             let children = fields
                 .iter()
-                .map(|f| {
+                .enumerate()
+                .map(|(j, f)| {
                     let column: Vec<Option<&Value>> = cells
                         .iter()
-                        .map(|c| c.and_then(|v| child(v, f.name())))
+                        .map(|c| c.and_then(|v| child(v, j, f.name())))
                         .collect();
                     build(f.data_type(), &column)
                 })
@@ -583,28 +596,75 @@ mod tests {
 
     #[test]
     fn inference_widens_integers_to_doubles_and_reports_conflicts() {
-        let a = infer_row(&row(vec![("n", Value::Int64(1)), ("s", Value::String("x".into()))])).unwrap();
-        let b = infer_row(&row(vec![("n", Value::Float64(1.5)), ("t", Value::Boolean(true))])).unwrap();
+        let a = infer_row(&row(vec![
+            ("n", Value::Int64(1)),
+            ("s", Value::String("x".into())),
+        ]))
+        .unwrap();
+        let b = infer_row(&row(vec![
+            ("n", Value::Float64(1.5)),
+            ("t", Value::Boolean(true)),
+        ]))
+        .unwrap();
         let merged = merge(&a, &b, TypeConflict::Widen).unwrap();
-        let DataType::Struct(fields) = &merged else { panic!("{merged}") };
-        let names: Vec<_> = fields.iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
-        assert_eq!(names, vec![("n", DataType::Float64), ("s", DataType::Utf8), ("t", DataType::Boolean)]);
+        let DataType::Struct(fields) = &merged else {
+            panic!("{merged}")
+        };
+        let names: Vec<_> = fields
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("n", DataType::Float64),
+                ("s", DataType::Utf8),
+                ("t", DataType::Boolean)
+            ]
+        );
         assert!(merge(&a, &b, TypeConflict::Error).is_err());
         let c = infer_row(&row(vec![("s", Value::Int64(3))])).unwrap();
-        assert!(merge(&a, &c, TypeConflict::Widen).unwrap_err().contains("s: string and integer conflict"));
+        assert!(
+            merge(&a, &c, TypeConflict::Widen)
+                .unwrap_err()
+                .contains("s: string and integer conflict")
+        );
     }
 
     #[test]
     fn fit_says_when_a_file_must_roll() {
         let t = infer_row(&row(vec![("n", Value::Int64(1))])).unwrap();
         let p = TypeConflict::Widen;
-        assert_eq!(fit_row(&t, &row(vec![("n", Value::Int64(2))]), p), Fit::Fits);
-        assert_eq!(fit_row(&t, &row(vec![("n", Value::Null), ("x", Value::Null)]), p), Fit::Fits);
-        assert_eq!(fit_row(&t, &row(vec![("x", Value::Int64(1))]), p), Fit::Grows);
-        assert_eq!(fit_row(&t, &row(vec![("n", Value::Float64(0.5))]), p), Fit::Grows);
-        assert!(matches!(fit_row(&t, &row(vec![("n", Value::String("x".into()))]), p), Fit::Conflict(_)));
-        let d = merge(&t, &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap(), p).unwrap();
-        assert!(matches!(fit_row(&d, &row(vec![("n", Value::Int64(1 << 60))]), p), Fit::Conflict(_)));
+        assert_eq!(
+            fit_row(&t, &row(vec![("n", Value::Int64(2))]), p),
+            Fit::Fits
+        );
+        assert_eq!(
+            fit_row(&t, &row(vec![("n", Value::Null), ("x", Value::Null)]), p),
+            Fit::Fits
+        );
+        assert_eq!(
+            fit_row(&t, &row(vec![("x", Value::Int64(1))]), p),
+            Fit::Grows
+        );
+        assert_eq!(
+            fit_row(&t, &row(vec![("n", Value::Float64(0.5))]), p),
+            Fit::Grows
+        );
+        assert!(matches!(
+            fit_row(&t, &row(vec![("n", Value::String("x".into()))]), p),
+            Fit::Conflict(_)
+        ));
+        let d = merge(
+            &t,
+            &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap(),
+            p,
+        )
+        .unwrap();
+        assert!(matches!(
+            fit_row(&d, &row(vec![("n", Value::Int64(1 << 60))]), p),
+            Fit::Conflict(_)
+        ));
     }
 
     #[test]
@@ -615,11 +675,22 @@ mod tests {
             TypeConflict::Widen,
         )
         .unwrap();
-        let rows = [row(vec![("n", Value::Int64(7))]), row(vec![("f", Value::Float64(2.5)), ("n", Value::Int64(8))])];
+        let rows = [
+            row(vec![("n", Value::Int64(7))]),
+            row(vec![("f", Value::Float64(2.5)), ("n", Value::Int64(8))]),
+        ];
         let refs: Vec<&Value> = rows.iter().collect();
         let array = build_rows(&t, &refs).unwrap();
-        let n = array.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-        let f = array.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let n = array
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let f = array
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!((n.value(0), n.value(1)), (7, 8));
         assert!(f.is_null(0));
         assert_eq!(f.value(1), 2.5);
@@ -627,11 +698,22 @@ mod tests {
 
     #[test]
     fn decimals_keep_their_unscaled_value_and_sign() {
-        let t = DataType::Struct(Fields::from(vec![Field::new(VALUE_COLUMN, DataType::Decimal128(38, 2), true)]));
-        let values = [Value::Bytes(vec![0x30, 0x39]), Value::Bytes(vec![0xcf, 0xc7])];
+        let t = DataType::Struct(Fields::from(vec![Field::new(
+            VALUE_COLUMN,
+            DataType::Decimal128(38, 2),
+            true,
+        )]));
+        let values = [
+            Value::Bytes(vec![0x30, 0x39]),
+            Value::Bytes(vec![0xcf, 0xc7]),
+        ];
         let refs: Vec<&Value> = values.iter().collect();
         let array = build_rows(&t, &refs).unwrap();
-        let d = array.column(0).as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let d = array
+            .column(0)
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .unwrap();
         assert_eq!(d.value_as_string(0), "123.45");
         assert_eq!(d.value_as_string(1), "-123.45");
     }

@@ -362,6 +362,11 @@ impl Running {
                     )));
                 }
                 Admit::Reject(why) => {
+                    if file.records == 0 {
+                        // The file was opened for this record: it must not stay behind empty.
+                        let dir = file.key.clone();
+                        set.files.retain(|_, f| f.key != dir);
+                    }
                     let err =
                         ConnectError::user(format!("cannot convert the value to Parquet: {why}"));
                     self.ctx.report(&record, err).await?;
@@ -381,11 +386,11 @@ impl Running {
     }
 
     fn ensure_open(&mut self, tp: &TopicPartition, offset: i64) {
-        let now = now_ms();
         let state = self.partitions.get_mut(tp).expect("assigned");
         if state.open.is_some() {
             return;
         }
+        let now = now_ms();
         if state.replay.is_some_and(|i| offset >= i.end) {
             // Every record of the intent is gone (retention, compaction, skipped): nothing of it
             // can be rebuilt, and nothing needs to be.
@@ -585,6 +590,8 @@ impl Running {
                     state.replay = None;
                 }
                 tracing::debug!(partition = %tp, start = sealed.intent.start, end = sealed.intent.end, "file set published");
+                // Commit what is now in S3 soon rather than at the next offset flush interval.
+                self.ctx.request_commit();
                 Ok(())
             }
             Err(e) if e.is_retriable() => {
