@@ -70,12 +70,12 @@ fn event(i: u64) -> Vec<u8> {
     let countries = ["DE", "US", "FR", "IN", "BR", "JP"];
     let v = json!({
         "id": i, "ts": 1_795_324_655_609u64 + i, "user": format!("user-{}", i % 5000),
-        "event": if i % 7 == 0 { "purchase" } else { "page_view" }, "page": pages[(i % 5) as usize],
+        "event": if i.is_multiple_of(7) { "purchase" } else { "page_view" }, "page": pages[(i % 5) as usize],
         "referrer": "https://example.com/landing", "country": countries[(i % 6) as usize],
-        "device": if i % 3 == 0 { "desktop" } else { "mobile" }, "os": "android", "browser": "chrome",
+        "device": if i.is_multiple_of(3) { "desktop" } else { "mobile" }, "os": "android", "browser": "chrome",
         "session": format!("s-{:09}", i / 20), "duration_ms": (i * 37) % 5000, "amount": (i % 1000) as f64 / 10.0,
-        "currency": "EUR", "items": i % 9, "campaign": "spring-sale", "ab_group": if i % 2 == 0 { "A" } else { "B" },
-        "is_new": i % 11 == 0, "score": (i % 997) as f64 / 997.0, "version": "1.4.2"
+        "currency": "EUR", "items": i % 9, "campaign": "spring-sale", "ab_group": if i.is_multiple_of(2) { "A" } else { "B" },
+        "is_new": i.is_multiple_of(11), "score": (i % 997) as f64 / 997.0, "version": "1.4.2"
     });
     serde_json::to_vec(&v).unwrap_or_default()
 }
