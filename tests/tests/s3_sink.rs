@@ -97,17 +97,34 @@ async fn default_partitioner_writes_every_value_under_deterministic_keys() {
             })
         })
         .collect();
-    let objects = eventually("6 objects", Duration::from_secs(90), || async {
+    let parquet_keys = || async {
         let keys = s3.keys(&bucket).await;
-        (keys.len() >= 6).then_some(())
+        keys.into_iter()
+            .filter(|k| k.ends_with(".parquet"))
+            .collect::<Vec<_>>()
+    };
+    eventually("6 objects", Duration::from_secs(90), || async {
+        (parquet_keys().await.len() >= 6).then_some(())
     })
     .await;
-    let () = objects;
-    let mut keys = s3.keys(&bucket).await;
-    keys.sort();
+    let keys = parquet_keys().await;
     let mut want = expected_keys.clone();
     want.sort();
     assert_eq!(keys, want);
+    // Beside the data, one intent object per partition, outside the topic's folder.
+    let intents: Vec<String> = s3
+        .keys(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".intent.json"))
+        .collect();
+    assert_eq!(
+        intents,
+        vec![
+            format!("lake/_sluice/{name}/{topic}+0.intent.json"),
+            format!("lake/_sluice/{name}/{topic}+1.intent.json")
+        ]
+    );
     for (key, rows) in s3.parquet_objects(&bucket).await {
         let p: i64 = key.split("partition=").nth(1).unwrap()[..1]
             .parse()
