@@ -143,6 +143,8 @@ pub struct WorkerSettings {
     pub props: BTreeMap<String, String>,
     /// Log filter (`SLUICE_LOG`); default `SLUICE_TEST_LOG` or `info`.
     pub log: Option<String>,
+    /// Other environment variables (test hooks).
+    pub env: BTreeMap<String, String>,
 }
 
 impl WorkerSettings {
@@ -160,7 +162,11 @@ impl WorkerSettings {
             ("offset.flush.interval.ms".to_owned(), "1000".to_owned()),
             ("rest.host.name".to_owned(), "127.0.0.1".to_owned()),
         ]);
-        Self { props, log: None }
+        Self {
+            props,
+            log: None,
+            env: BTreeMap::new(),
+        }
     }
 
     /// Sets the log filter.
@@ -242,6 +248,7 @@ impl Worker {
                 v,
             );
         }
+        cmd.envs(&self.settings.env);
         let child = cmd
             .env(
                 "SLUICE_LOG",
@@ -291,6 +298,22 @@ impl Worker {
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
+    }
+
+    /// Waits for the process to exit by itself (a crash), then forgets it.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not exit within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Whether the process was started and not killed or terminated since.

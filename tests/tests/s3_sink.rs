@@ -558,11 +558,20 @@ async fn sigkill_at_every_stage_loses_and_duplicates_nothing() {
     // 1. Mid-multipart: a part is uploaded, the object is not complete.
     wait_for_log(&worker, "uploaded part", 0).await;
     worker.kill();
-    // 2. After an upload, before the commit that follows it.
+    // 2. After an upload, before the commit that follows it: the commit comes within milliseconds,
+    //    so a test hook aborts the process right there.
+    worker
+        .settings
+        .env
+        .insert("SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH".into(), "1".into());
     worker.restart().await;
-    let before = worker.log().matches("file set published").count();
-    wait_for_log(&worker, "file set published", before).await;
-    worker.kill();
+    worker.wait_for_exit(Duration::from_secs(90)).await;
+    assert!(
+        worker
+            .log()
+            .contains("fault injection: aborting after a publish")
+    );
+    worker.settings.env.clear();
     // 3. Mid-buffer: right after the task took its partitions and started filling files.
     worker.restart().await;
     let before = worker.log().matches("partitions assigned").count();

@@ -590,6 +590,7 @@ impl Running {
                     state.replay = None;
                 }
                 tracing::debug!(partition = %tp, start = sealed.intent.start, end = sealed.intent.end, "file set published");
+                abort_if_injected();
                 // Commit what is now in S3 soon rather than at the next offset flush interval.
                 self.ctx.request_commit();
                 Ok(())
@@ -735,6 +736,17 @@ impl Running {
                 ),
             }
         }
+    }
+}
+
+/// Test hook: with `SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH` set, the process aborts right after a file
+/// set's objects appear and before its offsets are committed, the one crash point a test cannot
+/// reach by timing alone (the commit follows within milliseconds).
+fn abort_if_injected() {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ENABLED.get_or_init(|| std::env::var_os("SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH").is_some()) {
+        tracing::error!("fault injection: aborting after a publish, before the commit");
+        std::process::abort();
     }
 }
 
