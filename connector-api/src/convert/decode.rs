@@ -77,12 +77,30 @@ impl<'de> Visitor<'de> for SchemalessVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Struct::new();
+        // A repeated key replaces the earlier value (as `Struct::put` does). Keys are compared by a
+        // cheap fingerprint first: this runs for every field of every record.
+        let fingerprint = |k: &str| {
+            let b = k.as_bytes();
+            (b.len(), b.first().copied(), b.last().copied())
+        };
+        let mut fields: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let mut prints = Vec::with_capacity(fields.capacity());
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(Schemaless)?;
-            out.put(key, value);
+            let print = fingerprint(&key);
+            let earlier = prints
+                .iter()
+                .zip(&fields)
+                .position(|(p, (k, _))| *p == print && *k == key);
+            match earlier {
+                Some(i) => fields[i].1 = value,
+                None => {
+                    prints.push(print);
+                    fields.push((key, value));
+                }
+            }
         }
-        Ok(Value::Struct(out))
+        Ok(Value::Struct(fields.into_iter().collect()))
     }
 }
 

@@ -912,6 +912,18 @@ mod tests {
     }
 
     #[test]
+    fn schemaless_json_repeated_keys_keep_the_last_value() {
+        let conv = JsonConverter::new(false);
+        let (_, value) = conv
+            .to_connect("t", Some(br#"{"ab": 1, "ax": 2, "ab": 3}"#))
+            .unwrap();
+        let s = value.as_struct().unwrap();
+        assert_eq!(s.fields().len(), 2);
+        assert_eq!(s.get("ab"), Some(&Value::Int64(3)));
+        assert_eq!(s.get("ax"), Some(&Value::Int64(2)));
+    }
+
+    #[test]
     fn schemaless_json_keeps_field_order() {
         let conv = JsonConverter::new(false);
         let (schema, value) = conv

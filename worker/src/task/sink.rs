@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -628,15 +628,19 @@ async fn gather(
     let deadline = Instant::now() + BATCH_WAIT;
     let mut gathered = Gathered::default();
     let batch = &mut gathered.records;
+    // One stream for the whole batch: `recv()` registers and drops a waker slot (a mutex) per
+    // message.
+    let mut stream = consumer.stream();
     while batch.len() < MAX_BATCH {
         // Take what is already fetched without arming a timer; wait (up to the deadline) only
         // when nothing is buffered.
-        let received = match consumer.recv().now_or_never() {
-            Some(r) => r,
+        let received = match stream.next().now_or_never() {
+            Some(Some(r)) => r,
+            Some(None) => break,
             None if !batch.is_empty() => break,
-            None => match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Err(_) => break,
-                Ok(r) => r,
+            None => match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(r)) => r,
             },
         };
         let msg = match received {
