@@ -333,20 +333,24 @@ pub fn build_rows(row: &DataType, values: &[&Value]) -> Result<StructArray, Stri
         let column = build(fields[0].data_type(), &cells)?;
         StructArray::try_new(fields.clone(), vec![column], None)
     } else {
-        let children = fields
-            .iter()
-            .enumerate()
-            .map(|(j, f)| {
-                let column: Vec<Option<&Value>> = cells
-                    .iter()
-                    .map(|c| c.and_then(|v| child(v, j, f.name())))
-                    .collect();
-                build(f.data_type(), &column)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        StructArray::try_new(fields.clone(), children, None)
+        StructArray::try_new(fields.clone(), struct_children(fields, &cells)?, None)
     };
     array.map_err(|e| e.to_string())
+}
+
+/// One column per field of the struct cells (a missing struct or field is null).
+fn struct_children(fields: &Fields, cells: &[Option<&Value>]) -> Result<Vec<ArrayRef>, String> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(j, f)| {
+            let column: Vec<Option<&Value>> = cells
+                .iter()
+                .map(|c| c.and_then(|v| child(v, j, f.name())))
+                .collect();
+            build(f.data_type(), &column)
+        })
+        .collect()
 }
 
 /// Field `name` of a struct value, looked up at `position` first (values of one producer keep
@@ -537,17 +541,7 @@ fn build(t: &DataType, cells: &[Option<&Value>]) -> Result<ArrayRef, String> {
                 .iter()
                 .map(|c| matches!(c, Some(Value::Struct(_))))
                 .collect();
-            let children = fields
-                .iter()
-                .enumerate()
-                .map(|(j, f)| {
-                    let column: Vec<Option<&Value>> = cells
-                        .iter()
-                        .map(|c| c.and_then(|v| child(v, j, f.name())))
-                        .collect();
-                    build(f.data_type(), &column)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let children = struct_children(fields, cells)?;
             Arc::new(
                 StructArray::try_new(fields.clone(), children, Some(valid.into()))
                     .map_err(|e| e.to_string())?,
