@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use sluice_bench::{
-    Killed, Result, cpu_seconds, free_port, memory_mib, sluice_bin, wait_healthy, wait_port,
+    Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, sluice_bin, wait_healthy,
+    wait_port,
 };
 
 /// The test broker answers fetches late when `fetch.wait.max.ms` is long (real Kafka answers as soon
@@ -59,23 +58,6 @@ fn order(i: u64) -> (String, Vec<u8>) {
     let value = json!({"task": 0, "seq": i, "ts": 1_795_324_655_609_i64 + i as i64, "order_id": format!("o-0-{i}"), "customer_id": key,
         "product": "usb-c hub", "quantity": 3, "unit_price": 59.9, "status": "shipped"});
     (key, serde_json::to_vec(&value).unwrap_or_default())
-}
-
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    admin
-        .create_topics(
-            [&NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(-1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Wall seconds end to end, wall seconds from the first record delivered to the last, CPU seconds.

@@ -98,6 +98,7 @@
 pub mod config;
 mod connector;
 pub mod convert;
+pub mod date_pattern;
 mod error;
 mod plugin;
 mod record;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
+use sluice_connector_api::date_pattern::{Style, to_strftime};
 use sluice_connector_api::{ConnectError, Props, Record};
 
 use crate::util::{Errors, required};
@@ -65,55 +66,6 @@ struct TimestampRouter {
     timestamp_format: String,
 }
 
-/// Converts a Java `SimpleDateFormat` pattern (`yyyyMMdd`, `yyyy-MM-dd'T'HH`) into a chrono format.
-pub(crate) fn java_date_format(pattern: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            let end = chars[i + 1..]
-                .iter()
-                .position(|&x| x == '\'')
-                .ok_or("unterminated quote")?;
-            let literal: String = chars[i + 1..i + 1 + end].iter().collect();
-            out.push_str(&literal.replace('%', "%%"));
-            i += end + 2;
-            continue;
-        }
-        let run = chars[i..].iter().take_while(|&&x| x == c).count();
-        let spec = match (c, run) {
-            ('y', 2) => "%y",
-            ('y', _) => "%Y",
-            ('M', 1 | 2) => "%m",
-            ('M', 3) => "%b",
-            ('M', _) => "%B",
-            ('d', _) => "%d",
-            ('H', _) => "%H",
-            ('h', _) => "%I",
-            ('m', _) => "%M",
-            ('s', _) => "%S",
-            ('S', _) => "%3f",
-            ('a', _) => "%p",
-            ('E', 1..=3) => "%a",
-            ('E', _) => "%A",
-            ('Z', _) => "%z",
-            (c, _) if c.is_ascii_alphabetic() => {
-                return Err(format!("unsupported pattern letter {c}"));
-            }
-            (c, n) => {
-                out.extend(std::iter::repeat_n(c, n));
-                i += n;
-                continue;
-            }
-        };
-        out.push_str(spec);
-        i += run;
-    }
-    Ok(out)
-}
-
 pub(crate) fn timestamp_router(
     _: Option<Target>,
     props: &Props,
@@ -126,7 +78,7 @@ pub(crate) fn timestamp_router(
         .get("timestamp.format")
         .cloned()
         .unwrap_or_else(|| "yyyyMMdd".to_owned());
-    match java_date_format(&pattern) {
+    match to_strftime(&pattern, Style::SimpleDateFormat) {
         Ok(timestamp_format) => Ok(Box::new(TimestampRouter {
             topic_format,
             timestamp_format,

@@ -16,15 +16,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, cpu_seconds, free_port, memory_mib, sluice_bin, wait_healthy, wait_port,
+    Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, sluice_bin, wait_healthy,
+    wait_port,
 };
 
 const PARTITIONS: i32 = 4;
@@ -322,19 +321,7 @@ async fn main() -> Result<()> {
     s3.create_bucket().bucket(bucket).send().await?;
 
     let topic = format!("s3-bench-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    admin
-        .create_topics(
-            [&NewTopic::new(
-                &topic,
-                PARTITIONS,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await?;
+    create_topic(&bootstrap, &topic, PARTITIONS).await?;
     let started = Instant::now();
     let bytes = produce(&bootstrap, &topic, n)?;
     eprintln!(

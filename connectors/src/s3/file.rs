@@ -262,7 +262,6 @@ impl OpenFile {
             .map_err(|e| parquet_error(&self.key, e))?;
         Ok(FinishedFile {
             key: self.key,
-            records: self.records,
             upload: self.upload,
             parts: self.parts,
             tail: Bytes::from(tail),
@@ -297,8 +296,6 @@ fn parquet_error(key: &str, e: parquet::errors::ParquetError) -> ConnectError {
 pub struct FinishedFile {
     /// Object key.
     pub key: String,
-    /// Records in it.
-    pub records: u64,
     upload: Option<String>,
     parts: Vec<Part>,
     tail: Bytes,

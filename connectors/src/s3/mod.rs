@@ -6,8 +6,8 @@
 //!   crashes or the partition moves; consumer offsets are committed only after the objects exist;
 //! - object keys are deterministic: `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<start
 //!   offset>.parquet`, the same layout as Confluent's S3 sink;
-//! - memory stays under `buffer.max.bytes` plus one chunk per open file, however many directories
-//!   are open;
+//! - buffered data stays under `buffer.max.bytes` plus one `put` batch (checked after each batch),
+//!   however many directories are open;
 //! - an S3 outage pauses consumption and retries with back-off; nothing buffered is dropped.
 //!
 //! Modules: [`config`] (settings), [`partitioner`] (directories), [`columns`] (records → Arrow),

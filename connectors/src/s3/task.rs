@@ -125,6 +125,8 @@ struct Running {
     paused: bool,
     /// A part upload failed: when to try again, and how many times it failed in a row.
     part_retry: Option<(Instant, u32)>,
+    /// The current record's directory, reused from record to record.
+    dir: String,
 }
 
 fn now_ms() -> i64 {
@@ -165,6 +167,7 @@ impl SinkTask for S3SinkTask {
             partitions: BTreeMap::new(),
             paused: false,
             part_retry: None,
+            dir: String::new(),
         });
         Ok(())
     }
@@ -307,8 +310,12 @@ impl Running {
         for attempt in 0..2 {
             let state = self.partitions.get_mut(&tp).expect("present above");
             let set = state.open.as_mut().expect("opened above");
-            let dir = match self.config.partitioner.encode(&record, set.opened_at) {
-                Ok(d) => d,
+            let encoded =
+                self.config
+                    .partitioner
+                    .encode_into(&record, set.opened_at, &mut self.dir);
+            match encoded {
+                Ok(()) => {}
                 Err(e) => {
                     self.ctx
                         .report(&record, e.context("choosing the directory"))
@@ -317,18 +324,22 @@ impl Running {
                     return Ok(());
                 }
             };
-            let file = set.files.entry(dir).or_insert_with_key(|dir| {
-                let key = object_key(&self.config, dir, &tp, record.offset);
-                OpenFile::new(
-                    key,
-                    record.record.value_schema.as_ref(),
-                    Arc::clone(&self.settings),
-                )
-            });
+            // Look up by the reused buffer; a String is allocated only for a new file.
+            if !set.files.contains_key(self.dir.as_str()) {
+                let key = object_key(&self.config, &self.dir, &tp, record.offset);
+                let schema = record.record.value_schema.as_ref();
+                let file = OpenFile::new(key, schema, Arc::clone(&self.settings));
+                set.files.insert(self.dir.clone(), file);
+            }
+            let Some(file) = set.files.get_mut(self.dir.as_str()) else {
+                return Err(ConnectError::internal("a file inserted above is missing"));
+            };
             match file.admit(&record.record.value, record.record.value_schema.as_ref()) {
                 Admit::Take => {
-                    let time = time_of(&self.config, &record, set.opened_at);
-                    set.first_time = set.first_time.or(time);
+                    // Only rotate.interval.ms needs the first record's time.
+                    if set.first_time.is_none() && self.config.rotate_interval_ms.is_some() {
+                        set.first_time = time_of(&self.config, &record, set.opened_at);
+                    }
                     file.push(record.record.value)?;
                     set.records += 1;
                     set.next = record.offset + 1;
@@ -364,8 +375,7 @@ impl Running {
                 Admit::Reject(why) => {
                     if file.records == 0 {
                         // The file was opened for this record: it must not stay behind empty.
-                        let dir = file.key.clone();
-                        set.files.retain(|_, f| f.key != dir);
+                        set.files.remove(self.dir.as_str());
                     }
                     let err =
                         ConnectError::user(format!("cannot convert the value to Parquet: {why}"));
@@ -751,11 +761,8 @@ fn abort_if_injected() {
 }
 
 fn time_of(config: &S3SinkConfig, record: &SinkRecord, opened_at: i64) -> Option<i64> {
-    let extractor = config
-        .extractor()
-        .cloned()
-        .unwrap_or(TimestampExtractor::Record);
-    record_time(&extractor, record, opened_at).ok()
+    let extractor = config.extractor().unwrap_or(&TimestampExtractor::Record);
+    record_time(extractor, record, opened_at).ok()
 }
 
 /// `rotate.interval.ms`: the record's time is at least the interval past the set's first record.

@@ -124,8 +124,6 @@ impl ConsumerContext for GroupContext {
 struct Control {
     id: TaskId,
     clients: KafkaClients,
-    /// (partitions, replication factor) for creating destination topics of `send`.
-    topic_creation: Option<(i32, i32)>,
     /// Destination topics known to exist.
     topics: tokio::sync::Mutex<BTreeSet<String>>,
     /// Created on first `send`: most sinks never produce.
@@ -136,7 +134,7 @@ struct Control {
     commit_requested: std::sync::atomic::AtomicBool,
     /// The task's consumer, for commits with metadata; set once it exists.
     consumer: std::sync::OnceLock<Arc<StreamConsumer<GroupContext>>>,
-    /// The error policy.
+    /// The error policy, and how to create the destination topics of `send`.
     settings: SharedSettings,
 }
 
@@ -156,7 +154,6 @@ impl Control {
         Self {
             id,
             clients,
-            topic_creation: settings.topic_creation,
             consumer: std::sync::OnceLock::new(),
             settings,
             topics: tokio::sync::Mutex::default(),
@@ -204,7 +201,7 @@ impl SinkTaskControl for Control {
     }
 
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
-        if let Some((partitions, replication_factor)) = self.topic_creation {
+        if let Some((partitions, replication_factor)) = self.settings.topic_creation {
             let mut known = self.topics.lock().await;
             if !known.contains(&record.topic) {
                 let spec = crate::kafka::TopicSpec {
