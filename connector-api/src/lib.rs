@@ -122,7 +122,7 @@ pub use record::{
     TopicPartition,
 };
 pub use schema::{Field, Schema, SchemaType, logical};
-pub use value::{Struct, Value};
+pub use value::{FieldName, Struct, Value};
 
 /// Re-exported so connectors implement the traits with the same macro version.
 pub use async_trait::async_trait;

@@ -5,6 +5,11 @@
 //! the document's order, so transforms treat schemaless and schemaful records the same way.
 
 use std::fmt;
+use std::sync::Arc;
+
+/// A struct field's name. Shared rather than owned: a converter hands the same name to every record
+/// that has the field, so decoding a record allocates nothing for its field names.
+pub type FieldName = Arc<str>;
 
 /// A key, value or field value.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -191,7 +196,7 @@ impl From<bool> for Value {
 /// matters for schemas and output.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Struct {
-    fields: Vec<(String, Value)>,
+    fields: Vec<(FieldName, Value)>,
 }
 
 impl Struct {
@@ -200,27 +205,35 @@ impl Struct {
         Self::default()
     }
 
+    /// A struct of `fields`, in order; the caller guarantees the names are distinct.
+    pub fn from_distinct(fields: Vec<(FieldName, Value)>) -> Self {
+        Self { fields }
+    }
+
     /// This struct with `name` set to `value` (builder style).
-    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn with(mut self, name: impl Into<FieldName>, value: impl Into<Value>) -> Self {
         self.put(name, value);
         self
     }
 
     /// The field's value, if present.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(k, _)| **k == *name)
+            .map(|(_, v)| v)
     }
 
     /// The field's value, mutably, if present.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         self.fields
             .iter_mut()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| **k == *name)
             .map(|(_, v)| v)
     }
 
     /// Sets a field, replacing its value in place or appending it.
-    pub fn put(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+    pub fn put(&mut self, name: impl Into<FieldName>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
         match self.fields.iter_mut().find(|(k, _)| *k == name) {
@@ -231,15 +244,15 @@ impl Struct {
 
     /// Removes a field, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let pos = self.fields.iter().position(|(k, _)| k == name)?;
+        let pos = self.fields.iter().position(|(k, _)| **k == *name)?;
         Some(self.fields.remove(pos).1)
     }
 
     /// Renames a field in place; returns whether it existed.
     pub fn rename(&mut self, from: &str, to: &str) -> bool {
-        match self.fields.iter_mut().find(|(k, _)| k == from) {
+        match self.fields.iter_mut().find(|(k, _)| **k == *from) {
             Some((k, _)) => {
-                *k = to.to_owned();
+                *k = FieldName::from(to);
                 true
             }
             None => false,
@@ -247,12 +260,12 @@ impl Struct {
     }
 
     /// The fields in order.
-    pub fn fields(&self) -> &[(String, Value)] {
+    pub fn fields(&self) -> &[(FieldName, Value)] {
         &self.fields
     }
 
     /// Consumes the struct, returning its fields.
-    pub fn into_fields(self) -> Vec<(String, Value)> {
+    pub fn into_fields(self) -> Vec<(FieldName, Value)> {
         self.fields
     }
 
@@ -262,10 +275,10 @@ impl Struct {
     }
 }
 
-impl FromIterator<(String, Value)> for Struct {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+impl<K: Into<FieldName>> FromIterator<(K, Value)> for Struct {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
         Self {
-            fields: iter.into_iter().collect(),
+            fields: iter.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         }
     }
 }
@@ -282,8 +295,8 @@ mod tests {
         assert_eq!(
             s.fields(),
             &[
-                ("a".to_owned(), Value::Int64(2)),
-                ("c".to_owned(), Value::String("x".into()))
+                (FieldName::from("a"), Value::Int64(2)),
+                (FieldName::from("c"), Value::String("x".into()))
             ]
         );
         assert_eq!(s.remove("a"), Some(Value::Int64(2)));

@@ -10,22 +10,97 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::{Schema, SchemaType, Struct, Value};
+use crate::{FieldName, Schema, SchemaType, Struct, Value};
 
-/// Decodes schemaless JSON: integers become `Int64`, other numbers `Float64`, objects structs.
-pub(crate) struct Schemaless;
+/// The field names a decoder has seen, each held once and shared by every record that has it.
+///
+/// Records of a topic mostly have the same fields in the same order, so a name is first compared
+/// with the name asked for at the same point of the previous record, and looked up in a hash map
+/// only when that differs. Bounded: past [`FieldNames::MAX`] distinct names (JSON objects used as
+/// maps with arbitrary keys), the set starts over at the next record.
+#[derive(Debug, Default)]
+pub(crate) struct FieldNames {
+    names: Vec<FieldName>,
+    index: foldhash::HashMap<FieldName, u32>,
+    /// Indexes into `names`, in the order the previous record asked for them.
+    previous: Vec<u32>,
+    current: Vec<u32>,
+}
 
-impl<'de> DeserializeSeed<'de> for Schemaless {
-    type Value = Value;
+impl FieldNames {
+    const MAX: usize = 4096;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(SchemalessVisitor)
+    /// The shared name equal to `name`.
+    fn get(&mut self, name: &str) -> FieldName {
+        let i = match self.previous.get(self.current.len()) {
+            Some(&i) if *self.names[i as usize] == *name => i,
+            _ => match self.index.get(name) {
+                Some(&i) => i,
+                None => {
+                    let i = self.names.len() as u32;
+                    let shared = FieldName::from(name);
+                    self.index.insert(FieldName::clone(&shared), i);
+                    self.names.push(shared);
+                    i
+                }
+            },
+        };
+        self.current.push(i);
+        FieldName::clone(&self.names[i as usize])
+    }
+
+    /// Called between records, so that within a record equal names are the same allocation.
+    pub(crate) fn next_record(&mut self) {
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+        if self.names.len() > Self::MAX {
+            *self = Self::default();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
     }
 }
 
-struct SchemalessVisitor;
+/// Decodes schemaless JSON: integers become `Int64`, other numbers `Float64`, objects structs.
+pub(crate) struct Schemaless<'n>(pub &'n mut FieldNames);
 
-impl<'de> Visitor<'de> for SchemalessVisitor {
+impl<'de> DeserializeSeed<'de> for Schemaless<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(SchemalessVisitor(self.0))
+    }
+}
+
+struct SchemalessVisitor<'n>(&'n mut FieldNames);
+
+/// A field name, looked up in the decoder's [`FieldNames`] without allocating.
+struct NameSeed<'n>(&'n mut FieldNames);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = FieldName;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FieldName, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed<'_> {
+    type Value = FieldName;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldName, E> {
+        Ok(self.0.get(v))
+    }
+}
+
+impl<'de> Visitor<'de> for SchemalessVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,37 +145,25 @@ impl<'de> Visitor<'de> for SchemalessVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(Schemaless)? {
+        while let Some(item) = seq.next_element_seed(Schemaless(&mut *self.0))? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        // A repeated key replaces the earlier value (as `Struct::put` does). Keys are compared by a
-        // cheap fingerprint first: this runs for every field of every record.
-        let fingerprint = |k: &str| {
-            let b = k.as_bytes();
-            (b.len(), b.first().copied(), b.last().copied())
-        };
-        let mut fields: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        let mut prints = Vec::with_capacity(fields.capacity());
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Schemaless)?;
-            let print = fingerprint(&key);
-            let earlier = prints
-                .iter()
-                .zip(&fields)
-                .position(|(p, (k, _))| *p == print && *k == key);
-            match earlier {
+        // A repeated key replaces the earlier value (as `Struct::put` does). Within a record equal
+        // names are one shared allocation (see `FieldNames::next_record`), so comparing pointers finds
+        // repeats; this runs for every field of every record.
+        let mut fields: Vec<(FieldName, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(name) = map.next_key_seed(NameSeed(&mut *self.0))? {
+            let value = map.next_value_seed(Schemaless(&mut *self.0))?;
+            match fields.iter().position(|(k, _)| FieldName::ptr_eq(k, &name)) {
                 Some(i) => fields[i].1 = value,
-                None => {
-                    prints.push(print);
-                    fields.push((key, value));
-                }
+                None => fields.push((name, value)),
             }
         }
-        Ok(Value::Struct(fields.into_iter().collect()))
+        Ok(Value::Struct(Struct::from_distinct(fields)))
     }
 }
 
@@ -264,7 +327,7 @@ impl<'de> Visitor<'de> for SchemaVisitor<'_> {
                         Some(v) => v,
                         None => null_for(&field.schema)?,
                     };
-                    out.put(field.name.clone(), value);
+                    out.put(field.name.as_str(), value);
                 }
                 Ok(Value::Struct(out))
             }

@@ -95,7 +95,7 @@ fn schemaless<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error> {
         Value::Struct(st) => {
             let mut out = s.serialize_map(Some(st.fields().len()))?;
             for (k, v) in st.fields() {
-                out.serialize_entry(k, &AsJson::schemaless(v))?;
+                out.serialize_entry(&**k, &AsJson::schemaless(v))?;
             }
             out.end()
         }

@@ -6,7 +6,7 @@
 //! with the JSON converter when schemas are enabled. Without schemas, integers come back as
 //! `Int64`, floats as `Float64` and objects as structs in document order.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 mod decode;
 mod encode;
@@ -96,6 +96,8 @@ pub struct JsonConverter {
     pub schemas_enable: bool,
     read_cache: Mutex<Option<(String, Arc<Schema>)>>,
     write_cache: Mutex<Option<(Schema, Arc<[u8]>)>>,
+    /// Field names of schemaless records, shared between records.
+    names: Mutex<decode::FieldNames>,
 }
 
 /// The envelope, with the schema kept as raw text until it is known to be new.
@@ -115,7 +117,7 @@ fn decode_payload(raw: &RawValue, schema: Option<&Schema>) -> Result<Value, Stri
     let mut de = serde_json::Deserializer::from_str(raw.get());
     let fast = match schema {
         Some(s) => decode::WithSchema(s).deserialize(&mut de),
-        None => decode::Schemaless.deserialize(&mut de),
+        None => decode::Schemaless(&mut decode::FieldNames::default()).deserialize(&mut de),
     };
     if let Ok(value) = fast {
         return Ok(value);
@@ -181,7 +183,11 @@ impl Converter for JsonConverter {
         if !self.schemas_enable {
             use serde::de::DeserializeSeed;
             let mut de = serde_json::Deserializer::from_slice(data);
-            let value = decode::Schemaless.deserialize(&mut de).map_err(syntax)?;
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            names.next_record();
+            let value = decode::Schemaless(&mut names)
+                .deserialize(&mut de)
+                .map_err(syntax)?;
             de.end().map_err(syntax)?;
             return Ok((None, value));
         }
@@ -240,7 +246,9 @@ pub struct StringConverter;
 
 impl Converter for StringConverter {
     fn to_connect(&self, topic: &str, data: Option<&[u8]>) -> ConnectResult<ConnectData> {
-        let schema = Some(Arc::new(Schema::new(SchemaType::String).optional()));
+        static SCHEMA: LazyLock<Arc<Schema>> =
+            LazyLock::new(|| Arc::new(Schema::new(SchemaType::String).optional()));
+        let schema = Some(Arc::clone(&SCHEMA));
         match data {
             None => Ok((schema, Value::Null)),
             Some(bytes) => match std::str::from_utf8(bytes) {
@@ -273,7 +281,9 @@ pub struct ByteArrayConverter;
 
 impl Converter for ByteArrayConverter {
     fn to_connect(&self, _topic: &str, data: Option<&[u8]>) -> ConnectResult<ConnectData> {
-        let schema = Some(Arc::new(Schema::new(SchemaType::Bytes).optional()));
+        static SCHEMA: LazyLock<Arc<Schema>> =
+            LazyLock::new(|| Arc::new(Schema::new(SchemaType::Bytes).optional()));
+        let schema = Some(Arc::clone(&SCHEMA));
         Ok((
             schema,
             data.map(|b| Value::Bytes(b.to_vec())).unwrap_or_default(),
@@ -335,7 +345,7 @@ pub fn value_to_json(value: &Value) -> Json {
         Value::Struct(s) => Json::Object(
             s.fields()
                 .iter()
-                .map(|(k, v)| (k.clone(), value_to_json(v)))
+                .map(|(k, v)| (k.to_string(), value_to_json(v)))
                 .collect(),
         ),
     }
@@ -664,6 +674,7 @@ pub fn schema_from_json(json: &Json) -> Result<Schema, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FieldName;
 
     fn order_schema() -> Schema {
         Schema::structure(vec![
@@ -804,7 +815,9 @@ mod tests {
         for text in schemaless {
             let tree = json_to_value(&serde_json::from_str(text).unwrap());
             let mut de = serde_json::Deserializer::from_str(text);
-            let fast = decode::Schemaless.deserialize(&mut de).unwrap();
+            let fast = decode::Schemaless(&mut decode::FieldNames::default())
+                .deserialize(&mut de)
+                .unwrap();
             assert_eq!(tree, fast, "{text}");
         }
     }
@@ -924,6 +937,29 @@ mod tests {
     }
 
     #[test]
+    fn schemaless_records_share_field_names_and_repeats_still_collapse() {
+        let conv = JsonConverter::new(false);
+        let decode = |json: &[u8]| conv.to_connect("t", Some(json)).unwrap().1;
+        let first = decode(br#"{"id": 1, "nested": {"id": 2, "id": 3}}"#);
+        let second = decode(br#"{"id": 4}"#);
+        let name = |v: &Value| FieldName::clone(&v.as_struct().unwrap().fields()[0].0);
+        assert!(FieldName::ptr_eq(&name(&first), &name(&second)));
+        let nested = first.as_struct().unwrap().get("nested").unwrap();
+        assert_eq!(nested.as_struct().unwrap().fields().len(), 1);
+        assert_eq!(
+            nested.as_struct().unwrap().get("id"),
+            Some(&Value::Int64(3))
+        );
+        // Past the bound the set starts over, and decoding still collapses repeats.
+        for i in 0..5000 {
+            decode(format!(r#"{{"k{i}": {i}}}"#).as_bytes());
+        }
+        let again = decode(br#"{"k1": 1, "k1": 2}"#);
+        assert_eq!(again.as_struct().unwrap().fields().len(), 1);
+        assert!(conv.names.lock().unwrap().len() <= 4097);
+    }
+
+    #[test]
     fn schemaless_json_keeps_field_order() {
         let conv = JsonConverter::new(false);
         let (schema, value) = conv
@@ -935,7 +971,7 @@ mod tests {
             .unwrap()
             .fields()
             .iter()
-            .map(|(k, _)| k.as_str())
+            .map(|(k, _)| &**k)
             .collect();
         assert_eq!(names, ["z", "a", "m"]);
         let out = conv.to_bytes("t", None, &value).unwrap().unwrap();

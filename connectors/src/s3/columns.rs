@@ -167,7 +167,7 @@ pub fn infer(value: &Value) -> Option<DataType> {
         Value::Struct(s) => DataType::Struct(
             s.fields()
                 .iter()
-                .filter_map(|(name, v)| Some(Field::new(name, infer(v)?, true)))
+                .filter_map(|(name, v)| Some(Field::new(&**name, infer(v)?, true)))
                 .collect(),
         ),
     })
@@ -278,7 +278,7 @@ pub fn fit(t: &DataType, nullable: bool, value: &Value, policy: TypeConflict) ->
             for (i, (name, v)) in s.fields().iter().enumerate() {
                 // Values of one producer keep their field order: try the same position first.
                 let field = match fields.get(i) {
-                    Some(f) if f.name() == name => Some(f),
+                    Some(f) if **f.name() == **name => Some(f),
                     _ => fields.find(name).map(|(_, f)| f),
                 };
                 acc = acc.and(match field {
@@ -360,7 +360,7 @@ fn child<'a>(value: &'a Value, position: usize, name: &str) -> Option<&'a Value>
         return None;
     };
     let found = match s.fields().get(position) {
-        Some((n, v)) if n == name => Some(v),
+        Some((n, v)) if **n == *name => Some(v),
         _ => s.get(name),
     };
     found.filter(|v| !v.is_null())

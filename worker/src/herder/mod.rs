@@ -90,7 +90,7 @@ pub struct Herder {
     kafka_cluster_id: String,
     /// One producer for every source task: librdkafka batches best with one producer per process,
     /// and each record's delivery is tracked on its own, so tasks stay independent.
-    source_producer: rdkafka::producer::FutureProducer,
+    source_producer: crate::kafka::Producer,
     /// The assignment generation of the applied view, written into status records.
     generation: AtomicI64,
     running: tokio::sync::Mutex<Running>,

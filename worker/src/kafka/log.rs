@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -45,7 +45,7 @@ struct Progress {
 pub struct KafkaLog {
     topic: String,
     partitions: i32,
-    producer: FutureProducer,
+    producer: super::Producer,
     consumer: Arc<StreamConsumer>,
     progress: Arc<Progress>,
     reader: JoinHandle<()>,
@@ -56,7 +56,7 @@ impl KafkaLog {
     /// once everything already in the topic has been applied.
     pub async fn open(
         clients: &KafkaClients,
-        producer: FutureProducer,
+        producer: super::Producer,
         topic: &str,
         partitions: i32,
         mut apply: impl FnMut(LogRecord) + Send + 'static,
@@ -132,9 +132,7 @@ impl KafkaLog {
             let producer = producer.clone();
             let topic = topic.to_owned();
             tokio::task::spawn_blocking(move || {
-                let _ = producer
-                    .client()
-                    .fetch_metadata(Some(&topic), Duration::from_secs(5));
+                producer.warm_up(&topic, Duration::from_secs(5));
             });
         }
         let log = Self {
@@ -260,8 +258,7 @@ impl KafkaLog {
         self.producer
             .send(record, Duration::from_secs(30))
             .await
-            .map(|delivery| (delivery.partition, delivery.offset))
-            .map_err(|(e, _)| WorkerError::Kafka {
+            .map_err(|e| WorkerError::Kafka {
                 context: format!("writing {key} to {}", self.topic),
                 source: e,
             })

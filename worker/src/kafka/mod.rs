@@ -5,6 +5,7 @@
 //! land in the partitions Kafka Connect would have chosen.
 
 mod log;
+mod producer;
 
 use std::time::Duration;
 
@@ -13,11 +14,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_connector_api::{ProducerRecord, Props};
 
 pub use log::{KafkaLog, LogRecord};
+pub use producer::{Delivered, DeliveryFuture, Producer};
 
 use crate::error::WorkerError;
 
@@ -103,7 +105,7 @@ impl KafkaClients {
     }
 
     /// An idempotent, `acks=all` producer; `extra` settings come before the user's overrides.
-    pub fn producer(&self, extra: &[(&str, &str)]) -> Result<FutureProducer, WorkerError> {
+    pub fn producer(&self, extra: &[(&str, &str)]) -> Result<Producer, WorkerError> {
         let mut settings = vec![
             ("enable.idempotence", "true"),
             ("acks", "all"),
@@ -111,8 +113,7 @@ impl KafkaClients {
             ("linger.ms", "5"),
         ];
         settings.extend_from_slice(extra);
-        self.base(&self.producer_overrides, &settings)
-            .create()
+        Producer::create(&self.base(&self.producer_overrides, &settings))
             .map_err(WorkerError::kafka("creating a producer"))
     }
 

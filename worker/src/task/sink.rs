@@ -19,7 +19,6 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
@@ -127,7 +126,7 @@ struct Control {
     /// Destination topics known to exist.
     topics: tokio::sync::Mutex<BTreeSet<String>>,
     /// Created on first `send`: most sinks never produce.
-    producer: tokio::sync::OnceCell<FutureProducer>,
+    producer: tokio::sync::OnceCell<crate::kafka::Producer>,
     assignment: Mutex<BTreeSet<TopicPartition>>,
     paused_by_task: Mutex<BTreeSet<TopicPartition>>,
     resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
@@ -231,7 +230,7 @@ impl SinkTaskControl for Control {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| {
+            .map_err(|e| {
                 ConnectError::retriable(format!("producing to {} failed: {e}", record.topic))
             })
     }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sluice_connector_api::{
     ConnectError, ProducerRecord, Props, Record, SourceOffset, SourcePartition, SourceRecord,
     SourceTask, SourceTaskContext, TaskId,
@@ -23,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
-use crate::kafka::{KafkaClients, TopicSpec, future_record};
+use crate::kafka::{DeliveryFuture, KafkaClients, Producer, TopicSpec, future_record};
 use crate::store::OffsetStore;
 
 enum Pending {
@@ -49,7 +48,7 @@ pub struct SourceTaskRunner {
     /// Converters, transforms and error policy.
     pub settings: SharedSettings,
     /// Producer for its records.
-    pub producer: FutureProducer,
+    pub producer: Producer,
     /// Kafka clients, for creating destination topics.
     pub clients: KafkaClients,
     /// Where offsets are stored.
@@ -287,7 +286,7 @@ async fn settle_oldest(
             Pending::Delivery(d) => {
                 match d.await {
                     Ok(Ok(_)) => acked.record(tracked.partition, tracked.offset),
-                    Ok(Err((e, _))) => {
+                    Ok(Err(e)) => {
                         return Err(format!("Kafka did not acknowledge a record: {e}"));
                     }
                     Err(_) => {
@@ -311,7 +310,7 @@ fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut Acked) -> Result<
             Pending::Delivery(d) => match d.now_or_never() {
                 None => return Ok(()),
                 Some(Ok(Ok(_))) => {}
-                Some(Ok(Err((e, _)))) => {
+                Some(Ok(Err(e))) => {
                     return Err(format!("Kafka did not acknowledge a record: {e}"));
                 }
                 Some(Err(_)) => {
