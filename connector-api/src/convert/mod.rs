@@ -129,6 +129,17 @@ fn decode_payload(raw: &RawValue, schema: Option<&Schema>) -> Result<Value, Stri
     }
 }
 
+/// One schemaless JSON document (and nothing after it).
+fn schemaless<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    names: &mut decode::FieldNames,
+) -> serde_json::Result<Value> {
+    use serde::de::DeserializeSeed;
+    let value = decode::Schemaless(names).deserialize(&mut *de)?;
+    de.end()?;
+    Ok(value)
+}
+
 const ENVELOPE_REQUIRED: &str = "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.";
 
 impl JsonConverter {
@@ -181,15 +192,15 @@ impl Converter for JsonConverter {
             ))
         };
         if !self.schemas_enable {
-            use serde::de::DeserializeSeed;
-            let mut de = serde_json::Deserializer::from_slice(data);
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             names.next_record();
-            let value = decode::Schemaless(&mut names)
-                .deserialize(&mut de)
-                .map_err(syntax)?;
-            de.end().map_err(syntax)?;
-            return Ok((None, value));
+            // Checking the whole message's UTF-8 at once is cheaper than serde_json checking each
+            // string; invalid UTF-8 is decoded from bytes, for serde_json to say where it is.
+            let value = match std::str::from_utf8(data) {
+                Ok(text) => schemaless(&mut serde_json::Deserializer::from_str(text), &mut names),
+                Err(_) => schemaless(&mut serde_json::Deserializer::from_slice(data), &mut names),
+            };
+            return Ok((None, value.map_err(syntax)?));
         }
         // serde would also accept `[schema, payload]`; only an object is an envelope.
         if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -934,6 +945,19 @@ mod tests {
         assert_eq!(s.fields().len(), 2);
         assert_eq!(s.get("ab"), Some(&Value::Int64(3)));
         assert_eq!(s.get("ax"), Some(&Value::Int64(2)));
+    }
+
+    #[test]
+    fn schemaless_json_with_invalid_utf8_is_a_serialization_error() {
+        let conv = JsonConverter::new(false);
+        let err = conv
+            .to_connect("t", Some(b"{\"a\": \"\xff\"}"))
+            .unwrap_err();
+        assert!(
+            err.message().contains("serialization error of topic t"),
+            "{err}"
+        );
+        assert!(err.message().contains("line 1 column"), "{err}");
     }
 
     #[test]
