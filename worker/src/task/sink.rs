@@ -646,12 +646,12 @@ async fn gather(
             }
             Ok(m) => m,
         };
-        let origin = TopicPartition::new(msg.topic(), msg.partition());
+        let origin = || TopicPartition::new(msg.topic(), msg.partition());
         match to_sink_record(settings, &msg) {
             Ok(Some(r)) => batch.push(r),
-            Ok(None) => gathered.done_without_put.push((origin, msg.offset())),
+            Ok(None) => gathered.done_without_put.push((origin(), msg.offset())),
             Err(e) if settings.tolerate_errors => {
-                gathered.done_without_put.push((origin, msg.offset()));
+                gathered.done_without_put.push((origin(), msg.offset()));
                 if settings.log_errors {
                     let at = if settings.log_include_messages {
                         format!(
