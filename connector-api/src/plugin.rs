@@ -38,6 +38,14 @@ pub enum ConnectorInstance {
 }
 
 impl ConnectorInstance {
+    /// Whether the connector inside is a source or a sink.
+    pub fn kind(&self) -> ConnectorType {
+        match self {
+            ConnectorInstance::Source(_) => ConnectorType::Source,
+            ConnectorInstance::Sink(_) => ConnectorType::Sink,
+        }
+    }
+
     /// The config definition of the connector inside.
     pub fn config_def(&self) -> crate::ConfigDef {
         match self {

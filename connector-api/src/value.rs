@@ -206,7 +206,7 @@ impl Struct {
     }
 
     /// A struct of `fields`, in order; the caller guarantees the names are distinct.
-    pub fn from_distinct(fields: Vec<(FieldName, Value)>) -> Self {
+    pub(crate) fn from_distinct(fields: Vec<(FieldName, Value)>) -> Self {
         Self { fields }
     }
 

@@ -271,14 +271,15 @@ impl S3SinkTask {
 impl Running {
     /// Offers one record to its partition's open set, closing the set first when a trigger says so.
     async fn offer(&mut self, record: SinkRecord) -> ConnectResult<()> {
-        let tp = record.origin.clone();
-        let Some(state) = self.partitions.get_mut(&tp) else {
+        // Borrowed, not cloned: this runs for every record.
+        let tp = &record.origin;
+        let Some(state) = self.partitions.get_mut(tp) else {
             return Ok(());
         };
         if state.sealed.is_some() && !self.paused {
-            self.publish_one(&tp).await?;
+            self.publish_one(tp).await?;
         }
-        let state = self.partitions.get_mut(&tp).expect("present above");
+        let state = self.partitions.get_mut(tp).expect("present above");
         if state.sealed.is_some() || !state.backlog.is_empty() {
             // One set in flight per partition: later records wait for it, in order.
             state.backlog.push_back(record);
@@ -293,22 +294,22 @@ impl Running {
                 None => rotate_on_record_time(&self.config, set, &record),
             };
             if due {
-                self.seal(&tp)?;
+                self.seal(tp)?;
             }
         }
         if record.record.value.is_null() {
             if self.config.ignore_null_values {
-                self.advance(&tp, record.offset);
+                self.advance(tp, record.offset);
                 return Ok(());
             }
             let err = ConnectError::user("the record value is null (behavior.on.null.values=fail)");
             self.ctx.report(&record, err).await?;
-            self.advance(&tp, record.offset);
+            self.advance(tp, record.offset);
             return Ok(());
         }
-        self.ensure_open(&tp, record.offset);
+        self.ensure_open(tp, record.offset);
         for attempt in 0..2 {
-            let state = self.partitions.get_mut(&tp).expect("present above");
+            let state = self.partitions.get_mut(tp).expect("present above");
             let set = state.open.as_mut().expect("opened above");
             let encoded =
                 self.config
@@ -320,13 +321,13 @@ impl Running {
                     self.ctx
                         .report(&record, e.context("choosing the directory"))
                         .await?;
-                    self.advance(&tp, record.offset);
+                    self.advance(tp, record.offset);
                     return Ok(());
                 }
             };
             // Look up by the reused buffer; a String is allocated only for a new file.
             if !set.files.contains_key(self.dir.as_str()) {
-                let key = object_key(&self.config, &self.dir, &tp, record.offset);
+                let key = object_key(&self.config, &self.dir, tp, record.offset);
                 let schema = record.record.value_schema.as_ref();
                 let file = OpenFile::new(key, schema, Arc::clone(&self.settings));
                 set.files.insert(self.dir.clone(), file);
@@ -347,7 +348,7 @@ impl Running {
                         && (set.records >= self.config.flush_size
                             || file.encoded_size() >= self.config.rotate_size_bytes);
                     if full {
-                        self.seal(&tp)?;
+                        self.seal(tp)?;
                     }
                     return Ok(());
                 }
@@ -355,16 +356,16 @@ impl Running {
                     if set.replay_end.is_some() {
                         tracing::error!(partition = %tp, offset = record.offset, "a schema change inside a replayed file set: the set closes early and may duplicate records");
                     }
-                    self.seal(&tp)?;
+                    self.seal(tp)?;
                     if !self.paused {
-                        self.publish_one(&tp).await?;
+                        self.publish_one(tp).await?;
                     }
-                    let state = self.partitions.get_mut(&tp).expect("present above");
+                    let state = self.partitions.get_mut(tp).expect("present above");
                     if state.sealed.is_some() {
                         state.backlog.push_back(record);
                         return Ok(());
                     }
-                    self.ensure_open(&tp, record.offset);
+                    self.ensure_open(tp, record.offset);
                 }
                 Admit::Roll => {
                     return Err(ConnectError::internal(format!(
@@ -380,7 +381,7 @@ impl Running {
                     let err =
                         ConnectError::user(format!("cannot convert the value to Parquet: {why}"));
                     self.ctx.report(&record, err).await?;
-                    self.advance(&tp, record.offset);
+                    self.advance(tp, record.offset);
                     return Ok(());
                 }
             }

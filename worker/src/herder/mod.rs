@@ -692,7 +692,12 @@ impl Herder {
         let task_settings = TaskSettings {
             offset_flush_interval: Duration::from_millis(self.worker.offset_flush_interval_ms),
         };
-        let settings = Arc::clone(&connector.settings);
+        // Each task gets its own converters and transforms, as in Kafka Connect: they keep state
+        // (the JSON converter's table of field names) that tasks must not contend for. The same
+        // config resolved when the connector started, so this cannot fail differently.
+        let settings =
+            RuntimeSettings::resolve(connector.instance.kind(), &connector.config, &self.worker)
+                .map_or_else(|_| Arc::clone(&connector.settings), Arc::new);
         tracing::info!(task = %id, "starting task");
         let join = match &connector.instance {
             ConnectorInstance::Source(c) => {

@@ -163,6 +163,13 @@ impl Control {
             commit_requested: std::sync::atomic::AtomicBool::new(false),
         }
     }
+
+    /// The task's consumer (set right after the context is built, before the task starts).
+    fn consumer(&self) -> ConnectResult<&Arc<StreamConsumer<GroupContext>>> {
+        self.consumer
+            .get()
+            .ok_or_else(|| ConnectError::internal("the task's consumer is not ready"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -239,10 +246,7 @@ impl SinkTaskControl for Control {
         &self,
         partitions: &[TopicPartition],
     ) -> ConnectResult<BTreeMap<TopicPartition, CommittedOffset>> {
-        let consumer = self
-            .consumer
-            .get()
-            .ok_or_else(|| ConnectError::internal("the task's consumer is not ready"))?;
+        let consumer = self.consumer()?;
         let tpl = tpl_of(partitions);
         let found =
             blocking(|| consumer.committed_offsets(tpl, Duration::from_secs(30))).map_err(|e| {
@@ -268,10 +272,7 @@ impl SinkTaskControl for Control {
         &self,
         offsets: BTreeMap<TopicPartition, CommittedOffset>,
     ) -> ConnectResult<()> {
-        let consumer = self
-            .consumer
-            .get()
-            .ok_or_else(|| ConnectError::internal("the task's consumer is not ready"))?;
+        let consumer = self.consumer()?;
         let mut tpl = TopicPartitionList::new();
         for (tp, c) in &offsets {
             let mut elem = tpl
@@ -291,18 +292,7 @@ impl SinkTaskControl for Control {
             Some(record.origin.partition),
             Some(record.offset),
         );
-        if !self.settings.tolerate_errors {
-            return Err(error.context(format!("Error handling record at {at}")));
-        }
-        if self.settings.log_errors {
-            let at = if self.settings.log_include_messages {
-                format!(" at {at}")
-            } else {
-                String::new()
-            };
-            tracing::warn!(task = %self.id, "skipping record{at}: {}", error.trace());
-        }
-        Ok(())
+        super::skip_or_fail(&self.settings, &self.id, &at, error)
     }
 }
 
@@ -650,30 +640,10 @@ async fn gather(
         match to_sink_record(settings, &msg) {
             Ok(Some(r)) => batch.push(r),
             Ok(None) => gathered.done_without_put.push((origin(), msg.offset())),
-            Err(e) if settings.tolerate_errors => {
-                gathered.done_without_put.push((origin(), msg.offset()));
-                if settings.log_errors {
-                    let at = if settings.log_include_messages {
-                        format!(
-                            " at {}",
-                            record_coordinates(
-                                msg.topic(),
-                                Some(msg.partition()),
-                                Some(msg.offset())
-                            )
-                        )
-                    } else {
-                        String::new()
-                    };
-                    tracing::warn!(task = %id, "skipping record{at}: {}", e.trace());
-                }
-            }
             Err(e) => {
-                return Err(format!(
-                    "Error handling record at {}: {}",
-                    record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset())),
-                    e.trace()
-                ));
+                let at = record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset()));
+                super::skip_or_fail(settings, id, &at, e).map_err(|e| e.trace())?;
+                gathered.done_without_put.push((origin(), msg.offset()));
             }
         }
     }
