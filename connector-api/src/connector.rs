@@ -204,6 +204,9 @@ pub trait SinkTaskControl: Send + Sync {
     /// error that fails the task, naming the record's topic, partition and offset; with `all` the
     /// record is logged and counted and the call returns `Ok`, and the sink goes on without it.
     async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()>;
+    /// Adds `n` to a counter of this task named by the connector (for example records routed by
+    /// one rule). Counters appear in the task's status and in the worker's metrics.
+    fn count(&self, counter: &str, n: u64);
 }
 
 /// What a sink task is given when it starts.
@@ -264,6 +267,11 @@ impl SinkTaskContext {
     /// See [`SinkTaskControl::report`].
     pub async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
         self.control.report(record, error).await
+    }
+
+    /// See [`SinkTaskControl::count`].
+    pub fn count(&self, counter: &str, n: u64) {
+        self.control.count(counter, n);
     }
 }
 

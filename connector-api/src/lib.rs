@@ -99,6 +99,7 @@ pub mod config;
 mod connector;
 pub mod convert;
 pub mod date_pattern;
+pub mod dead_letter;
 mod error;
 mod plugin;
 mod record;

@@ -105,6 +105,14 @@ pub(crate) async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.herder.metrics(),
+    )
+        .into_response()
+}
+
 pub(crate) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }

@@ -80,6 +80,8 @@ pub trait Herder: Send + Sync + 'static {
     fn plugin_config(&self, plugin: &str) -> Result<Vec<ConfigKeyInfo>, ApiError>;
     /// Validates a config against a plugin (no external calls).
     fn validate(&self, plugin: &str, config: &Props) -> Result<ConfigInfos, ApiError>;
+    /// `GET /metrics`: this worker's metrics in the Prometheus text format.
+    fn metrics(&self) -> String;
 }
 
 /// Log levels, as `/admin/loggers` shows and changes them.
@@ -105,6 +107,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(server_info))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/connectors", get(list_connectors).post(create_connector))
         .route(

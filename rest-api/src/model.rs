@@ -83,6 +83,43 @@ pub struct TaskStateInfo {
     /// Its state.
     #[serde(flatten)]
     pub state: StateInfo,
+    /// What its error policy has done since the task started (absent until a record failed or
+    /// the connector counted something). Sluice's addition; Kafka Connect clients ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<TaskErrors>,
+}
+
+/// A task's error counts since it started, and its last error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskErrors {
+    /// Records that failed for good at some stage (each counted once).
+    pub records_failed: u64,
+    /// Retries of a stage that failed with a retriable error.
+    pub records_retried: u64,
+    /// Failed records written to the dead-letter queue.
+    pub records_dead_lettered: u64,
+    /// Failed records skipped without a dead-letter queue (`errors.tolerance=all`).
+    pub records_skipped: u64,
+    /// Counters the connector keeps (for example records routed per rule by the DLQ router).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
+    /// The most recent failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+/// One failed record, as shown in status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastError {
+    /// The stage that failed (`VALUE_CONVERTER`, `TRANSFORMATION`, `TASK_PUT`, `KAFKA_PRODUCE`...).
+    pub stage: String,
+    /// Where the record came from: topic, partition and offset (sinks) or source partition and
+    /// offset (sources).
+    pub record: String,
+    /// The error, with its causes.
+    pub message: String,
+    /// When, in milliseconds since the epoch.
+    pub timestamp: i64,
 }
 
 /// `GET /connectors/{c}/status`.

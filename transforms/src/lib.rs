@@ -114,6 +114,7 @@ impl Transform for Filter {
 
 struct Step {
     alias: String,
+    class: String,
     transform: Box<dyn Transform>,
     predicate: Option<(Arc<dyn Predicate>, bool)>,
 }
@@ -123,6 +124,8 @@ struct Step {
 pub struct TransformError {
     /// The transform's alias in `transforms`.
     pub alias: String,
+    /// The transform's class as configured.
+    pub class: String,
     /// The failure.
     pub error: ConnectError,
 }
@@ -211,6 +214,7 @@ impl TransformChain {
             match factory(target, &sub) {
                 Ok(transform) => steps.push(Step {
                     alias,
+                    class: class.trim().to_owned(),
                     transform,
                     predicate,
                 }),
@@ -243,6 +247,7 @@ impl TransformChain {
                 Err(error) => {
                     return Err(TransformError {
                         alias: step.alias.clone(),
+                        class: step.class.clone(),
                         error,
                     });
                 }

@@ -8,8 +8,11 @@ use sluice_connector_api::{
     config::with_prefix,
 };
 use sluice_transforms::TransformChain;
+use std::time::Duration;
 
 use crate::config::WorkerConfig;
+use crate::task::errors::breaker::BreakerSettings;
+use crate::task::errors::{DeadLetterSettings, ErrorPolicy};
 
 /// Definition of the common keys for a connector of `kind`.
 pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
@@ -21,9 +24,16 @@ pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
         .define(ConfigKey::new("value.converter", ConfigType::Class, "Value converter; the worker's by default.").default_value("").importance(Importance::Low).group("Common"))
         .define(ConfigKey::new("transforms", ConfigType::List, "Aliases of the transforms to apply, in order.").default_value("").importance(Importance::Low).group("Transforms"))
         .define(ConfigKey::new("predicates", ConfigType::List, "Aliases of the predicates transforms may use.").default_value("").importance(Importance::Low).group("Predicates"))
-        .define(ConfigKey::new("errors.tolerance", ConfigType::String, "none: the first bad record fails the task. all: bad records are skipped (and logged if errors.log.enable).").default_value("none").importance(Importance::Medium).group("Error Handling").validator(Validator::OneOf(&["none", "all"])))
-        .define(ConfigKey::new("errors.log.enable", ConfigType::Boolean, "Log each skipped record's error.").default_value("false").importance(Importance::Medium).group("Error Handling"))
-        .define(ConfigKey::new("errors.log.include.messages", ConfigType::Boolean, "Include the record's topic, partition and offset in error logs.").default_value("false").importance(Importance::Low).group("Error Handling"));
+        .define(ConfigKey::new("errors.tolerance", ConfigType::String, "none: the first bad record fails the task. all: bad records are skipped, after being written to the dead letter queue if one is set.").default_value("none").importance(Importance::Medium).group("Error Handling").validator(Validator::OneOf(&["none", "all"])))
+        .define(ConfigKey::new("errors.retry.timeout", ConfigType::Long, "How long, in ms, a stage that failed with a retriable error is retried; 0 for no retries, -1 for ever.").default_value("0").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(-1.0)))
+        .define(ConfigKey::new("errors.retry.delay.max.ms", ConfigType::Long, "Longest wait, in ms, between two retries (exponential back-off with jitter).").default_value("60000").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(1.0)))
+        .define(ConfigKey::new("errors.log.enable", ConfigType::Boolean, "Log each failed record's error.").default_value("false").importance(Importance::Medium).group("Error Handling"))
+        .define(ConfigKey::new("errors.log.include.messages", ConfigType::Boolean, "Include the record's topic, partition and offset in error logs.").default_value("false").importance(Importance::Low).group("Error Handling"))
+        .define(ConfigKey::new("errors.deadletterqueue.topic.name", ConfigType::String, "Topic that receives failed records (with errors.tolerance=all), keeping their key, value, headers and timestamp; empty for none. Sluice dead-letters on sources too.").default_value("").importance(Importance::Medium).group("Error Handling"))
+        .define(ConfigKey::new("errors.deadletterqueue.topic.replication.factor", ConfigType::Int, "Replication factor of the dead letter queue topic when it is created.").default_value("3").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(-1.0)))
+        .define(ConfigKey::new("errors.deadletterqueue.context.headers.enable", ConfigType::Boolean, "Add __connect.errors.* headers saying where and why each record failed.").default_value("false").importance(Importance::Medium).group("Error Handling"))
+        .define(ConfigKey::new("errors.circuit.breaker.threshold", ConfigType::Double, "Share of failed records (0 to 1) within the window that fails the task, so that a broken deploy does not pour everything into the dead letter queue; 0 turns the breaker off.").default_value("0").importance(Importance::Medium).group("Error Handling").validator(Validator::between(0.0, 1.0)))
+        .define(ConfigKey::new("errors.circuit.breaker.window.records", ConfigType::Int, "How many of a task's most recent records the circuit breaker looks at.").default_value("1000").importance(Importance::Low).group("Error Handling").validator(Validator::at_least(1.0)));
     // Topics a connector writes to (a source's destinations, a sink's emitted records) are created
     // when missing, as KIP-158 does for sources.
     let def = def
@@ -63,12 +73,14 @@ pub struct RuntimeSettings {
     pub value_converter: Box<dyn Converter>,
     /// Transform chain.
     pub transforms: TransformChain,
-    /// Whether bad records are skipped (`errors.tolerance=all`).
-    pub tolerate_errors: bool,
-    /// Whether skipped records are logged.
-    pub log_errors: bool,
-    /// Whether logs of skipped records include their coordinates.
-    pub log_include_messages: bool,
+    /// The connector's class, named in dead-letter headers of records its task reported.
+    pub connector_class: String,
+    /// Class of the key converter, named in dead-letter headers.
+    pub key_converter_class: String,
+    /// Class of the value converter.
+    pub value_converter_class: String,
+    /// What happens to records that fail.
+    pub errors: ErrorPolicy,
     /// Sink only: topics to subscribe to, or a regex (starting with `^`).
     pub subscription: Vec<String>,
     /// (partitions, replication factor) of topics the connector writes to, created when absent;
@@ -81,7 +93,7 @@ fn converter(
     worker: &WorkerConfig,
     key: &str,
     errors: &mut ConfigErrors,
-) -> Option<Box<dyn Converter>> {
+) -> Option<(String, Box<dyn Converter>)> {
     let (class, settings) = match props.get(key).filter(|c| !c.trim().is_empty()) {
         Some(class) => (
             class.trim().to_owned(),
@@ -100,8 +112,36 @@ fn converter(
         }
     };
     converter_for(&class, &settings)
+        .map(|c| (class, c))
         .map_err(|e| errors.push(key, e))
         .ok()
+}
+
+/// The error policy in `props`, whose values [`common_config_def`] has validated.
+fn error_policy(props: &Props) -> ErrorPolicy {
+    let get = |k: &str| props.get(k).map(|v| v.trim()).unwrap_or("");
+    let flag = |k: &str| get(k).eq_ignore_ascii_case("true");
+    let number = |k: &str, default: f64| get(k).parse::<f64>().unwrap_or(default);
+    let retry_timeout = number("errors.retry.timeout", 0.0);
+    let threshold = number("errors.circuit.breaker.threshold", 0.0);
+    let dlq_topic = get("errors.deadletterqueue.topic.name");
+    ErrorPolicy {
+        tolerate_all: get("errors.tolerance").eq_ignore_ascii_case("all"),
+        retry_timeout: (retry_timeout >= 0.0).then(|| Duration::from_millis(retry_timeout as u64)),
+        retry_delay_max: Duration::from_millis(number("errors.retry.delay.max.ms", 60_000.0) as u64),
+        log_errors: flag("errors.log.enable"),
+        log_include_messages: flag("errors.log.include.messages"),
+        dead_letter: (!dlq_topic.is_empty()).then(|| DeadLetterSettings {
+            topic: dlq_topic.to_owned(),
+            replication_factor: number("errors.deadletterqueue.topic.replication.factor", 3.0)
+                as i32,
+            context_headers: flag("errors.deadletterqueue.context.headers.enable"),
+        }),
+        breaker: (threshold > 0.0).then(|| BreakerSettings {
+            threshold,
+            window: number("errors.circuit.breaker.window.records", 1000.0) as usize,
+        }),
+    }
 }
 
 impl RuntimeSettings {
@@ -158,11 +198,15 @@ impl RuntimeSettings {
                 },
             }
         }
-        let flag = |k: &str| {
-            props
-                .get(k)
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        };
+        let errors_policy = error_policy(props);
+        if let Some(dlq) = &errors_policy.dead_letter {
+            if subscription.contains(&dlq.topic) {
+                errors.push(
+                    "errors.deadletterqueue.topic.name",
+                    format!("The DLQ topic '{}' may not be included in the list of topics ('topics=...') consumed by this connector", dlq.topic),
+                );
+            }
+        }
         let int = |k: &str| {
             props
                 .get(k)
@@ -176,20 +220,24 @@ impl RuntimeSettings {
             )
         });
         match (key_converter, value_converter, transforms) {
-            (Some(key_converter), Some(value_converter), Some(transforms)) if errors.is_empty() => {
-                Ok(Self {
+            (
+                Some((key_converter_class, key_converter)),
+                Some((value_converter_class, value_converter)),
+                Some(transforms),
+            ) if errors.is_empty() => Ok(Self {
                     key_converter,
                     value_converter,
                     transforms,
-                    tolerate_errors: props
-                        .get("errors.tolerance")
-                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("all")),
-                    log_errors: flag("errors.log.enable"),
-                    log_include_messages: flag("errors.log.include.messages"),
+                    connector_class: props
+                        .get("connector.class")
+                        .map(|c| c.trim().to_owned())
+                        .unwrap_or_default(),
+                    key_converter_class,
+                    value_converter_class,
+                    errors: errors_policy,
                     subscription,
                     topic_creation,
-                })
-            }
+                }),
             _ => Err(errors),
         }
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod herder;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod store;
 pub mod task;
 

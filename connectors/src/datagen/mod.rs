@@ -3,6 +3,10 @@
 //! Each task `t` writes records whose value carries `task` = t and `seq` = 0, 1, 2, ... in order;
 //! the stored offset is the next `seq`, so a restarted task continues the sequence. A consumer that
 //! sees every (task, seq) pair exactly once has lost and duplicated nothing.
+//!
+//! With `poison.every` = N, every record whose `seq` is one less than a multiple of N is poison: a
+//! required field other than `task` and `seq` is null, so the record breaks its own schema and its
+//! conversion fails. That exercises error policies and dead-letter queues end to end.
 
 mod events;
 
@@ -41,6 +45,8 @@ pub struct DatagenConfig {
     pub batch_size: usize,
     /// Seed of the random generator, for reproducible data.
     pub seed: u64,
+    /// Every this many records one breaks its schema; 0 for never.
+    pub poison_every: i64,
 }
 
 impl DatagenConfig {
@@ -106,6 +112,15 @@ impl DatagenConfig {
                 )
                 .default_value("42"),
             )
+            .define(
+                ConfigKey::new(
+                    "poison.every",
+                    ConfigType::Long,
+                    "Every this many records, one (seq = N-1, 2N-1, ...) has a required field set to null, so that its conversion fails; 0 for never. For testing error handling.",
+                )
+                .default_value("0")
+                .validator(Validator::at_least(0.0)),
+            )
     }
 
     /// Parses properties, reporting every error at once.
@@ -119,6 +134,7 @@ impl DatagenConfig {
             key_cardinality: p.long("key.cardinality") as u64,
             batch_size: p.int("batch.size") as usize,
             seed: p.long("random.seed") as u64,
+            poison_every: p.long("poison.every"),
         })
     }
 }
@@ -237,10 +253,13 @@ impl SourceTask for DatagenTask {
         let mut batch = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let seq = self.next_seq;
-            let (key, value) =
+            let (key, mut value) =
                 config
                     .quickstart
                     .generate(rng, self.task, seq, config.key_cardinality, now_ms);
+            if config.poison_every > 0 && seq % config.poison_every == config.poison_every - 1 {
+                poison(&mut value);
+            }
             self.next_seq += 1;
             let mut offset = sluice_connector_api::SourceOffset::new();
             offset.insert("seq".to_owned(), json!(self.next_seq));
@@ -259,6 +278,20 @@ impl SourceTask for DatagenTask {
         }
         self.produced_since_start += count;
         Ok(batch)
+    }
+}
+
+/// Nulls the first required field other than `task` and `seq`.
+fn poison(value: &mut Value) {
+    if let Value::Struct(st) = value {
+        let victim = st
+            .fields()
+            .iter()
+            .map(|(name, _)| name.clone())
+            .find(|name| !matches!(&**name, "task" | "seq"));
+        if let Some(name) = victim {
+            st.put(name, Value::Null);
+        }
     }
 }
 
@@ -318,6 +351,33 @@ mod tests {
                 .unwrap();
         }
         assert!(task.poll().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn poison_records_break_their_schema_at_known_positions() {
+        let mut task = DatagenTask::default();
+        let ctx = SourceTaskContext::new(TaskId::new("d", 0), Arc::new(Stored(None)));
+        let p = props(&[
+            ("kafka.topic", "t"),
+            ("records.per.second", "0"),
+            ("iterations", "9"),
+            ("poison.every", "3"),
+        ]);
+        task.start(ctx, &p).await.unwrap();
+        let broken: Vec<bool> = task
+            .poll()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let schema = r.record.value_schema.as_ref().unwrap();
+                schema.check(&r.record.value).is_err()
+            })
+            .collect();
+        assert_eq!(
+            broken,
+            [false, false, true, false, false, true, false, false, true]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::json;
 use sluice_connector_api::{ConfigKeyInfo, ConnectorType, Props, TaskId};
 use sluice_rest_api::model::*;
 use sluice_rest_api::{ApiError, Herder as HerderApi};
+use sluice_rest_api::model::TaskErrors;
 
 use super::{Herder, validate_for_create, validate_with};
 use crate::cluster::raft::RestartRequest;
@@ -70,6 +71,16 @@ impl Herder {
         }
     }
 
+    /// A task's error summary: this worker's own while the task runs here, else the status
+    /// topic's.
+    fn errors_info(&self, key: &str) -> Option<TaskErrors> {
+        if self.assigned_key(key) {
+            self.local_errors(key)
+        } else {
+            self.statuses.get(key).and_then(|s| s.errors)
+        }
+    }
+
     fn status(&self, name: &str) -> Result<ConnectorStateInfo, ApiError> {
         let snapshot = self.configs.snapshot();
         let entry = snapshot
@@ -87,6 +98,7 @@ impl Herder {
                     .map(|id| TaskStateInfo {
                         id,
                         state: self.state_info(&task_key(name, id)),
+                        errors: self.errors_info(&task_key(name, id)),
                     })
                     .collect()
             },
@@ -382,6 +394,10 @@ impl HerderApi for Herder {
             .find(plugin)
             .map_err(|e| ApiError::not_found(e.to_string()))?;
         Ok(plugin.create().config_def().describe())
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
     }
 
     fn validate(&self, plugin: &str, config: &Props) -> Result<ConfigInfos, ApiError> {

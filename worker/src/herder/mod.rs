@@ -30,7 +30,10 @@ use crate::config::WorkerConfig;
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
+use crate::metrics::Metrics;
 use crate::store::status::{connector_key, task_key};
+use crate::task::errors::ErrorHandler;
+use sluice_rest_api::model::TaskErrors;
 use crate::store::{ConfigStore, ConnectorStatus, OffsetStore, StatusStore, TargetState};
 use crate::task::{
     Desired, Reporter, SinkTaskRunner, SourceTaskRunner, TaskEvent, TaskHandle, TaskReport,
@@ -38,6 +41,9 @@ use crate::task::{
 };
 
 pub use validate::{validate_for_create, validate_with};
+
+/// How often changed error counts of local tasks are written to the status topic.
+const ERRORS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running connector instance.
 struct RunningConnector {
@@ -96,6 +102,11 @@ pub struct Herder {
     running: tokio::sync::Mutex<Running>,
     /// Local view of connector and task states: (state, trace).
     states: Mutex<BTreeMap<String, (String, Option<String>)>>,
+    /// Error counts of the tasks running here.
+    metrics: Arc<Metrics>,
+    /// The last error summary written to the status topic, by status key, with the metrics
+    /// version it was taken at.
+    published_errors: Mutex<BTreeMap<String, (u64, TaskErrors)>>,
     events: mpsc::UnboundedSender<TaskEvent>,
     incarnations: AtomicU64,
     wake: Arc<Notify>,
@@ -160,6 +171,8 @@ impl Herder {
             generation: AtomicI64::new(0),
             running: tokio::sync::Mutex::new(Running::default()),
             states: Mutex::new(BTreeMap::new()),
+            metrics: Arc::new(Metrics::new()),
+            published_errors: Mutex::new(BTreeMap::new()),
             events,
             incarnations: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
@@ -179,9 +192,12 @@ impl Herder {
     ) {
         let mut changes: watch::Receiver<i64> = self.configs.changes();
         let mut views = self.cluster.view();
+        let mut publish = tokio::time::interval(ERRORS_PUBLISH_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = publish.tick() => self.publish_errors().await,
                 Ok(()) = views.changed() => {
                     let view = views.borrow_and_update().clone();
                     self.apply_view(view).await;
@@ -303,10 +319,43 @@ impl Herder {
         }
     }
 
+    /// Writes the error summaries of local tasks whose counts changed since they were last
+    /// written, so that every worker's status API shows them.
+    async fn publish_errors(&self) {
+        for (id, version) in self.metrics.versions() {
+            let key = task_key(&id.connector, id.task);
+            let fresh = self
+                .published_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .is_none_or(|(v, _)| *v != version);
+            if !fresh || !self.task_assigned_here(&id) {
+                continue;
+            }
+            let summary = self.metrics.task(&id).summary();
+            self.published_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), (version, summary));
+            if let Some((state, trace)) = self.state_of(&key) {
+                self.write_status(&key, &state, trace).await;
+            }
+        }
+    }
+
+    /// The error summary of a task running here, as last published.
+    fn local_errors(&self, key: &str) -> Option<TaskErrors> {
+        self.published_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(|(_, summary)| summary.clone())
+    }
+
     /// Writes a status as of the applied assignment generation (the status store keeps the
     /// newest generation's).
     async fn set_state(&self, key: &str, state: &str, trace: Option<String>) {
-        let generation = self.generation.load(Ordering::SeqCst);
         {
             let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
             if states.get(key) == Some(&(state.to_owned(), trace.clone())) {
@@ -314,12 +363,18 @@ impl Herder {
             }
             states.insert(key.to_owned(), (state.to_owned(), trace.clone()));
         }
+        self.write_status(key, state, trace).await;
+    }
+
+    async fn write_status(&self, key: &str, state: &str, trace: Option<String>) {
+        let generation = self.generation.load(Ordering::SeqCst);
         tracing::debug!(key, state, generation, "writing status");
         let status = ConnectorStatus {
             state: state.to_owned(),
             trace,
             worker_id: self.worker_id.clone(),
             generation,
+            errors: self.local_errors(key),
         };
         if let Err(e) = self.statuses.put(key, Some(&status)).await {
             tracing::warn!(key, "writing status failed: {e}");
@@ -698,6 +753,12 @@ impl Herder {
         let settings =
             RuntimeSettings::resolve(connector.instance.kind(), &connector.config, &self.worker)
                 .map_or_else(|_| Arc::clone(&connector.settings), Arc::new);
+        let errors = Arc::new(ErrorHandler::new(
+            id.clone(),
+            settings.errors.clone(),
+            self.metrics.task(&id),
+            self.clients.clone(),
+        ));
         tracing::info!(task = %id, "starting task");
         let join = match &connector.instance {
             ConnectorInstance::Source(c) => {
@@ -706,6 +767,7 @@ impl Herder {
                     task: c.task(),
                     props: config.clone(),
                     settings,
+                    errors,
                     producer: self.source_producer.clone(),
                     clients: self.clients.clone(),
                     offsets: Arc::clone(&self.offsets),
@@ -722,6 +784,7 @@ impl Herder {
                     task: c.task(),
                     props: config.clone(),
                     settings,
+                    errors,
                     clients: self.clients.clone(),
                     task_settings,
                     desired: desired_rx,

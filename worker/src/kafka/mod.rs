@@ -6,6 +6,7 @@
 
 mod log;
 mod producer;
+mod reader;
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use sluice_connector_api::{ProducerRecord, Props};
 
 pub use log::{KafkaLog, LogRecord};
-pub use producer::{Delivered, DeliveryFuture, Producer};
+pub use producer::{Delivered, DeliveryFuture, Producer, Undelivered};
+pub use reader::Reader;
 
 use crate::error::WorkerError;
 
@@ -131,6 +133,20 @@ impl KafkaClients {
         settings.extend_from_slice(extra);
         self.base(&self.consumer_overrides, &settings)
             .create_with_context(context)
+            .map_err(WorkerError::kafka("creating a consumer"))
+    }
+
+    /// A consumer that reads records by position (`assign` and seek, no group, no commits), for
+    /// fetching one dead-letter's original bytes or redriving a range of a topic.
+    pub fn reader(&self) -> Result<BaseConsumer, WorkerError> {
+        let settings = [
+            ("group.id", "sluice-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ];
+        self.base(&self.consumer_overrides, &settings)
+            .create()
             .map_err(WorkerError::kafka("creating a consumer"))
     }
 

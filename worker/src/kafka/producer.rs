@@ -17,14 +17,25 @@ use futures::channel::oneshot;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message, ToBytes};
+use rdkafka::message::{DeliveryResult, Message, OwnedMessage, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureRecord, Producer as _, ProducerContext};
 
 /// Where the record landed (partition, offset), or why it was not delivered.
 pub type Delivered = Result<(i32, i64), KafkaError>;
 
-/// Resolves once the record is acknowledged; `Err(Canceled)` if the producer went away first.
-pub type DeliveryFuture = oneshot::Receiver<Delivered>;
+/// A record librdkafka gave up on (after its own retries), with its bytes, so that the caller can
+/// dead-letter it.
+#[derive(Debug)]
+pub struct Undelivered {
+    /// Why.
+    pub error: KafkaError,
+    /// The record as it was sent.
+    pub message: OwnedMessage,
+}
+
+/// Resolves once the record is acknowledged or refused; `Err(Canceled)` if the producer went away
+/// first.
+pub type DeliveryFuture = oneshot::Receiver<Result<(i32, i64), Undelivered>>;
 
 /// How long the delivery thread waits for events in one call; see the module comment for the
 /// extra microsecond.
@@ -36,12 +47,15 @@ struct Deliveries;
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<oneshot::Sender<Delivered>>;
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(i32, i64), Undelivered>>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tx: Self::DeliveryOpaque) {
         let delivered = match result {
             Ok(m) => Ok((m.partition(), m.offset())),
-            Err((e, _)) => Err(e.clone()),
+            Err((e, m)) => Err(Undelivered {
+                error: e.clone(),
+                message: m.detach(),
+            }),
         };
         // The caller may have stopped waiting; the record was delivered either way.
         let _ = tx.send(delivered);
@@ -140,7 +154,12 @@ impl Producer {
         let deadline = tokio::time::Instant::now() + queue_timeout;
         loop {
             match self.send_result(record) {
-                Ok(delivery) => return delivery.await.unwrap_or(Err(KafkaError::Canceled)),
+                Ok(delivery) => {
+                    return match delivery.await {
+                        Ok(delivered) => delivered.map_err(|u| u.error),
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if tokio::time::Instant::now() < deadline =>
                 {

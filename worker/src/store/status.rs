@@ -1,7 +1,8 @@
 //! The status topic: the state of every connector and task.
 //!
 //! Keys `status-connector-<c>` and `status-task-<c>-<n>`, values
-//! `{"state", "trace", "worker_id", "generation"}` as Kafka Connect writes them. A status with an
+//! `{"state", "trace", "worker_id", "generation"}` as Kafka Connect writes them, plus a task's
+//! `errors` summary. A status with an
 //! older generation than the one stored for the same key is ignored, so a late write from a worker
 //! that lost its assignment never overwrites a newer status.
 
@@ -24,6 +25,9 @@ pub struct ConnectorStatus {
     pub worker_id: String,
     /// The assignment generation it was written in.
     pub generation: i64,
+    /// A task's error counts and last error (Sluice's addition; Kafka Connect ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<sluice_rest_api::model::TaskErrors>,
 }
 
 #[derive(Default)]

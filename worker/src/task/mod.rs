@@ -6,13 +6,14 @@
 //! pause, a task stops taking in new records but keeps committing; on stop, it commits what it can,
 //! then calls the connector's `stop`.
 
+pub mod errors;
 mod sink;
 mod source;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_connector_api::{ConnectError, Props, TaskId};
+use sluice_connector_api::{Props, TaskId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -176,42 +177,6 @@ impl TaskHandle {
             join.abort();
         }
     }
-}
-
-/// Shared between a runner and whoever formats its errors.
-pub(crate) fn record_coordinates(
-    topic: &str,
-    partition: Option<i32>,
-    offset: Option<i64>,
-) -> String {
-    match (partition, offset) {
-        (Some(p), Some(o)) => format!("topic {topic}, partition {p}, offset {o}"),
-        (Some(p), None) => format!("topic {topic}, partition {p}"),
-        _ => format!("topic {topic}"),
-    }
-}
-
-/// Kafka Connect's error policy for a record that could not be handled at `at` (see
-/// [`record_coordinates`]): with `errors.tolerance=all` the record is skipped, and logged as
-/// `errors.log.enable` and `errors.log.include.messages` say; otherwise the error fails the task.
-pub(crate) fn skip_or_fail(
-    settings: &crate::connector_config::RuntimeSettings,
-    task: &TaskId,
-    at: &str,
-    error: ConnectError,
-) -> Result<(), ConnectError> {
-    if !settings.tolerate_errors {
-        return Err(error.context(format!("Error handling record at {at}")));
-    }
-    if settings.log_errors {
-        let at = if settings.log_include_messages {
-            format!(" at {at}")
-        } else {
-            String::new()
-        };
-        tracing::warn!(task = %task, "skipping record{at}: {}", error.trace());
-    }
-    Ok(())
 }
 
 pub(crate) type SharedSettings = Arc<crate::connector_config::RuntimeSettings>;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
@@ -28,10 +28,13 @@ use sluice_connector_api::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState, record_coordinates};
+use sluice_connector_api::dead_letter::Stage;
+
+use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
+use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
-use crate::kafka::KafkaClients;
+use crate::kafka::{KafkaClients, Reader};
 
 /// Largest batch handed to `put`.
 const MAX_BATCH: usize = 1000;
@@ -133,8 +136,12 @@ struct Control {
     commit_requested: std::sync::atomic::AtomicBool,
     /// The task's consumer, for commits with metadata; set once it exists.
     consumer: std::sync::OnceLock<Arc<StreamConsumer<GroupContext>>>,
-    /// The error policy, and how to create the destination topics of `send`.
+    /// How to create the destination topics of `send`.
     settings: SharedSettings,
+    /// The error policy, for records the task reports.
+    errors: Arc<ErrorHandler>,
+    /// Reads a reported record's original bytes; created on first use.
+    reader: Arc<Mutex<Option<Reader>>>,
 }
 
 /// Runs a blocking librdkafka call off the async worker's core when the runtime allows it.
@@ -149,12 +156,19 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl Control {
-    fn new(id: TaskId, clients: KafkaClients, settings: SharedSettings) -> Self {
+    fn new(
+        id: TaskId,
+        clients: KafkaClients,
+        settings: SharedSettings,
+        errors: Arc<ErrorHandler>,
+    ) -> Self {
         Self {
             id,
             clients,
             consumer: std::sync::OnceLock::new(),
             settings,
+            errors,
+            reader: Arc::default(),
             topics: tokio::sync::Mutex::default(),
             producer: tokio::sync::OnceCell::new(),
             assignment: Mutex::default(),
@@ -162,6 +176,27 @@ impl Control {
             resumed_by_task: Mutex::default(),
             commit_requested: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The original bytes of a record this task consumed, read again from Kafka: records a sink
+    /// reports are rare, so the runtime does not keep every record's bytes in memory for them.
+    async fn original(&self, tp: &TopicPartition, offset: i64) -> ConnectResult<Original> {
+        let (clients, reader, tp) = (self.clients.clone(), Arc::clone(&self.reader), tp.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+            if reader.is_none() {
+                *reader = Some(Reader::new(&clients).map_err(|e| {
+                    ConnectError::retriable(format!("creating a consumer failed: {e}"))
+                })?);
+            }
+            let reader = reader.as_ref().ok_or_else(|| ConnectError::internal("no reader"))?;
+            reader
+                .read_at(&tp.topic, tp.partition, offset, Duration::from_secs(30))
+                .map(|m| Original::of(&m))
+                .map_err(ConnectError::retriable)
+        })
+        .await
+        .map_err(|e| ConnectError::internal(format!("reading a record failed: {e}")))?
     }
 
     /// The task's consumer (set right after the context is built, before the task starts).
@@ -287,12 +322,31 @@ impl SinkTaskControl for Control {
     }
 
     async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
-        let at = record_coordinates(
-            &record.origin.topic,
-            Some(record.origin.partition),
-            Some(record.offset),
-        );
-        super::skip_or_fail(&self.settings, &self.id, &at, error)
+        let original = if self.errors.wants_original() {
+            self.original(&record.origin, record.offset).await?
+        } else {
+            Original::default()
+        };
+        let failed = StageError {
+            stage: Stage::TaskPut,
+            class: self.settings.connector_class.clone(),
+            error,
+        };
+        self.errors
+            .handle(Failure {
+                failed,
+                origin: Origin::Kafka {
+                    topic: &record.origin.topic,
+                    partition: record.origin.partition,
+                    offset: record.offset,
+                },
+                original,
+            })
+            .await
+    }
+
+    fn count(&self, counter: &str, n: u64) {
+        self.errors.metrics().count(counter, n);
     }
 }
 
@@ -306,6 +360,8 @@ pub struct SinkTaskRunner {
     pub props: Props,
     /// Converters, transforms, error policy and subscription.
     pub settings: SharedSettings,
+    /// Applies the error policy.
+    pub errors: Arc<ErrorHandler>,
     /// Kafka clients.
     pub clients: KafkaClients,
     /// Flush interval.
@@ -363,6 +419,7 @@ impl SinkTaskRunner {
             self.id.clone(),
             self.clients.clone(),
             Arc::clone(&self.settings),
+            Arc::clone(&self.errors),
         ));
         let _ = control.consumer.set(Arc::clone(&consumer));
         let ctx = SinkTaskContext::new(
@@ -414,7 +471,7 @@ impl SinkTaskRunner {
                 let Gathered {
                     records: mut batch,
                     mut done_without_put,
-                } = gather(&self.id, &self.settings, &consumer).await?;
+                } = gather(&self.settings, &self.errors, &consumer).await?;
                 // Receiving may have run a rebalance: apply it before `put`, so that a partition is
                 // opened before its first record and records of revoked partitions are not put
                 // (their new owner reads them from the last commit).
@@ -605,64 +662,107 @@ struct Gathered {
     done_without_put: Vec<(TopicPartition, i64)>,
 }
 
-/// Collects up to [`MAX_BATCH`] records within [`BATCH_WAIT`].
+/// Collects up to [`MAX_BATCH`] records within [`BATCH_WAIT`]. A record that fails conversion or
+/// a transform goes through the error policy; `Err` is the trace that fails the task.
 async fn gather(
-    id: &TaskId,
     settings: &RuntimeSettings,
+    errors: &ErrorHandler,
     consumer: &StreamConsumer<GroupContext>,
 ) -> Result<Gathered, String> {
     let deadline = Instant::now() + BATCH_WAIT;
     let mut gathered = Gathered::default();
-    let batch = &mut gathered.records;
     // One stream for the whole batch: `recv()` registers and drops a waker slot (a mutex) per
     // message.
     let mut stream = consumer.stream();
-    while batch.len() < MAX_BATCH {
+    while gathered.records.len() < MAX_BATCH {
         // Take what is already fetched without arming a timer; wait (up to the deadline) only
         // when nothing is buffered.
         let received = match stream.next().now_or_never() {
             Some(Some(r)) => r,
             Some(None) => break,
-            None if !batch.is_empty() => break,
+            None if !gathered.records.is_empty() => break,
             None => match tokio::time::timeout_at(deadline, stream.next()).await {
                 Err(_) | Ok(None) => break,
                 Ok(Some(r)) => r,
             },
         };
-        let msg = match received {
+        // A failed record leaves the consumer's buffer (a copy) before anything awaits.
+        let failed = match received {
             Err(e) => {
-                tracing::warn!(task = %id, "consumer error: {e}");
+                tracing::warn!("consumer error: {e}");
                 break;
             }
-            Ok(m) => m,
+            Ok(msg) => match to_sink_record(settings, &msg) {
+                Ok(record) => {
+                    gathered.add(&msg, record);
+                    None
+                }
+                Err(e) => Some((msg.detach(), e)),
+            },
         };
-        let origin = || TopicPartition::new(msg.topic(), msg.partition());
-        match to_sink_record(settings, &msg) {
-            Ok(Some(r)) => batch.push(r),
-            Ok(None) => gathered.done_without_put.push((origin(), msg.offset())),
-            Err(e) => {
-                let at = record_coordinates(msg.topic(), Some(msg.partition()), Some(msg.offset()));
-                super::skip_or_fail(settings, id, &at, e).map_err(|e| e.trace())?;
-                gathered.done_without_put.push((origin(), msg.offset()));
+        if let Some((msg, failed)) = failed {
+            let retried = if failed.error.is_retriable() {
+                errors.retry(|| to_sink_record(settings, &msg)).await
+            } else {
+                Err(failed)
+            };
+            match retried {
+                Ok(record) => gathered.add(&msg, record),
+                Err(failed) => {
+                    let origin = Origin::Kafka {
+                        topic: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                    };
+                    let original = Original::of(&msg);
+                    let failure = Failure {
+                        failed,
+                        origin,
+                        original,
+                    };
+                    errors.handle(failure).await.map_err(|e| e.trace())?;
+                    gathered.add(&msg, None);
+                }
             }
         }
     }
+    errors.succeeded(gathered.records.len());
     Ok(gathered)
+}
+
+impl Gathered {
+    /// Adds a record that went through conversion and transforms (`None`: nothing to put).
+    fn add(&mut self, msg: &impl Message, record: Option<SinkRecord>) {
+        match record {
+            Some(r) => self.records.push(r),
+            None => self
+                .done_without_put
+                .push((TopicPartition::new(msg.topic(), msg.partition()), msg.offset())),
+        }
+    }
 }
 
 fn to_sink_record(
     settings: &RuntimeSettings,
-    msg: &BorrowedMessage<'_>,
-) -> Result<Option<SinkRecord>, ConnectError> {
+    msg: &impl Message,
+) -> Result<Option<SinkRecord>, StageError> {
     let topic = msg.topic();
     let (key_schema, key) = settings
         .key_converter
         .to_connect(topic, msg.key())
-        .map_err(|e| e.context("key conversion"))?;
+        .map_err(|error| StageError {
+            stage: Stage::KeyConverter,
+            class: settings.key_converter_class.clone(),
+            error: error.context("key conversion"),
+        })?;
     let (value_schema, value) = settings
         .value_converter
         .to_connect(topic, msg.payload())
-        .map_err(|e| e.context("value conversion"))?;
+        .map_err(|error| StageError {
+            stage: Stage::ValueConverter,
+            class: settings.value_converter_class.clone(),
+            error: error.context("value conversion"),
+        })?;
     let mut headers = Headers::new();
     if let Some(hs) = msg.headers() {
         for h in hs.iter() {
@@ -682,7 +782,7 @@ fn to_sink_record(
     let Some(record) = settings
         .transforms
         .apply(record)
-        .map_err(|e| e.error.context(format!("transform {}", e.alias)))?
+        .map_err(super::errors::transform_failed)?
     else {
         return Ok(None);
     };

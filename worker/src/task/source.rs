@@ -14,16 +14,26 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use sluice_connector_api::convert::AsJson;
+use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
-    ConnectError, ProducerRecord, Props, Record, SourceOffset, SourcePartition, SourceRecord,
-    SourceTask, SourceTaskContext, TaskId,
+    ConnectError, Fault, ProducerRecord, Props, Record, SourceOffset, SourcePartition,
+    SourceRecord, SourceTask, SourceTaskContext, TaskId, Value,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::errors::{ErrorHandler, Failure, Origin, Original, StageError, transform_failed};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
-use crate::kafka::{DeliveryFuture, KafkaClients, Producer, TopicSpec, future_record};
+use crate::kafka::{
+    DeliveryFuture, KafkaClients, Producer, TopicSpec, Undelivered, future_record,
+};
+use crate::connector_config::RuntimeSettings;
 use crate::store::OffsetStore;
+
+/// Named as the class of the `KAFKA_PRODUCE` stage in dead-letter headers.
+const PRODUCER_CLASS: &str = "librdkafka producer";
 
 enum Pending {
     Delivery(DeliveryFuture),
@@ -47,6 +57,8 @@ pub struct SourceTaskRunner {
     pub props: Props,
     /// Converters, transforms and error policy.
     pub settings: SharedSettings,
+    /// Applies the error policy.
+    pub errors: Arc<ErrorHandler>,
     /// Producer for its records.
     pub producer: Producer,
     /// Kafka clients, for creating destination topics.
@@ -112,10 +124,14 @@ impl SourceTaskRunner {
                     .poll()
                     .await
                     .map_err(|e| format!("poll failed: {}", e.trace()))?;
+                let polled = batch.len();
                 for record in batch {
                     self.send(record, &mut in_flight, &mut acked).await?;
                 }
-                settle_ready(&mut in_flight, &mut acked)?;
+                self.errors.succeeded(polled);
+                while let Err(unsettled) = settle_ready(&mut in_flight, &mut acked) {
+                    refused(&self.errors, unsettled, &mut acked).await?;
+                }
             }
         }
         .await;
@@ -141,34 +157,61 @@ impl SourceTaskRunner {
             source_offset,
         } = record;
         let topic = record.topic.clone();
-        let done = |in_flight: &mut VecDeque<Tracked>, partition, offset| {
-            in_flight.push_back(Tracked {
-                pending: Pending::Done,
-                partition,
-                offset,
-            });
+        // The steps below await while borrowing these (the runner itself is not `Sync`).
+        let (settings, errors) = (Arc::clone(&self.settings), Arc::clone(&self.errors));
+        let (settings, errors) = (settings.as_ref(), errors.as_ref());
+        // Transforms consume the record: keep a copy only when a failed transform would need it
+        // (to retry, or for the dead-letter queue).
+        let kept = (!settings.transforms.is_empty() && (errors.retries() || errors.wants_original()))
+            .then(|| record.clone());
+        let transformed = match transform(settings, record) {
+            Err(failed) if failed.error.is_retriable() && kept.is_some() => {
+                let retry_with = kept.as_ref();
+                errors
+                    .retry(|| transform(settings, retry_with.cloned().unwrap_or_default()))
+                    .await
+            }
+            other => other,
         };
-        let outcome = self.prepare(record);
-        let outgoing = match outcome {
-            Ok(Some(outgoing)) => outgoing,
+        let outgoing = match transformed {
             Ok(None) => {
-                done(in_flight, source_partition, source_offset);
+                in_flight.push_back(Tracked::done(source_partition, source_offset));
                 return Ok(());
             }
-            Err(e) if self.settings.tolerate_errors => {
-                if self.settings.log_errors {
-                    tracing::warn!(task = %self.id, topic, "skipping record: {}", e.trace());
+            Err(failed) => {
+                let original = kept.map(|r| render(settings, &r)).unwrap_or_default();
+                let origin = Origin::Source {
+                    topic: &topic,
+                    partition: &source_partition,
+                    offset: &source_offset,
+                };
+                return skip_or_fail(errors, failed, origin, original)
+                    .await
+                    .map(|()| in_flight.push_back(Tracked::done(source_partition, source_offset)));
+            }
+            Ok(Some(r)) => match convert(settings, &r) {
+                Ok(outgoing) => outgoing,
+                Err(failed) => {
+                    let retried = if failed.error.is_retriable() {
+                        errors.retry(|| convert(settings, &r)).await
+                    } else {
+                        Err(failed)
+                    };
+                    match retried {
+                        Ok(outgoing) => outgoing,
+                        Err(failed) => {
+                            let origin = Origin::Source {
+                                topic: &r.topic,
+                                partition: &source_partition,
+                                offset: &source_offset,
+                            };
+                            skip_or_fail(errors, failed, origin, render(settings, &r)).await?;
+                            in_flight.push_back(Tracked::done(source_partition, source_offset));
+                            return Ok(());
+                        }
+                    }
                 }
-                done(in_flight, source_partition, source_offset);
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(format!(
-                    "record for {topic} from source partition {} failed: {}",
-                    serde_json::Value::Object(source_partition),
-                    e.trace()
-                ));
-            }
+            },
         };
         if !self.topics.contains(&outgoing.topic) {
             let dest = outgoing.topic.clone();
@@ -188,7 +231,7 @@ impl SourceTaskRunner {
             self.topics.insert(dest);
         }
         let mut fr = future_record(&outgoing);
-        loop {
+        let refused = loop {
             match self.producer.send_result(fr) {
                 Ok(delivery) => {
                     in_flight.push_back(Tracked {
@@ -202,45 +245,26 @@ impl SourceTaskRunner {
                     fr = back;
                     // Make room: settle our oldest delivery (it leaves the queue with its result
                     // recorded), or wait briefly if the queue is full of other tasks' records.
-                    if !settle_oldest(in_flight, acked).await? {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    match settle_oldest(in_flight, acked).await {
+                        Ok(true) => {}
+                        Ok(false) => tokio::time::sleep(Duration::from_millis(5)).await,
+                        Err(unsettled) => refused(errors, unsettled, acked).await?,
                     }
                 }
-                Err((e, _)) => {
-                    return Err(format!("producing to {} failed: {e}", outgoing.topic));
-                }
+                Err((e, _)) => break e,
             }
-        }
-    }
-
-    /// Transforms and converts a record; `None` when a transform dropped it.
-    fn prepare(&self, record: Record) -> Result<Option<ProducerRecord>, ConnectError> {
-        let transformed = self
-            .settings
-            .transforms
-            .apply(record)
-            .map_err(|e| e.error.context(format!("transform {}", e.alias)))?;
-        let Some(r) = transformed else {
-            return Ok(None);
         };
-        let key = self
-            .settings
-            .key_converter
-            .to_bytes(&r.topic, r.key_schema.as_deref(), &r.key)
-            .map_err(|e| e.context("key conversion"))?;
-        let value = self
-            .settings
-            .value_converter
-            .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
-            .map_err(|e| e.context("value conversion"))?;
-        Ok(Some(ProducerRecord {
-            topic: r.topic,
-            partition: r.partition,
-            key,
-            value,
-            headers: r.headers,
-            timestamp: r.timestamp,
-        }))
+        // Refused before it was queued (too large, for example). Its offset counts as done once
+        // the records polled before it are acknowledged.
+        let failed = produce_failed(&outgoing.topic, &refused);
+        let origin = Origin::Source {
+            topic: &topic,
+            partition: &source_partition,
+            offset: &source_offset,
+        };
+        skip_or_fail(errors, failed, origin, Original::produced(outgoing)).await?;
+        in_flight.push_back(Tracked::done(source_partition, source_offset));
+        Ok(())
     }
 
     /// Waits for every delivery, then stores the newest acknowledged offset of each partition.
@@ -249,14 +273,17 @@ impl SourceTaskRunner {
         in_flight: &mut VecDeque<Tracked>,
         acked: &mut Acked,
     ) -> Result<(), String> {
-        // Settle every delivery in order; a failed one stops the offsets just before it.
+        // Settle every delivery in order; one that fails the task stops the offsets just
+        // before it.
         let failure = loop {
             match settle_oldest(in_flight, acked).await {
                 Ok(true) => {}
                 Ok(false) => break None,
-                Err(e) => {
-                    in_flight.clear();
-                    break Some(e);
+                Err(unsettled) => {
+                    if let Err(e) = refused(&self.errors, unsettled, acked).await {
+                        in_flight.clear();
+                        break Some(e);
+                    }
                 }
             }
         };
@@ -274,26 +301,171 @@ impl SourceTaskRunner {
     }
 }
 
+/// Applies the error policy to a record that failed for good.
+async fn skip_or_fail(
+    errors: &ErrorHandler,
+    failed: StageError,
+    origin: Origin<'_>,
+    original: Original,
+) -> Result<(), String> {
+    let failure = Failure {
+        failed,
+        origin,
+        original,
+    };
+    errors.handle(failure).await.map_err(|e| e.trace())
+}
+
+/// Applies the error policy to a record Kafka refused after it was queued; its offset then
+/// counts as done.
+async fn refused(
+    errors: &ErrorHandler,
+    unsettled: Unsettled,
+    acked: &mut Acked,
+) -> Result<(), String> {
+    let Unsettled::Refused {
+        partition,
+        offset,
+        undelivered,
+    } = unsettled
+    else {
+        return Err("the producer was closed before acknowledging a record".to_owned());
+    };
+    let Undelivered { error, message } = undelivered;
+    let origin = Origin::Source {
+        topic: message.topic(),
+        partition: &partition,
+        offset: &offset,
+    };
+    let failed = produce_failed(message.topic(), &error);
+    skip_or_fail(errors, failed, origin, Original::of(&message)).await?;
+    acked.record(partition, offset);
+    Ok(())
+}
+
+/// Runs the transforms; `None` when one dropped the record.
+fn transform(settings: &RuntimeSettings, record: Record) -> Result<Option<Record>, StageError> {
+    settings
+        .transforms
+        .apply(record)
+        .map_err(transform_failed)
+}
+
+/// Converts a transformed record to bytes.
+fn convert(settings: &RuntimeSettings, r: &Record) -> Result<ProducerRecord, StageError> {
+    let key = settings
+        .key_converter
+        .to_bytes(&r.topic, r.key_schema.as_deref(), &r.key)
+        .map_err(|error| StageError {
+            stage: Stage::KeyConverter,
+            class: settings.key_converter_class.clone(),
+            error: error.context("key conversion"),
+        })?;
+    let value = settings
+        .value_converter
+        .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
+        .map_err(|error| StageError {
+            stage: Stage::ValueConverter,
+            class: settings.value_converter_class.clone(),
+            error: error.context("value conversion"),
+        })?;
+    Ok(ProducerRecord {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        key,
+        value,
+        headers: r.headers.clone(),
+        timestamp: r.timestamp,
+    })
+}
+
+/// A record that failed before it had bytes, as it is dead-lettered: the key and value as the
+/// connector's converters write them, or as schemaless JSON where they cannot.
+fn render(settings: &RuntimeSettings, r: &Record) -> Original {
+    let bytes = |converter: &dyn sluice_connector_api::Converter, schema, value: &Value| {
+        converter
+            .to_bytes(&r.topic, schema, value)
+            .unwrap_or_else(|_| serde_json::to_vec(&AsJson::schemaless(value)).ok())
+    };
+    Original {
+        key: bytes(
+            settings.key_converter.as_ref(),
+            r.key_schema.as_deref(),
+            &r.key,
+        ),
+        value: bytes(
+            settings.value_converter.as_ref(),
+            r.value_schema.as_deref(),
+            &r.value,
+        ),
+        headers: r.headers.clone(),
+        timestamp: r.timestamp,
+    }
+}
+
+impl Tracked {
+    fn done(partition: SourcePartition, offset: SourceOffset) -> Self {
+        Self {
+            pending: Pending::Done,
+            partition,
+            offset,
+        }
+    }
+}
+
+/// A delivery that did not end in an acknowledgement.
+enum Unsettled {
+    /// Kafka refused the record (after librdkafka's own retries).
+    Refused {
+        partition: SourcePartition,
+        offset: SourceOffset,
+        undelivered: Undelivered,
+    },
+    /// The producer went away first.
+    Closed,
+}
+
+/// The stage error of a record Kafka refused.
+fn produce_failed(topic: &str, error: &KafkaError) -> StageError {
+    // librdkafka has retried what can be retried (`message.timeout.ms`); what is left is the
+    // record's fault (too large, invalid) or the cluster's.
+    let fault = match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize,
+        ) => Fault::User,
+        _ => Fault::External,
+    };
+    StageError {
+        stage: Stage::KafkaProduce,
+        class: PRODUCER_CLASS.to_owned(),
+        error: ConnectError::new(fault, false, format!("producing to {topic} failed"))
+            .with_source(error.clone()),
+    }
+}
+
 /// Waits for the oldest tracked record and records its offset; returns whether there was one.
 /// Done entries ahead of it are settled too.
 async fn settle_oldest(
     in_flight: &mut VecDeque<Tracked>,
     acked: &mut Acked,
-) -> Result<bool, String> {
+) -> Result<bool, Unsettled> {
     while let Some(tracked) = in_flight.pop_front() {
         match tracked.pending {
             Pending::Done => acked.record(tracked.partition, tracked.offset),
             Pending::Delivery(d) => {
                 match d.await {
                     Ok(Ok(_)) => acked.record(tracked.partition, tracked.offset),
-                    Ok(Err(e)) => {
-                        return Err(format!("Kafka did not acknowledge a record: {e}"));
+                    Ok(Err(undelivered)) => {
+                        return Err(Unsettled::Refused {
+                            partition: tracked.partition,
+                            offset: tracked.offset,
+                            undelivered,
+                        });
                     }
-                    Err(_) => {
-                        return Err(
-                            "the producer was closed before acknowledging a record".to_owned()
-                        );
-                    }
+                    Err(_) => return Err(Unsettled::Closed),
                 }
                 return Ok(true);
             }
@@ -303,23 +475,29 @@ async fn settle_oldest(
 }
 
 /// Moves the acknowledged prefix of `in_flight` into `acked` without waiting.
-fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut Acked) -> Result<(), String> {
+fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut Acked) -> Result<(), Unsettled> {
     while let Some(front) = in_flight.front_mut() {
-        match &mut front.pending {
-            Pending::Done => {}
+        let refused = match &mut front.pending {
+            Pending::Done => None,
             Pending::Delivery(d) => match d.now_or_never() {
                 None => return Ok(()),
-                Some(Ok(Ok(_))) => {}
-                Some(Ok(Err(e))) => {
-                    return Err(format!("Kafka did not acknowledge a record: {e}"));
-                }
-                Some(Err(_)) => {
-                    return Err("the producer was closed before acknowledging a record".to_owned());
-                }
+                Some(Ok(Ok(_))) => None,
+                Some(Ok(Err(undelivered))) => Some(undelivered),
+                Some(Err(_)) => return Err(Unsettled::Closed),
             },
-        }
-        if let Some(t) = in_flight.pop_front() {
-            acked.record(t.partition, t.offset);
+        };
+        let Some(t) = in_flight.pop_front() else {
+            break;
+        };
+        match refused {
+            None => acked.record(t.partition, t.offset),
+            Some(undelivered) => {
+                return Err(Unsettled::Refused {
+                    partition: t.partition,
+                    offset: t.offset,
+                    undelivered,
+                });
+            }
         }
     }
     Ok(())
