@@ -124,11 +124,9 @@ impl SourceTaskRunner {
                     .poll()
                     .await
                     .map_err(|e| format!("poll failed: {}", e.trace()))?;
-                let polled = batch.len();
                 for record in batch {
                     self.send(record, &mut in_flight, &mut acked).await?;
                 }
-                self.errors.succeeded(polled);
                 while let Err(unsettled) = settle_ready(&mut in_flight, &mut acked) {
                     refused(&self.errors, unsettled, &mut acked).await?;
                 }
@@ -190,7 +188,10 @@ impl SourceTaskRunner {
                     .map(|()| in_flight.push_back(Tracked::done(source_partition, source_offset)));
             }
             Ok(Some(r)) => match convert(settings, &r) {
-                Ok(outgoing) => outgoing,
+                Ok(outgoing) => {
+                    errors.succeeded(1);
+                    outgoing
+                }
                 Err(failed) => {
                     let retried = if failed.error.is_retriable() {
                         errors.retry(|| convert(settings, &r)).await

@@ -278,7 +278,8 @@ impl ErrorHandler {
         }
     }
 
-    /// Records that `n` records went through every stage.
+    /// Records that `n` records went through conversion and transforms (for the circuit
+    /// breaker; a record a sink reports later counts once more, as failed).
     pub fn succeeded(&self, n: usize) {
         if let Some(breaker) = &self.breaker {
             breaker
