@@ -105,6 +105,14 @@ pub(crate) async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
+pub(crate) async fn redrive(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    ApiJson(request): ApiJson<RedriveRequest>,
+) -> ApiResult<Json<RedriveResult>> {
+    Ok(Json(s.herder.redrive(&topic, request).await?))
+}
+
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -82,6 +82,12 @@ pub trait Herder: Send + Sync + 'static {
     fn validate(&self, plugin: &str, config: &Props) -> Result<ConfigInfos, ApiError>;
     /// `GET /metrics`: this worker's metrics in the Prometheus text format.
     fn metrics(&self) -> String;
+    /// Sends a range of a dead-letter topic back to the records' original topics.
+    async fn redrive(
+        &self,
+        topic: &str,
+        request: RedriveRequest,
+    ) -> Result<RedriveResult, ApiError>;
 }
 
 /// Log levels, as `/admin/loggers` shows and changes them.
@@ -108,6 +114,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/", get(server_info))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/dead-letters/{topic}/redrive", post(redrive))
         .route("/openapi.json", get(openapi))
         .route("/connectors", get(list_connectors).post(create_connector))
         .route(

@@ -179,3 +179,41 @@ pub struct ConfigInfos {
     /// Every key.
     pub configs: Vec<ConfigInfo>,
 }
+
+/// `POST /dead-letters/{topic}/redrive` body: which records of a dead-letter (or parking-lot) topic
+/// to send back to the topics they came from. Offsets and times may be combined; all bounds are
+/// optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Only this partition; every partition when absent.
+    pub partition: Option<i32>,
+    /// First offset to redrive (inclusive).
+    pub from_offset: Option<i64>,
+    /// Offset to stop before (exclusive).
+    pub to_offset: Option<i64>,
+    /// First record time to redrive, ms since the epoch (inclusive).
+    pub from_timestamp: Option<i64>,
+    /// Record time to stop before, ms since the epoch (exclusive).
+    pub to_timestamp: Option<i64>,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RedriveResult {
+    /// Records produced back to their original topics.
+    pub redriven: u64,
+    /// Records left where they are, with the reason (no `__connect.errors.topic` header, for one).
+    pub skipped: Vec<RedriveSkip>,
+}
+
+/// A record a redrive left in place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RedriveSkip {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Why.
+    pub reason: String,
+}

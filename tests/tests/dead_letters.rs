@@ -27,11 +27,15 @@ async fn failed_trace(worker: &Worker, name: &str) -> String {
 
 /// Waits until the task's status shows `failed` failed records and returns its errors.
 async fn task_errors(worker: &Worker, name: &str, failed: u64) -> Value {
-    eventually("the error counts in status", Duration::from_secs(30), || async {
-        let s = worker.get(&format!("/connectors/{name}/status")).await.body;
-        let errors = s["tasks"][0]["errors"].clone();
-        (errors["records_failed"] == failed).then_some(errors)
-    })
+    eventually(
+        "the error counts in status",
+        Duration::from_secs(30),
+        || async {
+            let s = worker.get(&format!("/connectors/{name}/status")).await.body;
+            let errors = s["tasks"][0]["errors"].clone();
+            (errors["records_failed"] == failed).then_some(errors)
+        },
+    )
     .await
 }
 
@@ -98,10 +102,18 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
         .await;
 
     let dead = consume_all(&broker.bootstrap, &dlq, 2, Duration::from_secs(60)).await;
-    let good = eventually("18 good records in the file", Duration::from_secs(60), || async {
-        let n = if out.exists() { numbers_in(&out) } else { Vec::new() };
-        (n.len() >= 18).then_some(n)
-    })
+    let good = eventually(
+        "18 good records in the file",
+        Duration::from_secs(60),
+        || async {
+            let n = if out.exists() {
+                numbers_in(&out)
+            } else {
+                Vec::new()
+            };
+            (n.len() >= 18).then_some(n)
+        },
+    )
     .await;
     let expected: Vec<i64> = (0..20).filter(|i| ![3, 7].contains(i)).collect();
     assert_eq!(good, expected, "every good record once, in order");
@@ -115,7 +127,10 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
         assert_eq!(d.timestamp, Some(BASE_TS + offset), "timestamp kept");
         assert_eq!(
             d.headers[0],
-            ("trace-id".to_owned(), Some(format!("t{offset}").into_bytes())),
+            (
+                "trace-id".to_owned(),
+                Some(format!("t{offset}").into_bytes())
+            ),
             "original headers kept, first"
         );
         let h = |k: &str| d.header(&format!("__connect.errors.{k}"));
@@ -163,6 +178,55 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
         )),
         "{metrics}"
     );
+
+    // Redrive by time: only the record at BASE_TS + 7 (the DLQ keeps timestamps) goes back to
+    // the payments topic, fails the same way, and returns to the DLQ with one attempt counted.
+    let redrive = |body: Value| {
+        let worker = &worker;
+        let path = format!("/dead-letters/{dlq}/redrive");
+        async move { worker.request("POST", &path, Some(body)).await }
+    };
+    let r = redrive(json!({"from_timestamp": BASE_TS + 5})).await;
+    assert_eq!(
+        (r.status, r.body["redriven"].clone()),
+        (200, json!(1)),
+        "{:?}",
+        r.body
+    );
+    let dead = consume_all(&broker.bootstrap, &dlq, 3, Duration::from_secs(60)).await;
+    assert_eq!(dead[2].value, records[7].value);
+    assert_eq!(
+        dead[2].header("__sluice.retry.attempts").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        dead[2].header("__connect.errors.offset").as_deref(),
+        Some("20")
+    );
+    assert_eq!(
+        dead[2].headers[0],
+        ("trace-id".to_owned(), Some(b"t7".to_vec())),
+        "no stale context headers ride along"
+    );
+    // By offsets 1 and 2: the same record twice, now on its first and second attempts.
+    let r = redrive(json!({"partition": 0, "from_offset": 1, "to_offset": 3})).await;
+    assert_eq!(r.body["redriven"], 2, "{:?}", r.body);
+    let dead = consume_all(&broker.bootstrap, &dlq, 5, Duration::from_secs(60)).await;
+    assert_eq!(
+        dead[4].header("__sluice.retry.attempts").as_deref(),
+        Some("2")
+    );
+    // Bad requests get Connect-style errors.
+    let r = redrive(json!({"from_offset": "soon"})).await;
+    assert_eq!((r.status, r.body["error_code"].clone()), (400, json!(400)));
+    let r = worker
+        .request(
+            "POST",
+            &format!("/dead-letters/{}/redrive", unique("none")),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
 
     // errors.tolerance=none: the first poison record fails the task, and the trace names it.
     let strict = unique("strict-sink");

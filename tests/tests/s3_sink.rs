@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_tests::kafka::{Produce, create_topic, produce};
+use sluice_tests::kafka::{Produce, consume_all, create_topic, produce};
 use sluice_tests::s3::{S3Server, parquet_metadata};
 use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
 
@@ -418,10 +418,13 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
     let worker = Worker::start(WorkerSettings::new(&broker)).await;
     let bucket = s3.bucket("evolve").await;
     let tolerant = unique("tolerant");
+    let dlq = unique("evolve-dlq");
     worker
         .create(&tolerant, config(&s3, &bucket, &topic, json!({
             "flush.size": "100000", "rotate.schedule.interval.ms": "2000",
-            "errors.tolerance": "all", "errors.log.enable": "true", "errors.log.include.messages": "true"
+            "errors.tolerance": "all", "errors.log.enable": "true", "errors.log.include.messages": "true",
+            "errors.deadletterqueue.topic.name": dlq, "errors.deadletterqueue.topic.replication.factor": "1",
+            "errors.deadletterqueue.context.headers.enable": "true"
         })))
         .await;
     let objects = eventually("1299 records in S3", Duration::from_secs(90), || async {
@@ -465,6 +468,23 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
             "skipping record at topic {topic}, partition 0, offset 1201"
         )),
         "no error log line"
+    );
+    // The sink reported the record on its own (the plugin API's errant record reporter): it is
+    // in the dead-letter queue with its original bytes, re-read from Kafka.
+    let dead = consume_all(&broker.bootstrap, &dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, records[1201].value);
+    assert_eq!(
+        dead[0].header("__connect.errors.stage").as_deref(),
+        Some("TASK_PUT")
+    );
+    assert_eq!(
+        dead[0].header("__connect.errors.offset").as_deref(),
+        Some("1201")
+    );
+    assert_eq!(
+        dead[0].header("__connect.errors.class.name").as_deref(),
+        Some("io.confluent.connect.s3.S3SinkConnector")
     );
 
     // errors.tolerance=none: the task fails at the bad record and says where it is.

@@ -225,19 +225,19 @@ impl RuntimeSettings {
                 Some((value_converter_class, value_converter)),
                 Some(transforms),
             ) if errors.is_empty() => Ok(Self {
-                    key_converter,
-                    value_converter,
-                    transforms,
-                    connector_class: props
-                        .get("connector.class")
-                        .map(|c| c.trim().to_owned())
-                        .unwrap_or_default(),
-                    key_converter_class,
-                    value_converter_class,
-                    errors: errors_policy,
-                    subscription,
-                    topic_creation,
-                }),
+                key_converter,
+                value_converter,
+                transforms,
+                connector_class: props
+                    .get("connector.class")
+                    .map(|c| c.trim().to_owned())
+                    .unwrap_or_default(),
+                key_converter_class,
+                value_converter_class,
+                errors: errors_policy,
+                subscription,
+                topic_creation,
+            }),
             _ => Err(errors),
         }
     }

@@ -17,6 +17,7 @@ pub mod herder;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod redrive;
 pub mod store;
 pub mod task;
 

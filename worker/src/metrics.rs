@@ -169,8 +169,11 @@ impl TaskMetrics {
     pub fn count(&self, counter: &str, n: u64) {
         let mut custom = self.custom.lock().unwrap_or_else(|e| e.into_inner());
         let c = custom.entry(counter.to_owned()).or_insert_with(|| {
-            self.counters
-                .with_label_values(&[self.labels.0.as_str(), self.labels.1.as_str(), counter])
+            self.counters.with_label_values(&[
+                self.labels.0.as_str(),
+                self.labels.1.as_str(),
+                counter,
+            ])
         });
         c.inc_by(n);
         drop(custom);
@@ -232,7 +235,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains(r#"counter="routed.rule.transient""#), "{text}");
+        assert!(
+            text.contains(r#"counter="routed.rule.transient""#),
+            "{text}"
+        );
         assert_eq!(metrics.versions(), [(id, 4)]);
     }
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use sluice_connector_api::{ConfigKeyInfo, ConnectorType, Props, TaskId};
+use sluice_rest_api::model::TaskErrors;
 use sluice_rest_api::model::*;
 use sluice_rest_api::{ApiError, Herder as HerderApi};
-use sluice_rest_api::model::TaskErrors;
 
 use super::{Herder, validate_for_create, validate_with};
 use crate::cluster::raft::RestartRequest;
@@ -398,6 +398,20 @@ impl HerderApi for Herder {
 
     fn metrics(&self) -> String {
         self.metrics.render()
+    }
+
+    async fn redrive(
+        &self,
+        topic: &str,
+        request: RedriveRequest,
+    ) -> Result<RedriveResult, ApiError> {
+        use crate::redrive::{RedriveError, redrive};
+        redrive(&self.clients, &self.source_producer, topic, &request)
+            .await
+            .map_err(|e| match e {
+                RedriveError::NoTopic(m) => ApiError::not_found(m),
+                RedriveError::Kafka(m) => internal(m),
+            })
     }
 
     fn validate(&self, plugin: &str, config: &Props) -> Result<ConfigInfos, ApiError> {

@@ -32,13 +32,13 @@ use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
 use crate::metrics::Metrics;
 use crate::store::status::{connector_key, task_key};
-use crate::task::errors::ErrorHandler;
-use sluice_rest_api::model::TaskErrors;
 use crate::store::{ConfigStore, ConnectorStatus, OffsetStore, StatusStore, TargetState};
+use crate::task::errors::ErrorHandler;
 use crate::task::{
     Desired, Reporter, SinkTaskRunner, SourceTaskRunner, TaskEvent, TaskHandle, TaskReport,
     TaskSettings, TaskState,
 };
+use sluice_rest_api::model::TaskErrors;
 
 pub use validate::{validate_for_create, validate_with};
 
@@ -752,7 +752,16 @@ impl Herder {
         // config resolved when the connector started, so this cannot fail differently.
         let settings =
             RuntimeSettings::resolve(connector.instance.kind(), &connector.config, &self.worker)
-                .map_or_else(|_| Arc::clone(&connector.settings), Arc::new);
+                .map_or_else(
+                    |_| Arc::clone(&connector.settings),
+                    |mut settings| {
+                        // Dead-letter headers name the class, not the alias the config used.
+                        if let Ok(plugin) = self.registry.find(&settings.connector_class) {
+                            settings.connector_class = plugin.class.to_string();
+                        }
+                        Arc::new(settings)
+                    },
+                );
         let errors = Arc::new(ErrorHandler::new(
             id.clone(),
             settings.errors.clone(),

@@ -149,7 +149,9 @@ impl Reader {
             .unwrap_or(Offset::End);
         match offset {
             Offset::Offset(o) => Ok(o),
-            _ => self.watermarks(topic, partition, timeout).map(|(_, high)| high),
+            _ => self
+                .watermarks(topic, partition, timeout)
+                .map(|(_, high)| high),
         }
     }
 }

@@ -189,7 +189,9 @@ impl Control {
                     ConnectError::retriable(format!("creating a consumer failed: {e}"))
                 })?);
             }
-            let reader = reader.as_ref().ok_or_else(|| ConnectError::internal("no reader"))?;
+            let reader = reader
+                .as_ref()
+                .ok_or_else(|| ConnectError::internal("no reader"))?;
             reader
                 .read_at(&tp.topic, tp.partition, offset, Duration::from_secs(30))
                 .map(|m| Original::of(&m))
@@ -735,9 +737,10 @@ impl Gathered {
     fn add(&mut self, msg: &impl Message, record: Option<SinkRecord>) {
         match record {
             Some(r) => self.records.push(r),
-            None => self
-                .done_without_put
-                .push((TopicPartition::new(msg.topic(), msg.partition()), msg.offset())),
+            None => self.done_without_put.push((
+                TopicPartition::new(msg.topic(), msg.partition()),
+                msg.offset(),
+            )),
         }
     }
 }

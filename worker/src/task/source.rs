@@ -26,10 +26,8 @@ use tokio::time::Instant;
 
 use super::errors::{ErrorHandler, Failure, Origin, Original, StageError, transform_failed};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
-use crate::kafka::{
-    DeliveryFuture, KafkaClients, Producer, TopicSpec, Undelivered, future_record,
-};
 use crate::connector_config::RuntimeSettings;
+use crate::kafka::{DeliveryFuture, KafkaClients, Producer, TopicSpec, Undelivered, future_record};
 use crate::store::OffsetStore;
 
 /// Named as the class of the `KAFKA_PRODUCE` stage in dead-letter headers.
@@ -160,8 +158,9 @@ impl SourceTaskRunner {
         let (settings, errors) = (settings.as_ref(), errors.as_ref());
         // Transforms consume the record: keep a copy only when a failed transform would need it
         // (to retry, or for the dead-letter queue).
-        let kept = (!settings.transforms.is_empty() && (errors.retries() || errors.wants_original()))
-            .then(|| record.clone());
+        let kept = (!settings.transforms.is_empty()
+            && (errors.retries() || errors.wants_original()))
+        .then(|| record.clone());
         let transformed = match transform(settings, record) {
             Err(failed) if failed.error.is_retriable() && kept.is_some() => {
                 let retry_with = kept.as_ref();
@@ -324,15 +323,14 @@ async fn refused(
     unsettled: Unsettled,
     acked: &mut Acked,
 ) -> Result<(), String> {
-    let Unsettled::Refused {
-        partition,
-        offset,
-        undelivered,
-    } = unsettled
-    else {
+    let Unsettled::Refused(refusal) = unsettled else {
         return Err("the producer was closed before acknowledging a record".to_owned());
     };
-    let Undelivered { error, message } = undelivered;
+    let Refusal {
+        partition,
+        offset,
+        undelivered: Undelivered { error, message },
+    } = *refusal;
     let origin = Origin::Source {
         topic: message.topic(),
         partition: &partition,
@@ -346,10 +344,7 @@ async fn refused(
 
 /// Runs the transforms; `None` when one dropped the record.
 fn transform(settings: &RuntimeSettings, record: Record) -> Result<Option<Record>, StageError> {
-    settings
-        .transforms
-        .apply(record)
-        .map_err(transform_failed)
+    settings.transforms.apply(record).map_err(transform_failed)
 }
 
 /// Converts a transformed record to bytes.
@@ -417,13 +412,16 @@ impl Tracked {
 /// A delivery that did not end in an acknowledgement.
 enum Unsettled {
     /// Kafka refused the record (after librdkafka's own retries).
-    Refused {
-        partition: SourcePartition,
-        offset: SourceOffset,
-        undelivered: Undelivered,
-    },
+    Refused(Box<Refusal>),
     /// The producer went away first.
     Closed,
+}
+
+/// A record Kafka refused, with where it came from.
+struct Refusal {
+    partition: SourcePartition,
+    offset: SourceOffset,
+    undelivered: Undelivered,
 }
 
 /// The stage error of a record Kafka refused.
@@ -460,11 +458,11 @@ async fn settle_oldest(
                 match d.await {
                     Ok(Ok(_)) => acked.record(tracked.partition, tracked.offset),
                     Ok(Err(undelivered)) => {
-                        return Err(Unsettled::Refused {
+                        return Err(Unsettled::Refused(Box::new(Refusal {
                             partition: tracked.partition,
                             offset: tracked.offset,
                             undelivered,
-                        });
+                        })));
                     }
                     Err(_) => return Err(Unsettled::Closed),
                 }
@@ -493,11 +491,11 @@ fn settle_ready(in_flight: &mut VecDeque<Tracked>, acked: &mut Acked) -> Result<
         match refused {
             None => acked.record(t.partition, t.offset),
             Some(undelivered) => {
-                return Err(Unsettled::Refused {
+                return Err(Unsettled::Refused(Box::new(Refusal {
                     partition: t.partition,
                     offset: t.offset,
                     undelivered,
-                });
+                })));
             }
         }
     }

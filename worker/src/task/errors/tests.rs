@@ -139,7 +139,10 @@ async fn tolerance_all_without_a_queue_skips_and_counts_until_the_breaker_trips(
     handler.succeeded(2);
     handler.handle(fail()).await.unwrap();
     let err = handler.handle(fail()).await.unwrap_err();
-    assert!(err.message().starts_with("Circuit breaker open: 2 of the last 4 records failed"));
+    assert!(
+        err.message()
+            .starts_with("Circuit breaker open: 2 of the last 4 records failed")
+    );
     assert_eq!(metrics.summary().records_skipped, 2);
 }
 
