@@ -446,6 +446,19 @@ impl Worker {
         )
     }
 
+    /// Waits (up to 60 s) until task 0 of `name` is FAILED and returns its trace.
+    pub async fn failed_task_trace(&self, name: &str) -> String {
+        let status = eventually("task 0 to fail", Duration::from_secs(60), || async {
+            let s = self.get(&format!("/connectors/{name}/status")).await.body;
+            (s["tasks"][0]["state"] == "FAILED").then_some(s)
+        })
+        .await;
+        status["tasks"][0]["trace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Waits until the connector and `tasks` tasks are in `state`.
     pub async fn wait_for_state(&self, name: &str, state: &str, tasks: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);

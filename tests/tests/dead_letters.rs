@@ -12,17 +12,21 @@ use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, uniq
 const JSON: &str = "org.apache.kafka.connect.json.JsonConverter";
 const BASE_TS: i64 = 1_700_000_000_000;
 
-/// Waits until a task of `name` is FAILED and returns its trace.
-async fn failed_trace(worker: &Worker, name: &str) -> String {
-    let status = eventually("the task to fail", Duration::from_secs(60), || async {
-        let s = worker.get(&format!("/connectors/{name}/status")).await.body;
-        (s["tasks"][0]["state"] == "FAILED").then_some(s)
+/// The settings of a dead-letter queue `dlq` on this one-broker cluster, with context headers.
+fn dlq_settings(dlq: &str) -> Value {
+    json!({
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": dlq,
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true",
     })
-    .await;
-    status["tasks"][0]["trace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+}
+
+/// `config` with `extra`'s keys added.
+fn with(mut config: Value, extra: Value) -> Value {
+    let extra = extra.as_object().cloned().unwrap_or_default();
+    config.as_object_mut().unwrap().extend(extra);
+    config
 }
 
 /// Waits until the task's status shows `failed` failed records and returns its errors.
@@ -73,7 +77,7 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
     let dlq = unique("payments-dlq");
     let name = unique("tolerant-sink");
     let config = |extra: Value| {
-        let mut c = json!({
+        let c = json!({
             "connector.class": "FileStreamSink",
             "topics": topic,
             "file": out.to_string_lossy(),
@@ -84,22 +88,9 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
             "transforms.toInt.type": "org.apache.kafka.connect.transforms.Cast$Value",
             "transforms.toInt.spec": "n:int64",
         });
-        c.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        c
+        with(c, extra)
     };
-    worker
-        .create(
-            &name,
-            config(json!({
-                "errors.tolerance": "all",
-                "errors.deadletterqueue.topic.name": dlq,
-                "errors.deadletterqueue.topic.replication.factor": "1",
-                "errors.deadletterqueue.context.headers.enable": "true",
-            })),
-        )
-        .await;
+    worker.create(&name, config(dlq_settings(&dlq))).await;
 
     let dead = consume_all(&broker.bootstrap, &dlq, 2, Duration::from_secs(60)).await;
     let good = eventually(
@@ -234,7 +225,7 @@ async fn sink_conversion_and_transform_failures_are_dead_lettered_byte_for_byte(
     let mut strict_config = config(json!({}));
     strict_config["file"] = json!(strict_out.to_string_lossy());
     worker.create(&strict, strict_config).await;
-    let trace = failed_trace(&worker, &strict).await;
+    let trace = worker.failed_task_trace(&strict).await;
     assert!(
         trace.contains(&format!("topic {topic}, partition 0, offset 3"))
             && trace.contains("VALUE_CONVERTER"),
@@ -261,7 +252,8 @@ async fn source_conversion_failures_are_dead_lettered_and_nothing_is_lost() {
     worker
         .create(
             &name,
-            json!({
+            with(
+                json!({
                 "connector.class": "Datagen",
                 "kafka.topic": topic,
                 "quickstart": "orders",
@@ -270,11 +262,9 @@ async fn source_conversion_failures_are_dead_lettered_and_nothing_is_lost() {
                 "poison.every": "5",
                 "value.converter": JSON,
                 "value.converter.schemas.enable": "false",
-                "errors.tolerance": "all",
-                "errors.deadletterqueue.topic.name": dlq,
-                "errors.deadletterqueue.topic.replication.factor": "1",
-                "errors.deadletterqueue.context.headers.enable": "true",
-            }),
+                }),
+                dlq_settings(&dlq),
+            ),
         )
         .await;
     let good = consume_all(&broker.bootstrap, &topic, 80, Duration::from_secs(60)).await;
@@ -323,7 +313,7 @@ async fn source_conversion_failures_are_dead_lettered_and_nothing_is_lost() {
             }),
         )
         .await;
-    let trace = failed_trace(&worker, &strict).await;
+    let trace = worker.failed_task_trace(&strict).await;
     assert!(
         trace.contains(r#"source partition {"datagen.task":0}, source offset {"seq":5}"#)
             && trace.contains("VALUE_CONVERTER"),
@@ -344,7 +334,8 @@ async fn source_transform_and_produce_failures_follow_the_policy() {
     worker
         .create(
             &name,
-            json!({
+            with(
+                json!({
                 "connector.class": "FileStreamSource",
                 "file": numbers.to_string_lossy(),
                 "topic": topic,
@@ -353,11 +344,9 @@ async fn source_transform_and_produce_failures_follow_the_policy() {
                 "transforms": "toInt",
                 "transforms.toInt.type": "Cast$Value",
                 "transforms.toInt.spec": "int32",
-                "errors.tolerance": "all",
-                "errors.deadletterqueue.topic.name": dlq,
-                "errors.deadletterqueue.topic.replication.factor": "1",
-                "errors.deadletterqueue.context.headers.enable": "true",
-            }),
+                }),
+                dlq_settings(&dlq),
+            ),
         )
         .await;
     let good = consume_all(&broker.bootstrap, &topic, 3, Duration::from_secs(60)).await;
@@ -428,7 +417,7 @@ async fn the_circuit_breaker_stops_a_task_that_fails_most_records() {
             }),
         )
         .await;
-    let trace = failed_trace(&worker, &name).await;
+    let trace = worker.failed_task_trace(&name).await;
     assert!(
         trace.contains("Circuit breaker open: 10 of the last 20 records failed"),
         "{trace}"

@@ -160,12 +160,7 @@ async fn failing_task_shows_a_readable_trace_and_restarts() {
         )
         .await;
     worker.create("sink", json!({"connector.class": "FileStreamSink", "topics": topic, "file": bad.to_str().unwrap()})).await;
-    let status = eventually("sink task FAILED", Duration::from_secs(60), || async {
-        let s = worker.get("/connectors/sink/status").await.body;
-        (s["tasks"][0]["state"] == "FAILED").then_some(s)
-    })
-    .await;
-    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    let trace = worker.failed_task_trace("sink").await;
     assert!(
         trace.contains("missing-dir"),
         "trace does not name the file: {trace}"
@@ -204,12 +199,7 @@ async fn malformed_record_fails_sink_task_with_coordinates() {
         .create("sink", json!({"connector.class": "FileStreamSink", "topics": topic, "file": dir.path().join("out.jsonl").to_str().unwrap(),
             "value.converter": "json", "value.converter.schemas.enable": "false"}))
         .await;
-    let status = eventually("sink task FAILED", Duration::from_secs(60), || async {
-        let s = worker.get("/connectors/sink/status").await.body;
-        (s["tasks"][0]["state"] == "FAILED").then_some(s)
-    })
-    .await;
-    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    let trace = worker.failed_task_trace("sink").await;
     assert!(
         trace.contains(&format!("topic {topic}, partition 0, offset 1")),
         "{trace}"

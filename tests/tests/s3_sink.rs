@@ -501,15 +501,7 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
             ),
         )
         .await;
-    let status = eventually("strict task failed", Duration::from_secs(60), || async {
-        let s = worker
-            .get(&format!("/connectors/{strict}/status"))
-            .await
-            .body;
-        (s["tasks"][0]["state"] == "FAILED").then_some(s)
-    })
-    .await;
-    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    let trace = worker.failed_task_trace(&strict).await;
     assert!(
         trace.contains(&format!("topic {topic}, partition 0, offset 1201")),
         "{trace}"

@@ -2,17 +2,18 @@
 //! `ConnectorConfig` and `SinkConnectorConfig`): name, class, `tasks.max`, converters, transforms,
 //! topics and error tolerance. They are validated together with the connector's own definition.
 
-use sluice_connector_api::convert::{Converter, converter_for};
+use sluice_connector_api::convert::{ConnectData, Converter, converter_for};
+use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
-    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorType, Importance, Props, Validator,
-    config::with_prefix,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectError, ConnectorType, Importance,
+    Plugin, Props, Record, Validator, config::with_prefix,
 };
 use sluice_transforms::TransformChain;
 use std::time::Duration;
 
 use crate::config::WorkerConfig;
 use crate::task::errors::breaker::BreakerSettings;
-use crate::task::errors::{DeadLetterSettings, ErrorPolicy};
+use crate::task::errors::{DeadLetterSettings, ErrorPolicy, StageError};
 
 /// Definition of the common keys for a connector of `kind`.
 pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
@@ -73,7 +74,7 @@ pub struct RuntimeSettings {
     pub value_converter: Box<dyn Converter>,
     /// Transform chain.
     pub transforms: TransformChain,
-    /// The connector's class, named in dead-letter headers of records its task reported.
+    /// The connector's full class (not the alias the config may use), named in dead-letter headers of records its task reported.
     pub connector_class: String,
     /// Class of the key converter, named in dead-letter headers.
     pub key_converter_class: String,
@@ -148,10 +149,11 @@ impl RuntimeSettings {
     /// Resolves the settings, reporting every error at once. Keys that `def` rejects are
     /// reported by [`common_config_def`] validation; this adds converter and transform errors.
     pub fn resolve(
-        kind: ConnectorType,
+        plugin: &Plugin,
         props: &Props,
         worker: &WorkerConfig,
     ) -> Result<Self, ConfigErrors> {
+        let kind = plugin.kind;
         let mut errors = match common_config_def(kind).parse(props) {
             Ok(_) => ConfigErrors::default(),
             Err(e) => e,
@@ -228,10 +230,7 @@ impl RuntimeSettings {
                 key_converter,
                 value_converter,
                 transforms,
-                connector_class: props
-                    .get("connector.class")
-                    .map(|c| c.trim().to_owned())
-                    .unwrap_or_default(),
+                connector_class: plugin.class.to_owned(),
                 key_converter_class,
                 value_converter_class,
                 errors: errors_policy,
@@ -240,5 +239,87 @@ impl RuntimeSettings {
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// Each step of a record's way between bytes and Connect data, as the sink and source loops run
+/// it: a failure says which stage failed and which converter or transform class ran it.
+impl RuntimeSettings {
+    /// A key read from `topic` as Connect data.
+    pub fn key_to_connect(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+    ) -> Result<ConnectData, StageError> {
+        self.key_converter.to_connect(topic, key).map_err(|e| {
+            stage_error(
+                Stage::KeyConverter,
+                &self.key_converter_class,
+                "key conversion",
+                e,
+            )
+        })
+    }
+
+    /// A value read from `topic` as Connect data.
+    pub fn value_to_connect(
+        &self,
+        topic: &str,
+        value: Option<&[u8]>,
+    ) -> Result<ConnectData, StageError> {
+        self.value_converter.to_connect(topic, value).map_err(|e| {
+            stage_error(
+                Stage::ValueConverter,
+                &self.value_converter_class,
+                "value conversion",
+                e,
+            )
+        })
+    }
+
+    /// A record's key and value as the bytes written to its topic.
+    pub fn to_bytes(&self, r: &Record) -> Result<KeyValueBytes, StageError> {
+        let key = self
+            .key_converter
+            .to_bytes(&r.topic, r.key_schema.as_deref(), &r.key)
+            .map_err(|e| {
+                stage_error(
+                    Stage::KeyConverter,
+                    &self.key_converter_class,
+                    "key conversion",
+                    e,
+                )
+            })?;
+        let value = self
+            .value_converter
+            .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
+            .map_err(|e| {
+                stage_error(
+                    Stage::ValueConverter,
+                    &self.value_converter_class,
+                    "value conversion",
+                    e,
+                )
+            })?;
+        Ok((key, value))
+    }
+
+    /// The record after the transform chain; `None` when a transform dropped it.
+    pub fn transform(&self, record: Record) -> Result<Option<Record>, StageError> {
+        self.transforms.apply(record).map_err(|e| {
+            let context = format!("transform {}", e.alias);
+            stage_error(Stage::Transformation, &e.class, &context, e.error)
+        })
+    }
+}
+
+/// A record's key and value bytes; `None` writes a null.
+pub type KeyValueBytes = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn stage_error(stage: Stage, class: &str, context: &str, error: ConnectError) -> StageError {
+    StageError {
+        stage,
+        class: class.to_owned(),
+        error: error.context(context),
     }
 }

@@ -7,6 +7,7 @@
 //! and listed. The call returns once Kafka acknowledged every record it redrove. Redriving the same
 //! range twice sends its records twice: the dead-letter topic itself is not changed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Headers as _, Message, OwnedMessage};
@@ -45,9 +46,9 @@ pub async fn redrive(
             .await
             .map_err(RedriveError::Kafka)?
     };
-    let reader = std::sync::Arc::new(reader);
+    let reader = Arc::new(reader);
     let partitions = {
-        let (reader, topic) = (std::sync::Arc::clone(&reader), topic.to_owned());
+        let (reader, topic) = (Arc::clone(&reader), topic.to_owned());
         blocking(move || reader.partitions(&topic, READ_TIMEOUT))
             .await
             .map_err(RedriveError::NoTopic)?
@@ -58,11 +59,7 @@ pub async fn redrive(
         .filter(|p| request.partition.is_none_or(|only| only == *p))
     {
         let (from, until) = {
-            let (reader, topic, r) = (
-                std::sync::Arc::clone(&reader),
-                topic.to_owned(),
-                request.clone(),
-            );
+            let (reader, topic, r) = (Arc::clone(&reader), topic.to_owned(), request.clone());
             blocking(move || bounds(&reader, &topic, partition, &r))
                 .await
                 .map_err(RedriveError::Kafka)?
@@ -71,7 +68,7 @@ pub async fn redrive(
         while next < until {
             let end = until.min(next + CHUNK);
             let records = {
-                let (reader, topic) = (std::sync::Arc::clone(&reader), topic.to_owned());
+                let (reader, topic) = (Arc::clone(&reader), topic.to_owned());
                 blocking(move || {
                     let mut records = Vec::new();
                     reader

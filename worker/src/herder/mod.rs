@@ -48,6 +48,8 @@ const ERRORS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 /// A running connector instance.
 struct RunningConnector {
     config: Props,
+    /// The plugin it was made from.
+    plugin: sluice_connector_api::Plugin,
     instance: ConnectorInstance,
     settings: Arc<RuntimeSettings>,
     /// Set when the connector asks for new task configs (and at start).
@@ -695,10 +697,11 @@ impl Herder {
     fn task_factory(&self, config: &Props) -> Result<RunningConnector, String> {
         let class = config.get("connector.class").cloned().unwrap_or_default();
         let plugin = self.registry.find(&class).map_err(|e| e.to_string())?;
-        let settings = RuntimeSettings::resolve(plugin.kind, config, &self.worker)
-            .map_err(|e| e.to_string())?;
+        let settings =
+            RuntimeSettings::resolve(plugin, config, &self.worker).map_err(|e| e.to_string())?;
         Ok(RunningConnector {
             config: config.clone(),
+            plugin: plugin.clone(),
             instance: plugin.create(),
             settings: Arc::new(settings),
             reconfigure: Arc::new(AtomicBool::new(false)),
@@ -712,8 +715,8 @@ impl Herder {
     ) -> Result<RunningConnector, String> {
         let class = config.get("connector.class").cloned().unwrap_or_default();
         let plugin = self.registry.find(&class).map_err(|e| e.to_string())?;
-        let settings = RuntimeSettings::resolve(plugin.kind, config, &self.worker)
-            .map_err(|e| e.to_string())?;
+        let settings =
+            RuntimeSettings::resolve(plugin, config, &self.worker).map_err(|e| e.to_string())?;
         let mut instance = plugin.create();
         let reconfigure = Arc::new(AtomicBool::new(true));
         let ctx: Arc<dyn ConnectorContext> = Arc::new(Context {
@@ -728,6 +731,7 @@ impl Herder {
         tracing::info!(connector = name, class = plugin.class, "connector started");
         Ok(RunningConnector {
             config: config.clone(),
+            plugin: plugin.clone(),
             instance,
             settings: Arc::new(settings),
             reconfigure,
@@ -750,18 +754,8 @@ impl Herder {
         // Each task gets its own converters and transforms, as in Kafka Connect: they keep state
         // (the JSON converter's table of field names) that tasks must not contend for. The same
         // config resolved when the connector started, so this cannot fail differently.
-        let settings =
-            RuntimeSettings::resolve(connector.instance.kind(), &connector.config, &self.worker)
-                .map_or_else(
-                    |_| Arc::clone(&connector.settings),
-                    |mut settings| {
-                        // Dead-letter headers name the class, not the alias the config used.
-                        if let Ok(plugin) = self.registry.find(&settings.connector_class) {
-                            settings.connector_class = plugin.class.to_string();
-                        }
-                        Arc::new(settings)
-                    },
-                );
+        let settings = RuntimeSettings::resolve(&connector.plugin, &connector.config, &self.worker)
+            .map_or_else(|_| Arc::clone(&connector.settings), Arc::new);
         let errors = Arc::new(ErrorHandler::new(
             id.clone(),
             settings.errors.clone(),

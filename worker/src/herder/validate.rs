@@ -27,7 +27,7 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
         }
     }
     // Converter, transform and topic errors are found by resolving the runtime settings.
-    if let Err(errors) = RuntimeSettings::resolve(plugin.kind, config, worker) {
+    if let Err(errors) = RuntimeSettings::resolve(plugin, config, worker) {
         for error in errors.0 {
             match reports.iter_mut().find(|(i, _)| i.name == error.key) {
                 Some((_, value)) => {

@@ -14,16 +14,34 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
-use sluice_connector_api::{ProducerRecord, Props};
+use sluice_connector_api::{Headers, ProducerRecord, Props};
 
 pub use log::{KafkaLog, LogRecord};
 pub use producer::{Delivered, DeliveryFuture, Producer, Undelivered};
 pub use reader::Reader;
 
 use crate::error::WorkerError;
+
+/// Every consumer commits only what the runtime decides, and reads a new partition from its start.
+const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.offset.reset", "earliest"),
+];
+
+/// A Kafka message's headers, copied, in order.
+pub fn headers_of(message: &impl Message) -> Headers {
+    let mut headers = Headers::new();
+    if let Some(hs) = message.headers() {
+        for h in hs.iter() {
+            headers.add(h.key, h.value.map(<[u8]>::to_vec));
+        }
+    }
+    headers
+}
 
 /// The rdkafka record for a [`ProducerRecord`], borrowing its bytes.
 pub fn future_record(record: &ProducerRecord) -> FutureRecord<'_, [u8], [u8]> {
@@ -125,11 +143,7 @@ impl KafkaClients {
         extra: &[(&str, &str)],
         context: C,
     ) -> Result<StreamConsumer<C>, WorkerError> {
-        let mut settings = vec![
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-        ];
+        let mut settings = CONSUMER_DEFAULTS.to_vec();
         settings.extend_from_slice(extra);
         self.base(&self.consumer_overrides, &settings)
             .create_with_context(context)
@@ -139,12 +153,8 @@ impl KafkaClients {
     /// A consumer that reads records by position (`assign` and seek, no group, no commits), for
     /// fetching one dead-letter's original bytes or redriving a range of a topic.
     pub fn reader(&self) -> Result<BaseConsumer, WorkerError> {
-        let settings = [
-            ("group.id", "sluice-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-        ];
+        let mut settings = CONSUMER_DEFAULTS.to_vec();
+        settings.push(("group.id", "sluice-reader"));
         self.base(&self.consumer_overrides, &settings)
             .create()
             .map_err(WorkerError::kafka("creating a consumer"))

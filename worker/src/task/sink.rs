@@ -18,11 +18,11 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    CommittedOffset, ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, Record,
+    CommittedOffset, ConnectError, ConnectResult, Offsets, ProducerRecord, Props, Record,
     SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition,
 };
 use tokio::sync::{mpsc, watch};
@@ -34,7 +34,7 @@ use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
-use crate::kafka::{KafkaClients, Reader};
+use crate::kafka::{KafkaClients, Reader, headers_of};
 
 /// Largest batch handed to `put`.
 const MAX_BATCH: usize = 1000;
@@ -703,33 +703,42 @@ async fn gather(
             },
         };
         if let Some((msg, failed)) = failed {
-            let retried = if failed.error.is_retriable() {
-                errors.retry(|| to_sink_record(settings, &msg)).await
-            } else {
-                Err(failed)
-            };
-            match retried {
-                Ok(record) => gathered.add(&msg, record),
-                Err(failed) => {
-                    let origin = Origin::Kafka {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                    };
-                    let original = Original::of(&msg);
-                    let failure = Failure {
-                        failed,
-                        origin,
-                        original,
-                    };
-                    errors.handle(failure).await.map_err(|e| e.trace())?;
-                    gathered.add(&msg, None);
-                }
-            }
+            let record = retry_or_handle(settings, errors, &msg, failed).await?;
+            gathered.add(&msg, record);
         }
     }
     errors.succeeded(gathered.records.len());
     Ok(gathered)
+}
+
+/// A record whose conversion or transforms failed: retried if the failure is retriable, else
+/// through the error policy (`Ok(None)`: it is dealt with and its offset counts as done).
+async fn retry_or_handle(
+    settings: &RuntimeSettings,
+    errors: &ErrorHandler,
+    msg: &OwnedMessage,
+    failed: StageError,
+) -> Result<Option<SinkRecord>, String> {
+    let retried = if failed.error.is_retriable() {
+        errors.retry(|| to_sink_record(settings, msg)).await
+    } else {
+        Err(failed)
+    };
+    let failed = match retried {
+        Ok(record) => return Ok(record),
+        Err(failed) => failed,
+    };
+    let failure = Failure {
+        failed,
+        origin: Origin::Kafka {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        },
+        original: Original::of(msg),
+    };
+    errors.handle(failure).await.map_err(|e| e.trace())?;
+    Ok(None)
 }
 
 impl Gathered {
@@ -750,28 +759,8 @@ fn to_sink_record(
     msg: &impl Message,
 ) -> Result<Option<SinkRecord>, StageError> {
     let topic = msg.topic();
-    let (key_schema, key) = settings
-        .key_converter
-        .to_connect(topic, msg.key())
-        .map_err(|error| StageError {
-            stage: Stage::KeyConverter,
-            class: settings.key_converter_class.clone(),
-            error: error.context("key conversion"),
-        })?;
-    let (value_schema, value) = settings
-        .value_converter
-        .to_connect(topic, msg.payload())
-        .map_err(|error| StageError {
-            stage: Stage::ValueConverter,
-            class: settings.value_converter_class.clone(),
-            error: error.context("value conversion"),
-        })?;
-    let mut headers = Headers::new();
-    if let Some(hs) = msg.headers() {
-        for h in hs.iter() {
-            headers.add(h.key, h.value.map(<[u8]>::to_vec));
-        }
-    }
+    let (key_schema, key) = settings.key_to_connect(topic, msg.key())?;
+    let (value_schema, value) = settings.value_to_connect(topic, msg.payload())?;
     let record = Record {
         topic: topic.to_owned(),
         partition: Some(msg.partition()),
@@ -779,14 +768,10 @@ fn to_sink_record(
         key,
         value_schema,
         value,
-        headers,
+        headers: headers_of(msg),
         timestamp: msg.timestamp().to_millis(),
     };
-    let Some(record) = settings
-        .transforms
-        .apply(record)
-        .map_err(super::errors::transform_failed)?
-    else {
+    let Some(record) = settings.transform(record)? else {
         return Ok(None);
     };
     Ok(Some(SinkRecord {

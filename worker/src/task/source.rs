@@ -24,7 +24,7 @@ use sluice_connector_api::{
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::errors::{ErrorHandler, Failure, Origin, Original, StageError, transform_failed};
+use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::kafka::{DeliveryFuture, KafkaClients, Producer, TopicSpec, Undelivered, future_record};
@@ -152,66 +152,17 @@ impl SourceTaskRunner {
             source_partition,
             source_offset,
         } = record;
-        let topic = record.topic.clone();
-        // The steps below await while borrowing these (the runner itself is not `Sync`).
-        let (settings, errors) = (Arc::clone(&self.settings), Arc::clone(&self.errors));
-        let (settings, errors) = (settings.as_ref(), errors.as_ref());
-        // Transforms consume the record: keep a copy only when a failed transform would need it
-        // (to retry, or for the dead-letter queue).
-        let kept = (!settings.transforms.is_empty()
-            && (errors.retries() || errors.wants_original()))
-        .then(|| record.clone());
-        let transformed = match transform(settings, record) {
-            Err(failed) if failed.error.is_retriable() && kept.is_some() => {
-                let retry_with = kept.as_ref();
-                errors
-                    .retry(|| transform(settings, retry_with.cloned().unwrap_or_default()))
-                    .await
-            }
-            other => other,
-        };
-        let outgoing = match transformed {
-            Ok(None) => {
-                in_flight.push_back(Tracked::done(source_partition, source_offset));
-                return Ok(());
-            }
-            Err(failed) => {
-                let original = kept.map(|r| render(settings, &r)).unwrap_or_default();
-                let origin = Origin::Source {
-                    topic: &topic,
-                    partition: &source_partition,
-                    offset: &source_offset,
-                };
-                return skip_or_fail(errors, failed, origin, original)
-                    .await
-                    .map(|()| in_flight.push_back(Tracked::done(source_partition, source_offset)));
-            }
-            Ok(Some(r)) => match convert(settings, &r) {
-                Ok(outgoing) => {
-                    errors.succeeded(1);
-                    outgoing
-                }
-                Err(failed) => {
-                    let retried = if failed.error.is_retriable() {
-                        errors.retry(|| convert(settings, &r)).await
-                    } else {
-                        Err(failed)
-                    };
-                    match retried {
-                        Ok(outgoing) => outgoing,
-                        Err(failed) => {
-                            let origin = Origin::Source {
-                                topic: &r.topic,
-                                partition: &source_partition,
-                                offset: &source_offset,
-                            };
-                            skip_or_fail(errors, failed, origin, render(settings, &r)).await?;
-                            in_flight.push_back(Tracked::done(source_partition, source_offset));
-                            return Ok(());
-                        }
-                    }
-                }
-            },
+        let prepared = prepare(
+            &self.settings,
+            &self.errors,
+            record,
+            &source_partition,
+            &source_offset,
+        )
+        .await?;
+        let Some(outgoing) = prepared else {
+            in_flight.push_back(Tracked::done(source_partition, source_offset));
+            return Ok(());
         };
         if !self.topics.contains(&outgoing.topic) {
             let dest = outgoing.topic.clone();
@@ -248,7 +199,7 @@ impl SourceTaskRunner {
                     match settle_oldest(in_flight, acked).await {
                         Ok(true) => {}
                         Ok(false) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        Err(unsettled) => refused(errors, unsettled, acked).await?,
+                        Err(unsettled) => refused(&self.errors, unsettled, acked).await?,
                     }
                 }
                 Err((e, _)) => break e,
@@ -258,11 +209,12 @@ impl SourceTaskRunner {
         // the records polled before it are acknowledged.
         let failed = produce_failed(&outgoing.topic, &refused);
         let origin = Origin::Source {
-            topic: &topic,
+            topic: &outgoing.topic,
             partition: &source_partition,
             offset: &source_offset,
         };
-        skip_or_fail(errors, failed, origin, Original::produced(outgoing)).await?;
+        let original = Original::produced(outgoing.clone());
+        skip_or_fail(&self.errors, failed, origin, original).await?;
         in_flight.push_back(Tracked::done(source_partition, source_offset));
         Ok(())
     }
@@ -342,37 +294,67 @@ async fn refused(
     Ok(())
 }
 
-/// Runs the transforms; `None` when one dropped the record.
-fn transform(settings: &RuntimeSettings, record: Record) -> Result<Option<Record>, StageError> {
-    settings.transforms.apply(record).map_err(transform_failed)
-}
-
-/// Converts a transformed record to bytes.
-fn convert(settings: &RuntimeSettings, r: &Record) -> Result<ProducerRecord, StageError> {
-    let key = settings
-        .key_converter
-        .to_bytes(&r.topic, r.key_schema.as_deref(), &r.key)
-        .map_err(|error| StageError {
-            stage: Stage::KeyConverter,
-            class: settings.key_converter_class.clone(),
-            error: error.context("key conversion"),
-        })?;
-    let value = settings
-        .value_converter
-        .to_bytes(&r.topic, r.value_schema.as_deref(), &r.value)
-        .map_err(|error| StageError {
-            stage: Stage::ValueConverter,
-            class: settings.value_converter_class.clone(),
-            error: error.context("value conversion"),
-        })?;
-    Ok(ProducerRecord {
-        topic: r.topic.clone(),
-        partition: r.partition,
-        key,
-        value,
-        headers: r.headers.clone(),
-        timestamp: r.timestamp,
-    })
+/// Transforms and converts a polled record, applying the error policy to a failure: `Ok(None)`
+/// when a transform dropped the record or the policy dealt with it.
+async fn prepare(
+    settings: &RuntimeSettings,
+    errors: &ErrorHandler,
+    record: Record,
+    partition: &SourcePartition,
+    offset: &SourceOffset,
+) -> Result<Option<ProducerRecord>, String> {
+    let transforms = !settings.transforms.is_empty();
+    // Transforms consume the record: keep a copy only when a failed transform would need it (to
+    // retry, or for the dead-letter queue), and its topic only when a transform can fail at all.
+    let kept =
+        (transforms && (errors.retries() || errors.wants_original())).then(|| record.clone());
+    let topic = transforms.then(|| record.topic.clone());
+    let transformed = match (settings.transform(record), &kept) {
+        (Err(failed), Some(kept)) if failed.error.is_retriable() => {
+            errors.retry(|| settings.transform(kept.clone())).await
+        }
+        (result, _) => result,
+    };
+    let r = match transformed {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(failed) => {
+            let origin = Origin::Source {
+                topic: topic.as_deref().unwrap_or_default(),
+                partition,
+                offset,
+            };
+            let original = kept.map(|r| render(settings, &r)).unwrap_or_default();
+            skip_or_fail(errors, failed, origin, original).await?;
+            return Ok(None);
+        }
+    };
+    let converted = match settings.to_bytes(&r) {
+        Err(failed) if failed.error.is_retriable() => errors.retry(|| settings.to_bytes(&r)).await,
+        result => result,
+    };
+    match converted {
+        Ok((key, value)) => {
+            errors.succeeded(1);
+            Ok(Some(ProducerRecord {
+                topic: r.topic,
+                partition: r.partition,
+                key,
+                value,
+                headers: r.headers,
+                timestamp: r.timestamp,
+            }))
+        }
+        Err(failed) => {
+            let origin = Origin::Source {
+                topic: &r.topic,
+                partition,
+                offset,
+            };
+            skip_or_fail(errors, failed, origin, render(settings, &r)).await?;
+            Ok(None)
+        }
+    }
 }
 
 /// A record that failed before it had bytes, as it is dead-lettered: the key and value as the

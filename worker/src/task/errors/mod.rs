@@ -145,17 +145,10 @@ pub struct Original {
 impl Original {
     /// The bytes of a record read from Kafka.
     pub fn of(message: &impl rdkafka::message::Message) -> Self {
-        use rdkafka::message::Headers as _;
-        let mut headers = Headers::new();
-        if let Some(hs) = message.headers() {
-            for h in hs.iter() {
-                headers.add(h.key, h.value.map(<[u8]>::to_vec));
-            }
-        }
         Self {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
-            headers,
+            headers: crate::kafka::headers_of(message),
             timestamp: message.timestamp().to_millis(),
         }
     }
@@ -180,15 +173,6 @@ pub struct StageError {
     pub class: String,
     /// What went wrong.
     pub error: ConnectError,
-}
-
-/// A transform's failure as a stage error.
-pub fn transform_failed(e: sluice_transforms::TransformError) -> StageError {
-    StageError {
-        stage: Stage::Transformation,
-        error: e.error.context(format!("transform {}", e.alias)),
-        class: e.class,
-    }
 }
 
 /// One record that failed for good.
