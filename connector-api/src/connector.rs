@@ -207,6 +207,12 @@ pub trait SinkTaskControl: Send + Sync {
     /// Adds `n` to a counter of this task named by the connector (for example records routed by
     /// one rule). Counters appear in the task's status and in the worker's metrics.
     fn count(&self, counter: &str, n: u64);
+    /// Reads these partitions again from these offsets (Kafka Connect's
+    /// `SinkTaskContext.offset(Map)`): a task that cannot take a record yet (it is not due) rewinds
+    /// to it and pauses the partition instead of holding what follows in memory. Applied when the
+    /// current `put` returns: the records of these partitions after that point in the batch are
+    /// delivered again, and the offsets committed for them restart from here.
+    fn reset_offsets(&self, offsets: &Offsets);
 }
 
 /// What a sink task is given when it starts.
@@ -272,6 +278,11 @@ impl SinkTaskContext {
     /// See [`SinkTaskControl::count`].
     pub fn count(&self, counter: &str, n: u64) {
         self.control.count(counter, n);
+    }
+
+    /// See [`SinkTaskControl::reset_offsets`].
+    pub fn reset_offsets(&self, offsets: &Offsets) {
+        self.control.reset_offsets(offsets);
     }
 }
 

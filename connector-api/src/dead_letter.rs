@@ -3,12 +3,12 @@
 //! Header names and values are Kafka Connect's (`DeadLetterQueueReporter`), so tools written for
 //! Kafka Connect's dead-letter queues read Sluice's unchanged. Every value is a UTF-8 string.
 //! Sluice adds the source-side headers ([`SOURCE_PARTITION`], [`SOURCE_OFFSET`]) for records that
-//! failed before reaching Kafka, and [`ATTEMPTS`], which the DLQ router increments each time it
-//! sends a record back to its topic.
+//! failed before reaching Kafka, and [`ATTEMPTS`], which the DLQ router and redrive increment each
+//! time they send a record back to its topic ([`back_to_origin`]).
 
 use std::fmt;
 
-use crate::{ConnectError, Fault};
+use crate::{ConnectError, Fault, Headers, ProducerRecord};
 
 /// Prefix of every context header.
 pub const PREFIX: &str = "__connect.errors.";
@@ -36,8 +36,23 @@ pub const EXCEPTION_STACKTRACE: &str = "__connect.errors.exception.stacktrace";
 pub const SOURCE_PARTITION: &str = "__connect.errors.source.partition";
 /// Sources: the record's source offset, as JSON.
 pub const SOURCE_OFFSET: &str = "__connect.errors.source.offset";
-/// How many times the DLQ router has sent this record back to its topic (absent: never).
+/// Prefix of the headers Sluice adds beyond Kafka Connect's.
+pub const SLUICE_PREFIX: &str = "__sluice.";
+/// How many times the DLQ router or a redrive has sent this record back to its topic (absent:
+/// never).
 pub const ATTEMPTS: &str = "__sluice.retry.attempts";
+/// On a retry-tier record: when it is due, in milliseconds since the epoch.
+pub const RETRY_DUE: &str = "__sluice.retry.due";
+/// On a retry-tier record: the record's own timestamp. The tier record is stamped with the time it
+/// was routed, so that the tier topic's retention counts from then, and gets this one back when it
+/// returns to its topic.
+pub const RETRY_TIMESTAMP: &str = "__sluice.retry.timestamp";
+/// On a retry-tier record: the DLQ router connector that wrote it (only that one redelivers it).
+pub const RETRY_ROUTER: &str = "__sluice.retry.router";
+/// On retry-tier and parking-lot records: the router rule that sent the record there.
+pub const ROUTER_RULE: &str = "__sluice.router.rule";
+/// On a parking-lot record: why the router parked it.
+pub const PARKED_REASON: &str = "__sluice.router.reason";
 
 /// Where in the pipeline a record failed (Kafka Connect's `Stage` names, plus `TASK_PUT` for
 /// records a sink reports one by one).
@@ -97,9 +112,77 @@ pub fn exception_class(error: &ConnectError) -> &'static str {
     }
 }
 
+/// The [`ATTEMPTS`] count of a record: 0 when absent or unreadable.
+pub fn attempts(headers: &Headers) -> u32 {
+    headers
+        .last_str(ATTEMPTS)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The record that sends a dead letter back to the topic it failed on (its [`TOPIC`] header), or
+/// why there is none.
+///
+/// Key, value and timestamp are unchanged. It goes to the partition it was read from when the
+/// dead letter names one ([`PARTITION`]: sink-side failures), so a key stays in its partition
+/// whatever partitioner wrote it first; source-side records are partitioned by key. Every
+/// `__connect.errors.*` and `__sluice.*` header is removed (they described the failure and its
+/// routing) and [`ATTEMPTS`] is set to one more than before; other headers are kept in order.
+pub fn back_to_origin(
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: &Headers,
+    timestamp: Option<i64>,
+) -> Result<ProducerRecord, String> {
+    let topic = headers
+        .last_str(TOPIC)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            format!("no {TOPIC} header (enable errors.deadletterqueue.context.headers.enable)")
+        })?
+        .to_owned();
+    let partition = headers
+        .last_str(PARTITION)
+        .and_then(|p| p.trim().parse().ok());
+    let mut kept: Headers = headers
+        .iter()
+        .filter(|h| !h.key.starts_with(PREFIX) && !h.key.starts_with(SLUICE_PREFIX))
+        .cloned()
+        .collect();
+    kept.add_str(ATTEMPTS, &(attempts(headers) + 1).to_string());
+    Ok(ProducerRecord {
+        topic,
+        partition,
+        key,
+        value,
+        headers: kept,
+        timestamp,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn back_to_origin_strips_context_and_counts_the_attempt() {
+        let mut headers = Headers::new();
+        headers.add_str("trace", "t-1");
+        headers.add_str(TOPIC, "orders");
+        headers.add_str(PARTITION, "2");
+        headers.add_str(STAGE, "TASK_PUT");
+        headers.add_str(ATTEMPTS, "2");
+        headers.add_str(RETRY_DUE, "123");
+        let r = back_to_origin(Some(b"k".to_vec()), None, &headers, Some(7)).unwrap();
+        assert_eq!(
+            (r.topic.as_str(), r.partition, r.timestamp),
+            ("orders", Some(2), Some(7))
+        );
+        let keys: Vec<_> = r.headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, ["trace", ATTEMPTS]);
+        assert_eq!(attempts(&r.headers), 3);
+        assert!(back_to_origin(None, None, &Headers::new(), None).is_err());
+    }
 
     #[test]
     fn exception_classes_follow_the_error_classification() {

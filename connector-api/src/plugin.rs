@@ -74,6 +74,10 @@ pub struct Plugin {
     pub version: &'static str,
     /// Source or sink.
     pub kind: ConnectorType,
+    /// The converter (class name) of this plugin's keys and values when the connector's config
+    /// names none, instead of the worker's: a connector that passes records through byte for byte
+    /// (the DLQ router) sets the byte-array converter here.
+    pub default_converter: Option<&'static str>,
     create: fn() -> ConnectorInstance,
 }
 
@@ -89,6 +93,7 @@ impl Plugin {
             aliases,
             version,
             kind: ConnectorType::Source,
+            default_converter: None,
             create: || ConnectorInstance::Source(Box::new(C::default())),
         }
     }
@@ -104,8 +109,15 @@ impl Plugin {
             aliases,
             version,
             kind: ConnectorType::Sink,
+            default_converter: None,
             create: || ConnectorInstance::Sink(Box::new(C::default())),
         }
+    }
+
+    /// Uses `class` for keys and values when the connector's config names no converter.
+    pub fn with_default_converter(mut self, class: &'static str) -> Self {
+        self.default_converter = Some(class);
+        self
     }
 
     /// A new, unstarted connector.

@@ -2,11 +2,14 @@
 //!
 //! - [`datagen`]: generates realistic order, IoT or clickstream events at a set rate, each with a
 //!   per-task sequence number so that tests and users can prove nothing was lost or duplicated.
+//! - [`dlq_router`]: routes dead letters by rules over their error headers to retry tiers (and back
+//!   to their topic when due), a parking lot, or an explicit discard.
 //! - [`file`]: Kafka's FileStream source (lines in) and sink (JSON lines out), under Kafka's class
 //!   names so existing configs work unchanged.
 //! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
 pub mod datagen;
+pub mod dlq_router;
 pub mod file;
 pub mod s3;
 
@@ -32,6 +35,15 @@ pub fn builtin() -> PluginRegistry {
             &["FileStreamSink", "FileSink"],
             VERSION,
         ))
+        .with(
+            Plugin::sink::<dlq_router::DlqRouterConnector>(
+                dlq_router::CLASS,
+                &["DlqRouter", "DeadLetterRouter"],
+                VERSION,
+            )
+            // Dead letters are passed on byte for byte, whatever the worker's converters.
+            .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
+        )
         .with(Plugin::sink::<s3::S3SinkConnector>(
             s3::CLASS,
             &["S3Sink", "S3SinkConnector", "S3ParquetSink"],

@@ -89,18 +89,23 @@ pub struct RuntimeSettings {
     pub topic_creation: Option<(i32, i32)>,
 }
 
+/// The converter `key` names: the connector's own setting, else the plugin's default, else the
+/// worker's.
 fn converter(
     props: &Props,
+    plugin: &Plugin,
     worker: &WorkerConfig,
     key: &str,
     errors: &mut ConfigErrors,
 ) -> Option<(String, Box<dyn Converter>)> {
-    let (class, settings) = match props.get(key).filter(|c| !c.trim().is_empty()) {
-        Some(class) => (
+    let own = props.get(key).filter(|c| !c.trim().is_empty());
+    let (class, settings) = match (own, plugin.default_converter) {
+        (Some(class), _) => (
             class.trim().to_owned(),
             with_prefix(props, &format!("{key}.")),
         ),
-        None => {
+        (None, Some(class)) => (class.to_owned(), Props::new()),
+        (None, None) => {
             let class = if key == "key.converter" {
                 &worker.key_converter
             } else {
@@ -116,6 +121,41 @@ fn converter(
         .map(|c| (class, c))
         .map_err(|e| errors.push(key, e))
         .ok()
+}
+
+/// What a sink subscribes to: the topics listed in `topics`, or the `topics.regex` pattern (as
+/// `^pattern`, librdkafka's mark of a regex). Exactly one must be set; `Err` names the key at fault.
+pub fn sink_subscription(props: &Props) -> Result<Vec<String>, (&'static str, String)> {
+    let topics: Vec<String> = props
+        .get("topics")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let regex = props
+        .get("topics.regex")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty());
+    match (topics.is_empty(), regex) {
+        (true, None) => Err((
+            "topics",
+            "Must configure one of topics or topics.regex".into(),
+        )),
+        (false, Some(_)) => Err((
+            "topics",
+            "topics and topics.regex are mutually exclusive options, but both are set.".into(),
+        )),
+        (false, None) => Ok(topics),
+        (true, Some(r)) => match regex::Regex::new(r) {
+            Ok(_) if r.starts_with('^') => Ok(vec![r.to_owned()]),
+            Ok(_) => Ok(vec![format!("^{r}")]),
+            Err(e) => Err(("topics.regex", format!("Invalid regex {r}: {e}"))),
+        },
+    }
 }
 
 /// The error policy in `props`, whose values [`common_config_def`] has validated.
@@ -158,46 +198,16 @@ impl RuntimeSettings {
             Ok(_) => ConfigErrors::default(),
             Err(e) => e,
         };
-        let key_converter = converter(props, worker, "key.converter", &mut errors);
-        let value_converter = converter(props, worker, "value.converter", &mut errors);
+        let key_converter = converter(props, plugin, worker, "key.converter", &mut errors);
+        let value_converter = converter(props, plugin, worker, "value.converter", &mut errors);
         let transforms = TransformChain::from_config(props)
             .map_err(|e| errors.0.extend(e.0))
             .ok();
         let mut subscription = Vec::new();
         if kind == ConnectorType::Sink {
-            let topics: Vec<String> = props
-                .get("topics")
-                .map(|t| {
-                    t.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let regex = props
-                .get("topics.regex")
-                .map(|r| r.trim())
-                .filter(|r| !r.is_empty());
-            match (topics.is_empty(), regex) {
-                (true, None) => {
-                    errors.push("topics", "Must configure one of topics or topics.regex")
-                }
-                (false, Some(_)) => errors.push(
-                    "topics",
-                    "topics and topics.regex are mutually exclusive options, but both are set.",
-                ),
-                (false, None) => subscription = topics,
-                (true, Some(r)) => match regex::Regex::new(r) {
-                    Ok(_) => {
-                        subscription = vec![if r.starts_with('^') {
-                            r.to_owned()
-                        } else {
-                            format!("^{r}")
-                        }]
-                    }
-                    Err(e) => errors.push("topics.regex", format!("Invalid regex {r}: {e}")),
-                },
+            match sink_subscription(props) {
+                Ok(s) => subscription = s,
+                Err((key, message)) => errors.push(key, message),
             }
         }
         let errors_policy = error_policy(props);

@@ -2,20 +2,20 @@
 //! its records came from, once the cause is fixed.
 //!
 //! Each record goes to the topic its `__connect.errors.topic` header names, with its key, value and
-//! timestamp unchanged, its `__connect.errors.*` headers removed (they described the failure just
-//! fixed) and `__sluice.retry.attempts` incremented; a record without that header is left in place
-//! and listed. The call returns once Kafka acknowledged every record it redrove. Redriving the same
+//! timestamp unchanged, its `__connect.errors.*` and `__sluice.*` headers removed (they described the
+//! failure just fixed) and `__sluice.retry.attempts` incremented
+//! ([`dead_letter::back_to_origin`]); a record without that header is left in place and listed. The call returns once Kafka acknowledged every record it redrove. Redriving the same
 //! range twice sends its records twice: the dead-letter topic itself is not changed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Headers as _, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use sluice_connector_api::dead_letter;
-use sluice_connector_api::{Headers, ProducerRecord};
+use sluice_connector_api::ProducerRecord;
 use sluice_rest_api::model::{RedriveRequest, RedriveResult, RedriveSkip};
 
-use crate::kafka::{KafkaClients, Producer, Reader, future_record};
+use crate::kafka::{KafkaClients, Producer, Reader, future_record, headers_of};
 
 /// How long one read from Kafka may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,36 +140,12 @@ async fn send_back(
 
 /// The record to produce for a dead letter, or why there is none.
 fn back_to_origin(m: &OwnedMessage) -> Result<ProducerRecord, String> {
-    let mut topic = None;
-    let mut attempts = 0u64;
-    let mut headers = Headers::new();
-    if let Some(hs) = m.headers() {
-        for h in hs.iter() {
-            let text = || h.value.map(String::from_utf8_lossy).unwrap_or_default();
-            if h.key == dead_letter::TOPIC {
-                topic = Some(text().into_owned());
-            } else if h.key == dead_letter::ATTEMPTS {
-                attempts = text().trim().parse().unwrap_or(0);
-            } else if !h.key.starts_with(dead_letter::PREFIX) {
-                headers.add(h.key, h.value.map(<[u8]>::to_vec));
-            }
-        }
-    }
-    let topic = topic.filter(|t| !t.is_empty()).ok_or_else(|| {
-        format!(
-            "no {} header (enable errors.deadletterqueue.context.headers.enable)",
-            dead_letter::TOPIC
-        )
-    })?;
-    headers.add_str(dead_letter::ATTEMPTS, &(attempts + 1).to_string());
-    Ok(ProducerRecord {
-        topic,
-        partition: None,
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp: m.timestamp().to_millis(),
-    })
+    dead_letter::back_to_origin(
+        m.key().map(<[u8]>::to_vec),
+        m.payload().map(<[u8]>::to_vec),
+        &headers_of(m),
+        m.timestamp().to_millis(),
+    )
 }
 
 async fn blocking<T: Send + 'static>(

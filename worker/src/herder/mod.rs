@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::raft::RestartRequest;
 use crate::cluster::{Cluster, View};
 use crate::config::WorkerConfig;
-use crate::connector_config::RuntimeSettings;
+use crate::connector_config::{RuntimeSettings, sink_subscription};
 use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
 use crate::metrics::Metrics;
@@ -755,7 +755,19 @@ impl Herder {
         // (the JSON converter's table of field names) that tasks must not contend for. The same
         // config resolved when the connector started, so this cannot fail differently.
         let settings = RuntimeSettings::resolve(&connector.plugin, &connector.config, &self.worker)
-            .map_or_else(|_| Arc::clone(&connector.settings), Arc::new);
+            .map_or_else(
+                |_| Arc::clone(&connector.settings),
+                |mut settings| {
+                    // As in Kafka Connect, a sink task subscribes to what its task config names
+                    // when it names anything (the DLQ router adds its retry tiers).
+                    if connector.plugin.kind == sluice_connector_api::ConnectorType::Sink
+                        && let Ok(own) = sink_subscription(&config)
+                    {
+                        settings.subscription = own;
+                    }
+                    Arc::new(settings)
+                },
+            );
         let errors = Arc::new(ErrorHandler::new(
             id.clone(),
             settings.errors.clone(),

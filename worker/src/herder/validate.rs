@@ -20,10 +20,14 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
     ] {
         let infos = def.describe();
         for value in values {
-            if let Some(info) = infos.iter().find(|i| i.name == value.name) {
-                reports.retain(|(i, _)| i.name != value.name);
-                reports.push((info.clone(), value));
-            }
+            // A key outside the definition is one the connector names itself (`rules.<name>.*`).
+            let info = infos
+                .iter()
+                .find(|i| i.name == value.name)
+                .cloned()
+                .unwrap_or_else(|| undefined_key(&value.name, "Connector", reports.len()));
+            reports.retain(|(i, _)| i.name != value.name);
+            reports.push((info, value));
         }
     }
     // Converter, transform and topic errors are found by resolving the runtime settings.
@@ -36,19 +40,7 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
                     }
                 }
                 None => {
-                    let info = sluice_connector_api::config::ConfigKeyInfo {
-                        name: error.key.clone(),
-                        kind: sluice_connector_api::ConfigType::String,
-                        required: false,
-                        default_value: None,
-                        importance: sluice_connector_api::Importance::Low,
-                        documentation: "Transform, predicate or converter setting.".to_owned(),
-                        group: Some("Transforms".to_owned()),
-                        width: "NONE",
-                        display_name: error.key.clone(),
-                        dependents: Vec::new(),
-                        order: reports.len() as i32,
-                    };
+                    let info = undefined_key(&error.key, "Transforms", reports.len());
                     reports.push((
                         info,
                         ConfigValueReport {
@@ -79,6 +71,24 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
             .into_iter()
             .map(|(definition, value)| ConfigInfo { definition, value })
             .collect(),
+    }
+}
+
+/// The description of a key no definition declares: transform, predicate and converter settings,
+/// and keys a connector names after its own settings (the DLQ router's `rules.<name>.*`).
+fn undefined_key(name: &str, group: &str, order: usize) -> sluice_connector_api::ConfigKeyInfo {
+    sluice_connector_api::ConfigKeyInfo {
+        name: name.to_owned(),
+        kind: sluice_connector_api::ConfigType::String,
+        required: false,
+        default_value: None,
+        importance: sluice_connector_api::Importance::Low,
+        documentation: format!("{group} setting."),
+        group: Some(group.to_owned()),
+        width: "NONE",
+        display_name: name.to_owned(),
+        dependents: Vec::new(),
+        order: order as i32,
     }
 }
 

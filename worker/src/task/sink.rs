@@ -134,6 +134,8 @@ struct Control {
     paused_by_task: Mutex<BTreeSet<TopicPartition>>,
     resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
     commit_requested: std::sync::atomic::AtomicBool,
+    /// Offsets the task asked to read from again, applied after its `put`.
+    resets: Mutex<Offsets>,
     /// The task's consumer, for commits with metadata; set once it exists.
     consumer: std::sync::OnceLock<Arc<StreamConsumer<GroupContext>>>,
     /// How to create the destination topics of `send`.
@@ -175,6 +177,7 @@ impl Control {
             paused_by_task: Mutex::default(),
             resumed_by_task: Mutex::default(),
             commit_requested: std::sync::atomic::AtomicBool::new(false),
+            resets: Mutex::default(),
         }
     }
 
@@ -350,6 +353,13 @@ impl SinkTaskControl for Control {
     fn count(&self, counter: &str, n: u64) {
         self.errors.metrics().count(counter, n);
     }
+
+    fn reset_offsets(&self, offsets: &Offsets) {
+        self.resets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+    }
 }
 
 /// Runs one sink task.
@@ -500,6 +510,7 @@ impl SinkTaskRunner {
                     .put(batch)
                     .await
                     .map_err(|e| format!("put failed: {}", e.trace()))?;
+                apply_resets(&consumer, &control, &mut current)?;
                 let requested = control
                     .commit_requested
                     .swap(false, std::sync::atomic::Ordering::Relaxed);
@@ -652,6 +663,33 @@ impl SinkTaskRunner {
             )
         })
     }
+}
+
+/// Seeks the partitions the task asked to read again; their offsets to commit restart there.
+fn apply_resets(
+    consumer: &StreamConsumer<GroupContext>,
+    control: &Control,
+    current: &mut Offsets,
+) -> Result<(), String> {
+    let resets = std::mem::take(&mut *control.resets.lock().unwrap_or_else(|e| e.into_inner()));
+    let assignment = control
+        .assignment
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (tp, offset) in resets.into_iter().filter(|(tp, _)| assignment.contains(tp)) {
+        blocking(|| {
+            consumer.seek(
+                &tp.topic,
+                tp.partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+        })
+        .map_err(|e| format!("reading {tp} again from offset {offset} failed: {e}"))?;
+        current.insert(tp, offset);
+    }
+    Ok(())
 }
 
 /// What one receive round produced.

@@ -1,0 +1,261 @@
+//! The router task: reads dead letters and its own retry tiers, and sends each record on.
+//!
+//! Guarantees:
+//! - nothing is lost: a record's offset is committed only after Kafka acknowledged where it went
+//!   (every send of a batch is awaited before `put` returns), and a record is dropped only by a
+//!   rule with `action=discard`, counted under `discarded`;
+//! - a tier record is never sent back early and never held in memory: when the first record of a
+//!   tier partition is not due, the task rewinds the partition to it and pauses it until then
+//!   (records in a tier partition are in due order, since they all wait the same delay);
+//! - after a crash, records routed since the last commit may be routed again (at least once).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_connector_api::dead_letter::{self, back_to_origin};
+use sluice_connector_api::{
+    ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, SinkRecord, SinkTask,
+    SinkTaskContext, TopicPartition, Value, async_trait,
+};
+
+use super::config::{RouterConfig, tier_topic};
+use super::rules::{Action, Facts, route};
+
+/// The DLQ router's task.
+#[derive(Default)]
+pub struct DlqRouterTask {
+    ctx: Option<SinkTaskContext>,
+    config: Option<RouterConfig>,
+    /// Tier partitions rewound to a record that is not due yet, paused until it is (ms since the
+    /// epoch).
+    waiting: BTreeMap<TopicPartition, i64>,
+}
+
+/// What becomes of one record.
+enum Step {
+    /// Produce this record, then add one to these counters.
+    Send(ProducerRecord, Vec<String>),
+    /// Nothing to produce; add one to these counters.
+    Count(Vec<String>),
+    /// A tier record that is due at this time: wait for it.
+    Wait(i64),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The raw bytes of a key or value read with the byte-array converter.
+fn bytes(value: Value) -> Result<Option<Vec<u8>>, ConnectError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Bytes(b) => Ok(Some(b)),
+        other => Err(ConnectError::user(format!(
+            "the DLQ router needs raw bytes, but a {} arrived: leave key.converter and value.converter unset",
+            other.type_name()
+        ))),
+    }
+}
+
+/// `headers` without the router's own routing headers (a record routed again gets fresh ones).
+fn without_routing(headers: &Headers) -> Headers {
+    headers
+        .iter()
+        .filter(|h| {
+            !(h.key.starts_with(dead_letter::SLUICE_PREFIX) && h.key != dead_letter::ATTEMPTS)
+        })
+        .cloned()
+        .collect()
+}
+
+impl DlqRouterTask {
+    fn ctx(&self) -> ConnectResult<&SinkTaskContext> {
+        self.ctx
+            .as_ref()
+            .ok_or_else(|| ConnectError::internal("the router task was not started"))
+    }
+
+    fn config(&self) -> ConnectResult<&RouterConfig> {
+        self.config
+            .as_ref()
+            .ok_or_else(|| ConnectError::internal("the router task was not started"))
+    }
+
+    /// Resumes the tier partitions whose first record is now due.
+    fn resume_due(&mut self, now: i64) -> ConnectResult<()> {
+        let due: Vec<TopicPartition> = self
+            .waiting
+            .iter()
+            .filter(|(_, due)| **due <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !due.is_empty() {
+            self.ctx()?.resume(&due);
+            for tp in &due {
+                self.waiting.remove(tp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides where one record goes.
+    fn step(&self, record: SinkRecord, now: i64) -> ConnectResult<Step> {
+        let config = self.config()?;
+        let name = &self.ctx()?.task_id.connector;
+        let r = record.record;
+        let (key, value) = (bytes(r.key)?, bytes(r.value)?);
+        let headers = r.headers;
+        if let Some((tier, _)) = config.tier_of(&r.topic) {
+            if headers.last_str(dead_letter::RETRY_ROUTER) != Some(name.as_str()) {
+                // Another router's tier (or a topic that is only named like one): not ours.
+                return Ok(Step::Count(vec!["foreign".into()]));
+            }
+            let written = r.timestamp.unwrap_or(now);
+            let due = headers
+                .last_str(dead_letter::RETRY_DUE)
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(written + tier.delay.as_millis() as i64);
+            if due > now {
+                return Ok(Step::Wait(due));
+            }
+            let timestamp = headers
+                .last_str(dead_letter::RETRY_TIMESTAMP)
+                .and_then(|t| t.parse().ok())
+                .or(r.timestamp);
+            return Ok(match back_to_origin(key.clone(), value.clone(), &headers, timestamp) {
+                Ok(back) => Step::Send(back, vec!["redelivered".into()]),
+                Err(reason) => park(config, "tier", &reason, key, value, &headers, timestamp),
+            });
+        }
+        let facts = Facts::of(&headers);
+        let (rule, action) = route(&config.rules, config.default_action, &facts);
+        let matched = format!("rule.{rule}");
+        let mut step = match (action, facts.topic) {
+            (Action::Discard, _) => Step::Count(vec!["discarded".into()]),
+            (Action::Park, _) => park(config, rule, "a park rule matched", key, value, &headers, r.timestamp),
+            (Action::Retry, None) => park(config, rule, "no __connect.errors.topic header: it cannot be sent back", key, value, &headers, r.timestamp),
+            (Action::Retry, Some(_)) if facts.attempts >= config.max_attempts => {
+                let reason = format!("retries exhausted: sent back {} times", facts.attempts);
+                match park(config, rule, &reason, key, value, &headers, r.timestamp) {
+                    Step::Send(parked, mut counters) => {
+                        counters.push("retries.exhausted".into());
+                        Step::Send(parked, counters)
+                    }
+                    other => other,
+                }
+            }
+            (Action::Retry, Some(original)) => {
+                let tier = config
+                    .tier(facts.attempts)
+                    .ok_or_else(|| ConnectError::internal("no retry tier"))?;
+                let mut tiered = without_routing(&headers);
+                tiered.add_str(dead_letter::RETRY_ROUTER, name);
+                tiered.add_str(dead_letter::ROUTER_RULE, rule);
+                let due = now + tier.delay.as_millis() as i64;
+                tiered.add_str(dead_letter::RETRY_DUE, &due.to_string());
+                if let Some(ts) = r.timestamp {
+                    tiered.add_str(dead_letter::RETRY_TIMESTAMP, &ts.to_string());
+                }
+                let record = ProducerRecord {
+                    topic: tier_topic(original, &tier.label),
+                    partition: None,
+                    key,
+                    value,
+                    headers: tiered,
+                    timestamp: Some(now),
+                };
+                Step::Send(record, vec![format!("retried.{}", tier.label)])
+            }
+        };
+        if let Step::Send(_, counters) | Step::Count(counters) = &mut step {
+            counters.push(matched);
+        }
+        Ok(step)
+    }
+}
+
+/// A record for the parking lot: as it arrived, plus the rule and the reason.
+fn park(
+    config: &RouterConfig,
+    rule: &str,
+    reason: &str,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: &Headers,
+    timestamp: Option<i64>,
+) -> Step {
+    let mut parked = without_routing(headers);
+    parked.add_str(dead_letter::ROUTER_RULE, rule);
+    parked.add_str(dead_letter::PARKED_REASON, reason);
+    Step::Send(
+        ProducerRecord {
+            topic: config.parking_lot.clone(),
+            partition: None,
+            key,
+            value,
+            headers: parked,
+            timestamp,
+        },
+        vec!["parked".into()],
+    )
+}
+
+#[async_trait]
+impl SinkTask for DlqRouterTask {
+    async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
+        self.config = Some(RouterConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?);
+        self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
+        let now = now_ms();
+        self.resume_due(now)?;
+        let mut sends = Vec::new();
+        let mut counted = Vec::new();
+        let mut rewinds = Offsets::new();
+        for record in records {
+            if self.waiting.contains_key(&record.origin) {
+                continue; // rewound: read again once due
+            }
+            let (origin, offset) = (record.origin.clone(), record.offset);
+            match self.step(record, now)? {
+                Step::Send(r, counters) => sends.push((r, counters)),
+                Step::Count(counters) => counted.extend(counters),
+                Step::Wait(due) => {
+                    rewinds.insert(origin.clone(), offset);
+                    self.waiting.insert(origin, due);
+                }
+            }
+        }
+        let ctx = self.ctx()?;
+        if !rewinds.is_empty() {
+            let paused: Vec<_> = rewinds.keys().cloned().collect();
+            ctx.pause(&paused);
+            ctx.reset_offsets(&rewinds);
+        }
+        // Sent together: each send is queued in order when first polled, so records keep their
+        // batch order within each destination partition.
+        let (records, sent): (Vec<_>, Vec<_>) = sends.into_iter().unzip();
+        futures::future::try_join_all(records.into_iter().map(|r| ctx.send(r))).await?;
+        for counter in counted.iter().chain(sent.iter().flatten()) {
+            ctx.count(counter, 1);
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, partitions: &[TopicPartition]) -> ConnectResult<()> {
+        // A partition that comes back later must not start paused.
+        let was_waiting: Vec<_> = partitions
+            .iter()
+            .filter(|tp| self.waiting.remove(*tp).is_some())
+            .cloned()
+            .collect();
+        if !was_waiting.is_empty() {
+            self.ctx()?.resume(&was_waiting);
+        }
+        Ok(())
+    }
+}
