@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Message, OwnedMessage};
-use sluice_connector_api::dead_letter;
 use sluice_connector_api::ProducerRecord;
+use sluice_connector_api::dead_letter;
 use sluice_rest_api::model::{RedriveRequest, RedriveResult, RedriveSkip};
 
 use crate::kafka::{KafkaClients, Producer, Reader, future_record, headers_of};

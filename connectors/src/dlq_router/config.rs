@@ -203,9 +203,13 @@ impl RouterConfig {
                 );
             }
         }
-        let retries = default_action == Action::Retry || rules.iter().any(|r| r.action == Action::Retry);
+        let retries =
+            default_action == Action::Retry || rules.iter().any(|r| r.action == Action::Retry);
         if retries && tiers.is_empty() {
-            errors.push("retry.tiers", "A rule retries, so at least one retry tier is needed");
+            errors.push(
+                "retry.tiers",
+                "A rule retries, so at least one retry tier is needed",
+            );
         }
         let dead_letter_topics = list("topics");
         let dead_letter_regex = Some(get("topics.regex"))
@@ -220,15 +224,15 @@ impl RouterConfig {
         );
         for k in ["key.converter", "value.converter"] {
             if let Some(class) = props.get(k).map(|c| c.trim()).filter(|c| !c.is_empty())
-                && !matches!(
-                    class,
-                    BYTE_ARRAY_CONVERTER | "ByteArrayConverter" | "bytes"
-                )
+                && !matches!(class, BYTE_ARRAY_CONVERTER | "ByteArrayConverter" | "bytes")
             {
                 errors.push(k, format!("The DLQ router passes records on byte for byte: leave {k} unset or set it to {BYTE_ARRAY_CONVERTER}"));
             }
         }
-        if props.get("transforms").is_some_and(|t| !t.trim().is_empty()) {
+        if props
+            .get("transforms")
+            .is_some_and(|t| !t.trim().is_empty())
+        {
             errors.push(
                 "transforms",
                 "The DLQ router passes records on byte for byte: it takes no transforms",
@@ -269,10 +273,7 @@ impl RouterConfig {
     /// `.` is enough for librdkafka's regex dialect).
     pub fn subscription(&self) -> String {
         let inputs = match &self.dead_letter_regex {
-            Some(r) => r
-                .trim_start_matches('^')
-                .trim_end_matches('$')
-                .to_owned(),
+            Some(r) => r.trim_start_matches('^').trim_end_matches('$').to_owned(),
             None => self
                 .dead_letter_topics
                 .iter()
@@ -359,7 +360,10 @@ mod tests {
             ("rules.b.stage", "NOWHERE"),
             ("rules.b.message.pattern", "(unclosed"),
             ("rules.c.action", "park"),
-            ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+            (
+                "value.converter",
+                "org.apache.kafka.connect.json.JsonConverter",
+            ),
         ]))
         .unwrap_err();
         let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
@@ -393,7 +397,12 @@ mod tests {
         let sub = c.subscription();
         assert_eq!(sub, r"^((dlq\.orders|dlq-payments)|.+\.retry\.(30s|10m))$");
         let re = Regex::new(&sub).unwrap();
-        for t in ["dlq.orders", "dlq-payments", "orders.retry.30s", "x.y.retry.10m"] {
+        for t in [
+            "dlq.orders",
+            "dlq-payments",
+            "orders.retry.30s",
+            "x.y.retry.10m",
+        ] {
             assert!(re.is_match(t), "{t}");
         }
         for t in ["dlqXorders", "parked", "orders.retry.1m", "dlq.orders.x"] {

@@ -175,12 +175,16 @@ impl Rule {
                 .rsplit('.')
                 .next()
                 .unwrap_or(facts.exception_class);
-            wanted.eq_ignore_ascii_case(facts.exception_class) || wanted.eq_ignore_ascii_case(simple)
+            wanted.eq_ignore_ascii_case(facts.exception_class)
+                || wanted.eq_ignore_ascii_case(simple)
         };
         (self.stages.is_empty() || self.stages.iter().any(|s| s == facts.stage))
             && (self.exception_classes.is_empty()
                 || self.exception_classes.iter().any(class_matches))
-            && self.message.as_ref().is_none_or(|m| m.is_match(facts.message))
+            && self
+                .message
+                .as_ref()
+                .is_none_or(|m| m.is_match(facts.message))
             && self
                 .topic
                 .as_ref()
@@ -270,7 +274,10 @@ mod tests {
             },
             Rule {
                 name: "transient".into(),
-                ..rule(&[("action", "retry"), ("exception.class", "RetriableException")])
+                ..rule(&[
+                    ("action", "retry"),
+                    ("exception.class", "RetriableException"),
+                ])
             },
         ];
         assert_eq!(
@@ -289,6 +296,9 @@ mod tests {
             exception_class: "org.apache.kafka.connect.errors.DataException",
             ..facts()
         };
-        assert_eq!(route(&rules, Action::Park, &data), ("default", Action::Park));
+        assert_eq!(
+            route(&rules, Action::Park, &data),
+            ("default", Action::Park)
+        );
     }
 }

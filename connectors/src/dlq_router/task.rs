@@ -124,18 +124,36 @@ impl DlqRouterTask {
                 .last_str(dead_letter::RETRY_TIMESTAMP)
                 .and_then(|t| t.parse().ok())
                 .or(r.timestamp);
-            return Ok(match back_to_origin(key.clone(), value.clone(), &headers, timestamp) {
-                Ok(back) => Step::Send(back, vec!["redelivered".into()]),
-                Err(reason) => park(config, "tier", &reason, key, value, &headers, timestamp),
-            });
+            return Ok(
+                match back_to_origin(key.clone(), value.clone(), &headers, timestamp) {
+                    Ok(back) => Step::Send(back, vec!["redelivered".into()]),
+                    Err(reason) => park(config, "tier", &reason, key, value, &headers, timestamp),
+                },
+            );
         }
         let facts = Facts::of(&headers);
         let (rule, action) = route(&config.rules, config.default_action, &facts);
         let matched = format!("rule.{rule}");
         let mut step = match (action, facts.topic) {
             (Action::Discard, _) => Step::Count(vec!["discarded".into()]),
-            (Action::Park, _) => park(config, rule, "a park rule matched", key, value, &headers, r.timestamp),
-            (Action::Retry, None) => park(config, rule, "no __connect.errors.topic header: it cannot be sent back", key, value, &headers, r.timestamp),
+            (Action::Park, _) => park(
+                config,
+                rule,
+                "a park rule matched",
+                key,
+                value,
+                &headers,
+                r.timestamp,
+            ),
+            (Action::Retry, None) => park(
+                config,
+                rule,
+                "no __connect.errors.topic header: it cannot be sent back",
+                key,
+                value,
+                &headers,
+                r.timestamp,
+            ),
             (Action::Retry, Some(_)) if facts.attempts >= config.max_attempts => {
                 let reason = format!("retries exhausted: sent back {} times", facts.attempts);
                 match park(config, rule, &reason, key, value, &headers, r.timestamp) {
@@ -205,7 +223,8 @@ fn park(
 #[async_trait]
 impl SinkTask for DlqRouterTask {
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
-        self.config = Some(RouterConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?);
+        self.config =
+            Some(RouterConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?);
         self.ctx = Some(ctx);
         Ok(())
     }

@@ -20,14 +20,21 @@ pub fn validate_with(plugin: &Plugin, config: &Props, worker: &WorkerConfig) -> 
     ] {
         let infos = def.describe();
         for value in values {
-            // A key outside the definition is one the connector names itself (`rules.<name>.*`).
-            let info = infos
-                .iter()
-                .find(|i| i.name == value.name)
-                .cloned()
-                .unwrap_or_else(|| undefined_key(&value.name, "Connector", reports.len()));
-            reports.retain(|(i, _)| i.name != value.name);
-            reports.push((info, value));
+            match infos.iter().find(|i| i.name == value.name) {
+                Some(info) => {
+                    reports.retain(|(i, _)| i.name != value.name);
+                    reports.push((info.clone(), value));
+                }
+                // A key the connector checks beyond its definition: a common key it restricts
+                // (the router's converters) or one it names itself (`rules.<name>.*`).
+                None => match reports.iter_mut().find(|(i, _)| i.name == value.name) {
+                    Some((_, known)) => known.errors.extend(value.errors),
+                    None => {
+                        let info = undefined_key(&value.name, "Connector", reports.len());
+                        reports.push((info, value));
+                    }
+                },
+            }
         }
     }
     // Converter, transform and topic errors are found by resolving the runtime settings.
