@@ -42,9 +42,10 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
     worker
         .create("hb", json!({"connector.class": "Heartbeat", "topic": beats, "interval.ms": "20", "topic.creation.default.partitions": "1"}))
         .await;
-    // Forward creates its destination topic (one partition) when it first sends.
+    // Forward creates its destination topic (one partition) when it first sends. Its first three
+    // puts with records fail with a retriable error: the runtime redelivers those records.
     worker
-        .create("fwd", json!({"connector.class": "Forward", "topics": beats, "destination.topic": forwarded, "topic.creation.default.partitions": "1"}))
+        .create("fwd", json!({"connector.class": "Forward", "topics": beats, "destination.topic": forwarded, "topic.creation.default.partitions": "1", "simulate.retriable.failures": "3"}))
         .await;
     // Start reading the forwarded topic once Forward committed input, i.e. its output was acknowledged.
     // (Subscribing earlier would let the test broker auto-create the topic with its defaults.)
@@ -73,6 +74,19 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
         lines.len(),
         "every line is a heartbeat: {lines:?}"
     );
-    // Heartbeats count 1, 2, 3, ...: the file holds a gap-free, duplicate-free prefix, in order.
+    // Heartbeats count 1, 2, 3, ...: the file holds a gap-free, duplicate-free prefix, in order,
+    // although the first records were refused three times.
     assert_eq!(beats, (1..=beats.len() as i64).collect::<Vec<_>>());
+    let status = eventually("the retries in status", Duration::from_secs(30), || async {
+        let s = worker.get("/connectors/fwd/status").await.body;
+        s["tasks"][0]["errors"]["records_retried"]
+            .is_u64()
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    assert_eq!(
+        status["tasks"][0]["errors"]["records_retried"], 3,
+        "{status}"
+    );
 }

@@ -1,29 +1,44 @@
 //! `Forward`: a sink that writes every record it receives to another topic, re-encoded as JSON with
 //! its schema, through the runtime's producer (`SinkTaskContext::send`). The pattern of sinks that
 //! emit records: results, dead letters, retries.
+//!
+//! It also shows the contract of a retriable error: a `put` that fails with
+//! [`ConnectError::retriable`] gets the same records again after a back-off, so the task must be
+//! able to take a batch twice. `simulate.retriable.failures` fails that many puts on purpose.
 
 use std::sync::Arc;
 
 use sluice_connector_api::convert::{Converter, JsonConverter};
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorContext, Importance,
-    ProducerRecord, Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, Validator,
-    async_trait,
+    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
+    Importance, ProducerRecord, Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext,
+    Validator, async_trait,
 };
 
 /// The plugin's class name.
 pub const CLASS: &str = "com.example.sluice.ForwardConnector";
 
 fn def() -> ConfigDef {
-    ConfigDef::new().define(
-        ConfigKey::new(
-            "destination.topic",
-            ConfigType::String,
-            "Topic to forward records to.",
+    ConfigDef::new()
+        .define(
+            ConfigKey::new(
+                "destination.topic",
+                ConfigType::String,
+                "Topic to forward records to.",
+            )
+            .importance(Importance::High)
+            .validator(Validator::NonEmpty),
         )
-        .importance(Importance::High)
-        .validator(Validator::NonEmpty),
-    )
+        .define(
+            ConfigKey::new(
+                "simulate.retriable.failures",
+                ConfigType::Int,
+                "Fail this many puts that carry records with a retriable error before forwarding \
+                 anything, to watch the runtime redeliver them.",
+            )
+            .default_value("0")
+            .validator(Validator::at_least(0.0)),
+        )
 }
 
 /// Forwards records to another topic.
@@ -60,12 +75,15 @@ impl SinkConnector for ForwardConnector {
 pub struct ForwardTask {
     ctx: Option<SinkTaskContext>,
     destination: String,
+    failures_left: i32,
 }
 
 #[async_trait]
 impl SinkTask for ForwardTask {
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
-        self.destination = def().parse(props)?.string("destination.topic");
+        let config = def().parse(props)?;
+        self.destination = config.string("destination.topic");
+        self.failures_left = config.int("simulate.retriable.failures");
         self.ctx = Some(ctx);
         Ok(())
     }
@@ -74,10 +92,15 @@ impl SinkTask for ForwardTask {
     /// everything put) never commits input whose output is not in Kafka.
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
         let Some(ctx) = &self.ctx else {
-            return Err(sluice_connector_api::ConnectError::internal(
-                "put before start",
-            ));
+            return Err(ConnectError::internal("put before start"));
         };
+        if !records.is_empty() && self.failures_left > 0 {
+            self.failures_left -= 1;
+            return Err(ConnectError::retriable(format!(
+                "simulated failure; {} more to go",
+                self.failures_left
+            )));
+        }
         let json = JsonConverter::new(true);
         let mut sends = Vec::with_capacity(records.len());
         for r in records {

@@ -448,6 +448,7 @@ impl SinkTaskRunner {
         let mut shown = None;
         let interval = self.task_settings.offset_flush_interval;
         let mut next_commit = Instant::now() + interval;
+        let mut put_retries = 0u32;
         let result: Result<(), String> = async {
             loop {
                 let desired = *self.desired.borrow_and_update();
@@ -505,11 +506,27 @@ impl SinkTaskRunner {
                     let next = current.entry(r.origin.clone()).or_insert(r.offset + 1);
                     *next = (*next).max(r.offset + 1);
                 }
+                let firsts = first_offsets(&batch);
                 // An empty batch too, as in Kafka Connect: sinks act on time alone.
-                self.task
-                    .put(batch)
-                    .await
-                    .map_err(|e| format!("put failed: {}", e.trace()))?;
+                match self.task.put(batch).await {
+                    Ok(()) if !firsts.is_empty() => put_retries = 0,
+                    Ok(()) => {}
+                    // As in Kafka Connect, a retriable error redelivers the same records after a
+                    // back-off, for as long as it lasts: they are read again from where the batch
+                    // began (nothing is held), and nothing of it is committed meanwhile.
+                    Err(e) if e.is_retriable() => {
+                        let delay = self.errors.redelivery_delay(put_retries, &e);
+                        put_retries = put_retries.saturating_add(1);
+                        control.reset_offsets(&firsts);
+                        apply_resets(&consumer, &control, &mut current)?;
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.desired.changed() => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(format!("put failed: {}", e.trace())),
+                }
                 apply_resets(&consumer, &control, &mut current)?;
                 let requested = control
                     .commit_requested
@@ -663,6 +680,17 @@ impl SinkTaskRunner {
             )
         })
     }
+}
+
+/// The offset of each partition's first record in `batch`: where a redelivery starts.
+fn first_offsets(batch: &[SinkRecord]) -> Offsets {
+    let mut firsts = Offsets::new();
+    for r in batch {
+        if !firsts.contains_key(&r.origin) {
+            firsts.insert(r.origin.clone(), r.offset);
+        }
+    }
+    firsts
 }
 
 /// Seeks the partitions the task asked to read again; their offsets to commit restart there.

@@ -262,6 +262,15 @@ impl ErrorHandler {
         }
     }
 
+    /// How long to wait before redelivering a batch whose `put` failed with a retriable error, for
+    /// the `attempt`th time in a row (from 0); logs the error and counts the retry.
+    pub fn redelivery_delay(&self, attempt: u32, error: &ConnectError) -> Duration {
+        let delay = backoff(attempt, self.policy.retry_delay_max, &mut rand::rng());
+        tracing::warn!(task = %self.task, attempt, ?delay, "put failed with a retriable error; redelivering the batch: {}", error.trace());
+        self.metrics.retried();
+        delay
+    }
+
     /// Records that `n` records went through conversion and transforms (for the circuit
     /// breaker; a record a sink reports later counts once more, as failed).
     pub fn succeeded(&self, n: usize) {
