@@ -219,15 +219,19 @@ async fn six_tasks_run_once_each_balanced_over_three_workers() {
     // GET / keeps Kafka Connect's shape; /fleet shows the assignment generation.
     let root = workers[2].get("/").await.body;
     assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string());
-    let fleet = workers[2].get("/fleet").await.body;
+    // The third worker is promoted to voter a moment after it joined: wait for it.
+    let fleet = eventually("three voters", Duration::from_secs(20), || async {
+        let fleet = workers[2].get("/fleet").await.body;
+        let voters = fleet["workers"]
+            .as_array()
+            .map(|ws| ws.iter().filter(|w| w["voter"] == true).count());
+        (voters == Some(3)).then_some(fleet)
+    })
+    .await;
     assert!(
         fleet["generation"].as_i64().is_some_and(|g| g > 0),
         "{fleet}"
     );
-    let voters = fleet["workers"]
-        .as_array()
-        .map(|ws| ws.iter().filter(|w| w["voter"] == true).count());
-    assert_eq!(voters, Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
