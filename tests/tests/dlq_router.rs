@@ -288,6 +288,15 @@ async fn rules_route_dead_letters_and_tiers_send_them_back_when_due() {
     ] {
         assert_eq!(counters[counter], n, "{counter} in {counters}");
     }
+    // The same counters are in the worker's metrics.
+    let metrics = worker.get("/metrics").await.body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    for (counter, n) in [("rule.transient", 3), ("parked", 4), ("discarded", 1)] {
+        let line = format!(
+            "sluice_connector_records_total{{connector=\"{name}\",counter=\"{counter}\",task=\"0\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line} missing from {metrics}");
+    }
     // The foreign tier record was left alone.
     assert_eq!(read_topic(&broker.bootstrap, &orders).len(), 1);
 
