@@ -562,8 +562,12 @@ async fn a_worker_cut_off_from_the_fleet_stops_its_tasks_within_the_session_time
 }
 
 /// Voter ids and member count from a worker's `/fleet`.
+/// The voters and member count a worker sees, once no voter change is in flight.
 async fn voters_of(worker: &Worker) -> Option<(BTreeSet<u64>, usize)> {
     let f = worker.get("/fleet").await.body;
+    if f["membership_changing"] != false {
+        return None;
+    }
     let workers = f["workers"].as_array()?;
     let voters = workers
         .iter()
@@ -580,7 +584,12 @@ async fn ten_workers_keep_three_voters_and_replace_a_dead_one() {
     let mut workers = start_fleet(&settings, 10).await;
     // The leader promotes voters as learners join: the third may come a moment after the tenth
     // member is seen.
-    let first = &workers[0];
+    // Ask the leader: a follower may learn of the committed change a moment later.
+    let leader_at = leader_url(&workers[0]).await.expect("leader");
+    let first = workers
+        .iter()
+        .find(|w| w.url == leader_at)
+        .expect("the leader");
     let voters = eventually(
         "3 voters among 10 members",
         Duration::from_secs(30),
@@ -640,7 +649,11 @@ async fn losing_two_of_three_voters_reforms_the_fleet_from_the_config_topic() {
         .create(&name, datagen(&unique("quorum-topic"), 5, 2, 1_000_000))
         .await;
     running_on(&workers[0], &name, 5).await;
-    let (voters, _) = voters_of(&workers[0]).await.expect("fleet");
+    let voters = eventually("3 settled voters", Duration::from_secs(30), || async {
+        let (voters, _) = voters_of(&workers[0]).await?;
+        (voters.len() == 3).then_some(voters)
+    })
+    .await;
     let epoch = workers[0].get("/fleet").await.body["epoch"].as_u64();
 
     // SIGKILL two voters at once: the third cannot reach a quorum.

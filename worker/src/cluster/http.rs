@@ -339,6 +339,9 @@ async fn fleet(State(inner): State<Arc<Inner>>) -> Response {
     });
     Json(json!({
         "epoch": node.epoch,
+        // A voter change in flight (Raft joint consensus): until it commits, the old voters'
+        // majority is needed as well as the new one's.
+        "membership_changing": membership.get_joint_config().len() > 1,
         "generation": state.assignment.generation,
         "config_offset": state.assignment.config_offset,
         "leader": leader,

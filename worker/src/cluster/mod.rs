@@ -323,21 +323,28 @@ impl Inner {
 
     /// Whether a majority of the voters (this leader included) answered within the session
     /// timeout. Counted from this worker's own record of answers, not from Raft's metrics, which
-    /// are only refreshed on state changes.
+    /// are only refreshed on state changes. During a voter change (Raft joint consensus) a commit
+    /// needs a majority of the old voters and one of the new voters, so both must have answered:
+    /// a voter of the old set that dies mid-change leaves the leader unable to commit, and it must
+    /// then give up like a leader that lost its quorum, not keep the fleet stalled.
     fn quorum_answers(&self, node: &Node) -> bool {
-        let (voters, _) = Self::members(node);
+        let metrics = node.raft.metrics().borrow().clone();
+        let configs = metrics
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .clone();
         let session = self.session_timeout();
-        let answered = voters
+        let answered = |v: &NodeId| {
+            *v == node.id
+                || self
+                    .liveness
+                    .last_answer(*v)
+                    .is_some_and(|t| t.elapsed() < session)
+        };
+        configs
             .iter()
-            .filter(|v| {
-                **v == node.id
-                    || self
-                        .liveness
-                        .last_answer(**v)
-                        .is_some_and(|t| t.elapsed() < session)
-            })
-            .count();
-        answered * 2 > voters.len()
+            .all(|voters| voters.iter().filter(|v| answered(v)).count() * 2 > voters.len())
     }
 
     fn members(node: &Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
