@@ -267,13 +267,7 @@ fn parse_value(kind: ConfigType, raw: &str) -> Result<ConfigValue, String> {
             .parse()
             .map(ConfigValue::Double)
             .map_err(|_| format!("Invalid value {raw}: not a number")),
-        ConfigType::List => Ok(ConfigValue::List(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )),
+        ConfigType::List => Ok(ConfigValue::List(split_list(raw))),
         ConfigType::String | ConfigType::Class | ConfigType::Password => {
             Ok(ConfigValue::String(raw.to_owned()))
         }
@@ -407,6 +401,33 @@ impl ParsedConfig {
     }
 }
 
+/// The items of a comma-separated `LIST` value, trimmed, empty items dropped.
+pub fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Adds rule errors (those spanning keys, or on keys a connector names itself) to per-key
+/// `reports`, in the shape of `/config/validate`: to the report of their key, or as a new report.
+pub fn add_errors(reports: &mut Vec<ConfigValueReport>, errors: ConfigErrors, props: &Props) {
+    for e in errors.0 {
+        match reports.iter_mut().find(|r| r.name == e.key) {
+            Some(r) if r.errors.contains(&e.message) => {}
+            Some(r) => r.errors.push(e.message),
+            None => reports.push(ConfigValueReport {
+                value: props.get(&e.key).cloned(),
+                name: e.key,
+                recommended_values: Vec::new(),
+                errors: vec![e.message],
+                visible: true,
+            }),
+        }
+    }
+}
+
 /// Properties whose key starts with `prefix`, with the prefix removed.
 pub fn with_prefix(props: &Props, prefix: &str) -> Props {
     props
@@ -493,6 +514,23 @@ impl ConfigDef {
                 }
             })
             .collect()
+    }
+
+    /// Every per-key error, and the properties without the keys in error, so that typed
+    /// settings read from them fall back to defaults and the rules spanning keys can still be
+    /// checked: the first step of a typed config that reports all errors at once.
+    pub fn check_keys(&self, props: &Props) -> (Props, ConfigErrors) {
+        let mut errors = ConfigErrors::default();
+        let mut clean = props.clone();
+        for report in self.validate(props) {
+            if !report.errors.is_empty() {
+                clean.remove(&report.name);
+            }
+            for message in report.errors {
+                errors.push(report.name.clone(), message);
+            }
+        }
+        (clean, errors)
     }
 
     /// Parses properties into typed values, or returns every error at once.

@@ -120,8 +120,18 @@ pub fn attempts(headers: &Headers) -> u32 {
         .unwrap_or(0)
 }
 
-/// The record that sends a dead letter back to the topic it failed on (its [`TOPIC`] header), or
-/// why there is none.
+/// The topic a dead letter failed on (its [`TOPIC`] header), or why it cannot be sent back.
+pub fn origin_topic(headers: &Headers) -> Result<&str, String> {
+    headers
+        .last_str(TOPIC)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            format!("no {TOPIC} header (enable errors.deadletterqueue.context.headers.enable)")
+        })
+}
+
+/// The record that sends a dead letter back to the topic it failed on ([`origin_topic`]), or why
+/// there is none.
 ///
 /// Key, value and timestamp are unchanged. It goes to the partition it was read from when the
 /// dead letter names one ([`PARTITION`]: sink-side failures), so a key stays in its partition
@@ -131,31 +141,22 @@ pub fn attempts(headers: &Headers) -> u32 {
 pub fn back_to_origin(
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
-    headers: &Headers,
+    mut headers: Headers,
     timestamp: Option<i64>,
 ) -> Result<ProducerRecord, String> {
-    let topic = headers
-        .last_str(TOPIC)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            format!("no {TOPIC} header (enable errors.deadletterqueue.context.headers.enable)")
-        })?
-        .to_owned();
+    let topic = origin_topic(&headers)?.to_owned();
     let partition = headers
         .last_str(PARTITION)
         .and_then(|p| p.trim().parse().ok());
-    let mut kept: Headers = headers
-        .iter()
-        .filter(|h| !h.key.starts_with(PREFIX) && !h.key.starts_with(SLUICE_PREFIX))
-        .cloned()
-        .collect();
-    kept.add_str(ATTEMPTS, &(attempts(headers) + 1).to_string());
+    let attempts = attempts(&headers);
+    headers.retain(|h| !h.key.starts_with(PREFIX) && !h.key.starts_with(SLUICE_PREFIX));
+    headers.add_str(ATTEMPTS, &(attempts + 1).to_string());
     Ok(ProducerRecord {
         topic,
         partition,
         key,
         value,
-        headers: kept,
+        headers,
         timestamp,
     })
 }
@@ -173,7 +174,7 @@ mod tests {
         headers.add_str(STAGE, "TASK_PUT");
         headers.add_str(ATTEMPTS, "2");
         headers.add_str(RETRY_DUE, "123");
-        let r = back_to_origin(Some(b"k".to_vec()), None, &headers, Some(7)).unwrap();
+        let r = back_to_origin(Some(b"k".to_vec()), None, headers, Some(7)).unwrap();
         assert_eq!(
             (r.topic.as_str(), r.partition, r.timestamp),
             ("orders", Some(2), Some(7))
@@ -181,7 +182,7 @@ mod tests {
         let keys: Vec<_> = r.headers.iter().map(|h| h.key.as_str()).collect();
         assert_eq!(keys, ["trace", ATTEMPTS]);
         assert_eq!(attempts(&r.headers), 3);
-        assert!(back_to_origin(None, None, &Headers::new(), None).is_err());
+        assert!(back_to_origin(None, None, Headers::new(), None).is_err());
     }
 
     #[test]

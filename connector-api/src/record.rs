@@ -90,6 +90,11 @@ impl Headers {
         self.0.retain(|h| h.key != key);
     }
 
+    /// Keeps only the headers `keep` accepts, in order.
+    pub fn retain(&mut self, keep: impl FnMut(&Header) -> bool) {
+        self.0.retain(keep);
+    }
+
     /// The headers in order.
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.0.iter()

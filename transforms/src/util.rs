@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use sluice_connector_api::config::split_list;
 use sluice_connector_api::{ConnectError, Props, Record, Schema, Value};
 
 use crate::Target;
@@ -24,16 +25,7 @@ pub(crate) fn required<'a>(props: &'a Props, key: &str, errors: &mut Errors) -> 
 
 /// A comma-separated list setting.
 pub(crate) fn list(props: &Props, key: &str) -> Vec<String> {
-    props
-        .get(key)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    props.get(key).map(|v| split_list(v)).unwrap_or_default()
 }
 
 /// The schema and value of one half of a record.

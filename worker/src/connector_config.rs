@@ -6,7 +6,8 @@ use sluice_connector_api::convert::{ConnectData, Converter, converter_for};
 use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
     ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectError, ConnectorType, Importance,
-    Plugin, Props, Record, Validator, config::with_prefix,
+    Plugin, Props, Record, Validator,
+    config::{split_list, with_prefix},
 };
 use sluice_transforms::TransformChain;
 use std::time::Duration;
@@ -125,16 +126,10 @@ fn converter(
 
 /// What a sink subscribes to: the topics listed in `topics`, or the `topics.regex` pattern (as
 /// `^pattern`, librdkafka's mark of a regex). Exactly one must be set; `Err` names the key at fault.
-pub fn sink_subscription(props: &Props) -> Result<Vec<String>, (&'static str, String)> {
-    let topics: Vec<String> = props
+fn sink_subscription(props: &Props) -> Result<Vec<String>, (&'static str, String)> {
+    let topics = props
         .get("topics")
-        .map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|t| split_list(t))
         .unwrap_or_default();
     let regex = props
         .get("topics.regex")
@@ -249,6 +244,20 @@ impl RuntimeSettings {
             }),
             _ => Err(errors),
         }
+    }
+}
+
+impl RuntimeSettings {
+    /// The settings of one task: as in Kafka Connect, a sink task subscribes to what its task
+    /// config names when it names anything (the DLQ router adds its retry tiers), else to the
+    /// connector's topics.
+    pub fn for_task(mut self, task_config: &Props) -> Self {
+        if !self.subscription.is_empty()
+            && let Ok(own) = sink_subscription(task_config)
+        {
+            self.subscription = own;
+        }
+        self
     }
 }
 

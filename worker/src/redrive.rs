@@ -2,10 +2,11 @@
 //! its records came from, once the cause is fixed.
 //!
 //! Each record goes to the topic its `__connect.errors.topic` header names, with its key, value and
-//! timestamp unchanged, its `__connect.errors.*` and `__sluice.*` headers removed (they described the
-//! failure just fixed) and `__sluice.retry.attempts` incremented
-//! ([`dead_letter::back_to_origin`]); a record without that header is left in place and listed. The call returns once Kafka acknowledged every record it redrove. Redriving the same
-//! range twice sends its records twice: the dead-letter topic itself is not changed.
+//! timestamp unchanged, its `__connect.errors.*` and `__sluice.*` headers removed (they described
+//! the failure just fixed) and `__sluice.retry.attempts` incremented
+//! ([`dead_letter::back_to_origin`]); a record without that header is left in place and listed.
+//! The call returns once Kafka acknowledged every record it redrove. Redriving the same range
+//! twice sends its records twice: the dead-letter topic itself is not changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +144,7 @@ fn back_to_origin(m: &OwnedMessage) -> Result<ProducerRecord, String> {
     dead_letter::back_to_origin(
         m.key().map(<[u8]>::to_vec),
         m.payload().map(<[u8]>::to_vec),
-        &headers_of(m),
+        headers_of(m),
         m.timestamp().to_millis(),
     )
 }

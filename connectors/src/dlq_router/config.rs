@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use regex::Regex;
+use sluice_connector_api::config::{add_errors, split_list};
 use sluice_connector_api::convert::BYTE_ARRAY_CONVERTER;
 use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
@@ -45,6 +46,11 @@ pub struct RouterConfig {
     /// What happens to a record no rule matches (never discard: dropping is explicit).
     pub default_action: Action,
 }
+
+/// `retry.tiers` when unset.
+const DEFAULT_TIERS: &str = "1m,10m";
+/// `retry.max.attempts` when unset.
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// The stage names a rule may match.
 const STAGES: &[Stage] = &[
@@ -105,8 +111,8 @@ impl RouterConfig {
     pub fn def() -> ConfigDef {
         ConfigDef::new()
             .define(key("parking.lot.topic.name", ConfigType::String, "Topic for records the router gives up on: retries exhausted, a rule with action=park, or no original topic to send back to. Redrive it with POST /dead-letters/{topic}/redrive once the cause is fixed.").validator(Validator::NonEmpty).importance(Importance::High))
-            .define(key("retry.tiers", ConfigType::List, "Retry delays in order, such as 1m,10m (units ms, s, m, h, d). The nth retry of a record waits in the nth tier (the last one repeats), in topic <original topic>.retry.<delay>, and is then sent back to its original topic.").default_value("1m,10m").importance(Importance::High))
-            .define(key("retry.max.attempts", ConfigType::Int, "How many times a record may be sent back to its original topic (counted in its __sluice.retry.attempts header) before a retry rule parks it instead.").default_value("3").validator(Validator::between(1.0, 1000.0)).importance(Importance::High))
+            .define(key("retry.tiers", ConfigType::List, "Retry delays in order, such as 1m,10m (units ms, s, m, h, d). The nth retry of a record waits in the nth tier (the last one repeats), in topic <original topic>.retry.<delay>, and is then sent back to its original topic.").default_value(DEFAULT_TIERS).importance(Importance::High))
+            .define(key("retry.max.attempts", ConfigType::Int, "How many times a record may be sent back to its original topic (counted in its __sluice.retry.attempts header) before a retry rule parks it instead.").default_value(DEFAULT_MAX_ATTEMPTS.to_string()).validator(Validator::between(1.0, 1000.0)).importance(Importance::High))
             .define(key("rules", ConfigType::List, "Routing rules, tried in order; the first that matches a record decides. Each is configured under rules.<name>.: action (retry, park or discard), and optionally stage, exception.class, message.pattern, topic.pattern, attempts.min, attempts.max, all of which must match.").default_value("").importance(Importance::High))
             .define(key("default.action", ConfigType::String, "What happens to a record no rule matches: park or retry. Discarding is only ever done by a rule that says so.").default_value("park").validator(Validator::OneOf(&["park", "retry"])).importance(Importance::Medium))
     }
@@ -115,49 +121,21 @@ impl RouterConfig {
     pub fn validate(props: &Props) -> Vec<ConfigValueReport> {
         let mut reports = Self::def().validate(props);
         if let Err(errors) = Self::from_props(props) {
-            for e in errors.0 {
-                match reports.iter_mut().find(|r| r.name == e.key) {
-                    Some(r) if r.errors.contains(&e.message) => {}
-                    Some(r) => r.errors.push(e.message),
-                    None => reports.push(ConfigValueReport {
-                        name: e.key.clone(),
-                        value: props.get(&e.key).cloned(),
-                        recommended_values: Vec::new(),
-                        errors: vec![e.message],
-                        visible: true,
-                    }),
-                }
-            }
+            add_errors(&mut reports, errors, props);
         }
         reports
     }
 
     /// Parses properties, reporting every error at once.
     pub fn from_props(props: &Props) -> Result<Self, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        let mut clean = props.clone();
-        for report in Self::def().validate(props) {
-            if !report.errors.is_empty() {
-                clean.remove(&report.name);
-                clean.insert(report.name.clone(), String::new());
-            }
-            for message in report.errors {
-                errors.push(report.name.clone(), message);
-            }
-        }
+        // Keys in error fall back to their defaults, so the rules below are checked too.
+        let (clean, mut errors) = Self::def().check_keys(props);
         let get = |k: &str| clean.get(k).map(|v| v.trim()).unwrap_or("");
-        let list = |k: &str| -> Vec<String> {
-            get(k)
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
+        let list = |k: &str| clean.get(k).map(|v| split_list(v)).unwrap_or_default();
         let parking_lot = get("parking.lot.topic.name").to_owned();
         let mut tiers = Vec::new();
         let tier_list = match clean.get("retry.tiers") {
-            None => vec!["1m".to_owned(), "10m".to_owned()],
+            None => split_list(DEFAULT_TIERS),
             Some(_) => list("retry.tiers"),
         };
         for label in tier_list {
@@ -170,7 +148,9 @@ impl RouterConfig {
                 Err(e) => errors.push("retry.tiers", e),
             }
         }
-        let max_attempts = get("retry.max.attempts").parse().unwrap_or(3);
+        let max_attempts = get("retry.max.attempts")
+            .parse()
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS);
         let default_action = match get("default.action") {
             "retry" => Action::Retry,
             _ => Action::Park,

@@ -7,6 +7,7 @@
 //! a record no rule matches gets the router's `default.action`.
 
 use regex::Regex;
+use sluice_connector_api::config::split_list;
 use sluice_connector_api::dead_letter::{self, Stage};
 use sluice_connector_api::{ConfigErrors, Headers, Props};
 
@@ -85,17 +86,7 @@ impl Rule {
                 .map(|v| v.trim())
                 .filter(|v| !v.is_empty())
         };
-        let list = |k: &str| -> Vec<String> {
-            get(k)
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = |k: &str| get(k).map(split_list).unwrap_or_default();
         let action = match get("action") {
             Some("retry") => Action::Retry,
             Some("park") => Action::Park,

@@ -59,15 +59,11 @@ fn bytes(value: Value) -> Result<Option<Vec<u8>>, ConnectError> {
     }
 }
 
-/// `headers` without the router's own routing headers (a record routed again gets fresh ones).
-fn without_routing(headers: &Headers) -> Headers {
-    headers
-        .iter()
-        .filter(|h| {
-            !(h.key.starts_with(dead_letter::SLUICE_PREFIX) && h.key != dead_letter::ATTEMPTS)
-        })
-        .cloned()
-        .collect()
+/// Drops the router's own routing headers (a record routed again gets fresh ones).
+fn drop_routing(headers: &mut Headers) {
+    headers.retain(|h| {
+        !h.key.starts_with(dead_letter::SLUICE_PREFIX) || h.key == dead_letter::ATTEMPTS
+    });
 }
 
 impl DlqRouterTask {
@@ -105,18 +101,16 @@ impl DlqRouterTask {
         let config = self.config()?;
         let name = &self.ctx()?.task_id.connector;
         let r = record.record;
-        let (key, value) = (bytes(r.key)?, bytes(r.value)?);
-        let headers = r.headers;
+        let (key, value, mut headers) = (bytes(r.key)?, bytes(r.value)?, r.headers);
         if let Some((tier, _)) = config.tier_of(&r.topic) {
             if headers.last_str(dead_letter::RETRY_ROUTER) != Some(name.as_str()) {
                 // Another router's tier (or a topic that is only named like one): not ours.
                 return Ok(Step::Count(vec!["foreign".into()]));
             }
-            let written = r.timestamp.unwrap_or(now);
             let due = headers
                 .last_str(dead_letter::RETRY_DUE)
                 .and_then(|d| d.parse().ok())
-                .unwrap_or(written + tier.delay.as_millis() as i64);
+                .unwrap_or(r.timestamp.unwrap_or(now) + tier.delay.as_millis() as i64);
             if due > now {
                 return Ok(Step::Wait(due));
             }
@@ -124,73 +118,59 @@ impl DlqRouterTask {
                 .last_str(dead_letter::RETRY_TIMESTAMP)
                 .and_then(|t| t.parse().ok())
                 .or(r.timestamp);
-            return Ok(
-                match back_to_origin(key.clone(), value.clone(), &headers, timestamp) {
-                    Ok(back) => Step::Send(back, vec!["redelivered".into()]),
-                    Err(reason) => park(config, "tier", &reason, key, value, &headers, timestamp),
-                },
-            );
+            if let Err(reason) = dead_letter::origin_topic(&headers) {
+                let parked = park(config, "tier", &reason, key, value, headers, timestamp);
+                return Ok(Step::Send(parked, vec!["parked".into()]));
+            }
+            let back =
+                back_to_origin(key, value, headers, timestamp).map_err(ConnectError::internal)?;
+            return Ok(Step::Send(back, vec!["redelivered".into()]));
         }
         let facts = Facts::of(&headers);
         let (rule, action) = route(&config.rules, config.default_action, &facts);
+        let attempts = facts.attempts;
         let matched = format!("rule.{rule}");
-        let mut step = match (action, facts.topic) {
-            (Action::Discard, _) => Step::Count(vec!["discarded".into()]),
-            (Action::Park, _) => park(
-                config,
-                rule,
-                "a park rule matched",
-                key,
-                value,
-                &headers,
-                r.timestamp,
+        let (reason, mut counters) = match (action, facts.topic) {
+            (Action::Discard, _) => return Ok(Step::Count(vec!["discarded".into(), matched])),
+            (Action::Park, _) => ("a park rule matched".to_owned(), vec![matched]),
+            (Action::Retry, None) => (
+                "no __connect.errors.topic header: it cannot be sent back".to_owned(),
+                vec![matched],
             ),
-            (Action::Retry, None) => park(
-                config,
-                rule,
-                "no __connect.errors.topic header: it cannot be sent back",
-                key,
-                value,
-                &headers,
-                r.timestamp,
+            (Action::Retry, Some(_)) if attempts >= config.max_attempts => (
+                format!("retries exhausted: sent back {attempts} times"),
+                vec!["retries.exhausted".into(), matched],
             ),
-            (Action::Retry, Some(_)) if facts.attempts >= config.max_attempts => {
-                let reason = format!("retries exhausted: sent back {} times", facts.attempts);
-                match park(config, rule, &reason, key, value, &headers, r.timestamp) {
-                    Step::Send(parked, mut counters) => {
-                        counters.push("retries.exhausted".into());
-                        Step::Send(parked, counters)
-                    }
-                    other => other,
-                }
-            }
             (Action::Retry, Some(original)) => {
                 let tier = config
-                    .tier(facts.attempts)
+                    .tier(attempts)
                     .ok_or_else(|| ConnectError::internal("no retry tier"))?;
-                let mut tiered = without_routing(&headers);
-                tiered.add_str(dead_letter::RETRY_ROUTER, name);
-                tiered.add_str(dead_letter::ROUTER_RULE, rule);
+                let topic = tier_topic(original, &tier.label);
+                drop_routing(&mut headers);
+                headers.add_str(dead_letter::RETRY_ROUTER, name);
+                headers.add_str(dead_letter::ROUTER_RULE, rule);
                 let due = now + tier.delay.as_millis() as i64;
-                tiered.add_str(dead_letter::RETRY_DUE, &due.to_string());
+                headers.add_str(dead_letter::RETRY_DUE, &due.to_string());
                 if let Some(ts) = r.timestamp {
-                    tiered.add_str(dead_letter::RETRY_TIMESTAMP, &ts.to_string());
+                    headers.add_str(dead_letter::RETRY_TIMESTAMP, &ts.to_string());
                 }
                 let record = ProducerRecord {
-                    topic: tier_topic(original, &tier.label),
+                    topic,
                     partition: None,
                     key,
                     value,
-                    headers: tiered,
+                    headers,
                     timestamp: Some(now),
                 };
-                Step::Send(record, vec![format!("retried.{}", tier.label)])
+                return Ok(Step::Send(
+                    record,
+                    vec![format!("retried.{}", tier.label), matched],
+                ));
             }
         };
-        if let Step::Send(_, counters) | Step::Count(counters) = &mut step {
-            counters.push(matched);
-        }
-        Ok(step)
+        let parked = park(config, rule, &reason, key, value, headers, r.timestamp);
+        counters.push("parked".into());
+        Ok(Step::Send(parked, counters))
     }
 }
 
@@ -201,23 +181,20 @@ fn park(
     reason: &str,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
-    headers: &Headers,
+    mut headers: Headers,
     timestamp: Option<i64>,
-) -> Step {
-    let mut parked = without_routing(headers);
-    parked.add_str(dead_letter::ROUTER_RULE, rule);
-    parked.add_str(dead_letter::PARKED_REASON, reason);
-    Step::Send(
-        ProducerRecord {
-            topic: config.parking_lot.clone(),
-            partition: None,
-            key,
-            value,
-            headers: parked,
-            timestamp,
-        },
-        vec!["parked".into()],
-    )
+) -> ProducerRecord {
+    drop_routing(&mut headers);
+    headers.add_str(dead_letter::ROUTER_RULE, rule);
+    headers.add_str(dead_letter::PARKED_REASON, reason);
+    ProducerRecord {
+        topic: config.parking_lot.clone(),
+        partition: None,
+        key,
+        value,
+        headers,
+        timestamp,
+    }
 }
 
 #[async_trait]
@@ -259,8 +236,13 @@ impl SinkTask for DlqRouterTask {
         // batch order within each destination partition.
         let (records, sent): (Vec<_>, Vec<_>) = sends.into_iter().unzip();
         futures::future::try_join_all(records.into_iter().map(|r| ctx.send(r))).await?;
-        for counter in counted.iter().chain(sent.iter().flatten()) {
-            ctx.count(counter, 1);
+        // Once per counter and batch, not per record.
+        let mut tally: BTreeMap<String, u64> = BTreeMap::new();
+        for counter in counted.into_iter().chain(sent.into_iter().flatten()) {
+            *tally.entry(counter).or_default() += 1;
+        }
+        for (counter, n) in tally {
+            ctx.count(&counter, n);
         }
         Ok(())
     }

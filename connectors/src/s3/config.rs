@@ -5,6 +5,7 @@
 //! all errors at once.
 
 use chrono_tz::Tz;
+use sluice_connector_api::config::add_errors;
 use sluice_connector_api::{
     ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConfigValueReport, Importance, Props, Validator,
 };
@@ -161,13 +162,7 @@ impl S3SinkConfig {
     pub fn validate(props: &Props) -> Vec<ConfigValueReport> {
         let mut reports = Self::def().validate(props);
         if let Err(errors) = Self::from_props(props) {
-            for e in errors.0 {
-                if let Some(r) = reports.iter_mut().find(|r| r.name == e.key)
-                    && !r.errors.contains(&e.message)
-                {
-                    r.errors.push(e.message);
-                }
-            }
+            add_errors(&mut reports, errors, props);
         }
         reports
     }
@@ -176,16 +171,7 @@ impl S3SinkConfig {
     pub fn from_props(props: &Props) -> Result<Self, ConfigErrors> {
         // Per-key errors first; the keys in error fall back to their defaults so that the rules
         // spanning keys are checked too and every error is reported in one answer.
-        let mut errors = ConfigErrors::default();
-        let mut clean = props.clone();
-        for report in Self::def().validate(props) {
-            if !report.errors.is_empty() {
-                clean.remove(&report.name);
-            }
-            for message in report.errors {
-                errors.push(report.name.clone(), message);
-            }
-        }
+        let (clean, mut errors) = Self::def().check_keys(props);
         let p = Self::def().parse(&clean)?;
         let store_url = p.string("store.url");
         let store = if let Some(path) = store_url.strip_prefix("file://") {

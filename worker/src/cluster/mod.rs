@@ -329,11 +329,7 @@ impl Inner {
     /// then give up like a leader that lost its quorum, not keep the fleet stalled.
     fn quorum_answers(&self, node: &Node) -> bool {
         let metrics = node.raft.metrics().borrow().clone();
-        let configs = metrics
-            .membership_config
-            .membership()
-            .get_joint_config()
-            .clone();
+        let configs = metrics.membership_config.membership().get_joint_config();
         let session = self.session_timeout();
         let answered = |v: &NodeId| {
             *v == node.id

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::raft::RestartRequest;
 use crate::cluster::{Cluster, View};
 use crate::config::WorkerConfig;
-use crate::connector_config::{RuntimeSettings, sink_subscription};
+use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
 use crate::kafka::KafkaClients;
 use crate::metrics::Metrics;
@@ -757,16 +757,7 @@ impl Herder {
         let settings = RuntimeSettings::resolve(&connector.plugin, &connector.config, &self.worker)
             .map_or_else(
                 |_| Arc::clone(&connector.settings),
-                |mut settings| {
-                    // As in Kafka Connect, a sink task subscribes to what its task config names
-                    // when it names anything (the DLQ router adds its retry tiers).
-                    if connector.plugin.kind == sluice_connector_api::ConnectorType::Sink
-                        && let Ok(own) = sink_subscription(&config)
-                    {
-                        settings.subscription = own;
-                    }
-                    Arc::new(settings)
-                },
+                |settings| Arc::new(settings.for_task(&config)),
             );
         let errors = Arc::new(ErrorHandler::new(
             id.clone(),

@@ -502,11 +502,7 @@ impl SinkTaskRunner {
                     let next = current.entry(tp).or_insert(offset + 1);
                     *next = (*next).max(offset + 1);
                 }
-                for r in &batch {
-                    let next = current.entry(r.origin.clone()).or_insert(r.offset + 1);
-                    *next = (*next).max(r.offset + 1);
-                }
-                let firsts = first_offsets(&batch);
+                let firsts = advance(&mut current, &batch);
                 // An empty batch too, as in Kafka Connect: sinks act on time alone.
                 match self.task.put(batch).await {
                     Ok(()) if !firsts.is_empty() => put_retries = 0,
@@ -682,12 +678,19 @@ impl SinkTaskRunner {
     }
 }
 
-/// The offset of each partition's first record in `batch`: where a redelivery starts.
-fn first_offsets(batch: &[SinkRecord]) -> Offsets {
+/// Moves `current` past the records of `batch` and returns each partition's first offset in it
+/// (where a redelivery starts). A partition's name is copied once per batch, not per record.
+fn advance(current: &mut Offsets, batch: &[SinkRecord]) -> Offsets {
     let mut firsts = Offsets::new();
     for r in batch {
         if !firsts.contains_key(&r.origin) {
             firsts.insert(r.origin.clone(), r.offset);
+        }
+        match current.get_mut(&r.origin) {
+            Some(next) => *next = (*next).max(r.offset + 1),
+            None => {
+                current.insert(r.origin.clone(), r.offset + 1);
+            }
         }
     }
     firsts
