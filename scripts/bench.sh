@@ -4,6 +4,8 @@
 #   scripts/bench.sh failover [trials]  failover and rejoin times of a three-worker fleet (default 10)
 #   scripts/bench.sh s3 [records]       Kafka → S3 Parquet against a bare consumer and a Python
 #                                       baseline (default 1000000)
+#   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
+#                                       without Kafka or S3 (default 200000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
@@ -23,6 +25,10 @@ if [ "${1:-}" = s3 ]; then
   fi
   export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/sluice-s3-bench" "$@"
+fi
+if [ "${1:-}" = s3-stages ]; then
+  shift
+  exec "$CARGO_TARGET_DIR/release/sluice-s3-stages" "$@"
 fi
 if [ "${1:-}" = failover ]; then
   shift

@@ -115,3 +115,20 @@ pub fn sluice_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe.parent().ok_or("no parent")?.join("sluice"))
 }
+
+/// Event `i` of the S3 benchmarks: twenty flat fields (strings, integers, doubles, a boolean),
+/// about 380 bytes as JSON.
+pub fn s3_event(i: u64) -> Vec<u8> {
+    let pages = ["/", "/products/42", "/cart", "/checkout", "/search?q=usb"];
+    let countries = ["DE", "US", "FR", "IN", "BR", "JP"];
+    let v = serde_json::json!({
+        "id": i, "ts": 1_795_324_655_609u64 + i, "user": format!("user-{}", i % 5000),
+        "event": if i.is_multiple_of(7) { "purchase" } else { "page_view" }, "page": pages[(i % 5) as usize],
+        "referrer": "https://example.com/landing", "country": countries[(i % 6) as usize],
+        "device": if i.is_multiple_of(3) { "desktop" } else { "mobile" }, "os": "android", "browser": "chrome",
+        "session": format!("s-{:09}", i / 20), "duration_ms": (i * 37) % 5000, "amount": (i % 1000) as f64 / 10.0,
+        "currency": "EUR", "items": i % 9, "campaign": "spring-sale", "ab_group": if i.is_multiple_of(2) { "A" } else { "B" },
+        "is_new": i.is_multiple_of(11), "score": (i % 997) as f64 / 997.0, "version": "1.4.2"
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 
 use crate::config::{ConfigDef, ConfigValueReport, Props};
 use crate::{
-    ConnectError, ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition, SourceRecord,
-    TopicPartition,
+    ConnectData, ConnectError, ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition,
+    SourceRecord, TopicPartition,
 };
 
 /// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
@@ -213,6 +213,12 @@ pub trait SinkTaskControl: Send + Sync {
     /// current `put` returns: the records of these partitions after that point in the batch are
     /// delivered again, and the offsets committed for them restart from here.
     fn reset_offsets(&self, offsets: &Offsets);
+    /// Decodes the value of a record the runtime left as JSON text ([`SinkRecord::value_is_json`])
+    /// with the task's value converter: `Some` is what the converter makes of it. A value that does
+    /// not convert goes through the error policy as a value-converter failure, exactly as if the
+    /// runtime had decoded it: `Ok(None)` means it was dealt with and the task goes on without the
+    /// record; `Err` fails the task. A record whose value is already decoded gives a copy of it.
+    async fn decode_value(&self, record: &SinkRecord) -> ConnectResult<Option<ConnectData>>;
 }
 
 /// What a sink task is given when it starts.
@@ -284,6 +290,11 @@ impl SinkTaskContext {
     pub fn reset_offsets(&self, offsets: &Offsets) {
         self.control.reset_offsets(offsets);
     }
+
+    /// See [`SinkTaskControl::decode_value`].
+    pub async fn decode_value(&self, record: &SinkRecord) -> ConnectResult<Option<ConnectData>> {
+        self.control.decode_value(record).await
+    }
 }
 
 /// A task that writes records to an external system.
@@ -301,6 +312,16 @@ pub trait SinkTask: Send {
     /// every 100 ms even when nothing arrived (an empty batch), as in Kafka Connect, so that a sink
     /// can act on time alone (close a file on a wall-clock schedule, retry a failed upload).
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()>;
+
+    /// Whether this task decodes schemaless JSON values itself, faster than through a decoded
+    /// [`Value`](crate::Value) tree (the S3 sink parses JSON straight into Parquet columns). Asked
+    /// once after [`start`](Self::start). When `true`, the value converter reads schemaless JSON
+    /// and the connector has no transforms (they need decoded values), the runtime skips the value
+    /// converter and marks each record [`SinkRecord::value_is_json`]; otherwise values arrive
+    /// decoded as usual.
+    fn takes_json_values(&self) -> bool {
+        false
+    }
 
     /// Makes everything put so far durable.
     async fn flush(&mut self, _offsets: &Offsets) -> ConnectResult<()> {

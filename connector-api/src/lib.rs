@@ -115,7 +115,7 @@ pub use connector::{
     SinkConnector, SinkTask, SinkTaskContext, SinkTaskControl, SourceConnector, SourceTask,
     SourceTaskContext, TaskId,
 };
-pub use convert::Converter;
+pub use convert::{ConnectData, Converter};
 pub use error::{ConnectError, ConnectResult, Fault};
 pub use plugin::{ConnectorInstance, ConnectorType, Plugin, PluginRegistry, UnknownPlugin};
 pub use record::{

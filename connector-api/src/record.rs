@@ -176,6 +176,12 @@ pub struct SinkRecord {
     pub origin: TopicPartition,
     /// Its offset in `origin`.
     pub offset: i64,
+    /// `true` when the runtime left the value undecoded for a task that decodes schemaless JSON
+    /// itself ([`SinkTask::takes_json_values`](crate::SinkTask::takes_json_values)): `record.value`
+    /// is then [`Value::Bytes`](crate::Value::Bytes) holding the message's JSON text, and
+    /// [`SinkTaskContext::decode_value`](crate::SinkTaskContext::decode_value) turns it into what
+    /// the value converter would have made of it.
+    pub value_is_json: bool,
 }
 
 /// A source connector's partition: what a task reads from, as a JSON object

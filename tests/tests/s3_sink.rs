@@ -402,7 +402,8 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
     let topic = unique("evolve");
     create_topic(&broker.bootstrap, &topic, 1).await;
     // 0..1100 {id, a:int}; 1100..1200 add b; 1200 widens a to a double; 1201 puts a string in a
-    // (a conflict: an error record); 1202..1300 go on as before.
+    // (a conflict: an error record); 1202..1300 go on as before, except 1250, which is not JSON
+    // (a value-converter failure, found by the sink's fast path, which decodes JSON itself).
     let mut records = Vec::new();
     for i in 0..1300i64 {
         let v = match i {
@@ -410,6 +411,10 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
             1100..1200 => json!({"id": i, "a": i, "b": format!("b{i}")}),
             1200 => json!({"id": i, "a": 1.5, "b": "b1200"}),
             1201 => json!({"id": i, "a": "not a number"}),
+            1250 => {
+                records.push(Produce::bytes(0, br#"{"id": 1250, "a": broken"#));
+                continue;
+            }
             _ => json!({"id": i, "a": i as f64 + 0.25}),
         };
         records.push(Produce::json(0, &v));
@@ -427,15 +432,15 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
             "errors.deadletterqueue.context.headers.enable": "true"
         })))
         .await;
-    let objects = eventually("1299 records in S3", Duration::from_secs(90), || async {
+    let objects = eventually("1298 records in S3", Duration::from_secs(90), || async {
         let o = s3.parquet_objects(&bucket).await;
-        (id_counts(&o).len() >= 1299).then_some(o)
+        (id_counts(&o).len() >= 1298).then_some(o)
     })
     .await;
     let counts = id_counts(&objects);
     assert!(counts.values().all(|c| *c == 1), "duplicates");
     assert!(!counts.contains_key(&1201), "the bad record was written");
-    assert_eq!(counts.len(), 1299);
+    assert_eq!(counts.len(), 1298);
     for (key, rows) in &objects {
         let meta = parquet_metadata(s3.get(&bucket, key).await);
         let schema = meta.file_metadata().schema_descr();
@@ -471,8 +476,8 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
     );
     // The sink reported the record on its own (the plugin API's errant record reporter): it is
     // in the dead-letter queue with its original bytes, re-read from Kafka.
-    let dead = consume_all(&broker.bootstrap, &dlq, 1, Duration::from_secs(30)).await;
-    assert_eq!(dead.len(), 1);
+    let dead = consume_all(&broker.bootstrap, &dlq, 2, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 2);
     assert_eq!(dead[0].value, records[1201].value);
     assert_eq!(
         dead[0].header("__connect.errors.stage").as_deref(),
@@ -485,6 +490,20 @@ async fn schemaless_files_evolve_and_bad_records_follow_the_error_policy() {
     assert_eq!(
         dead[0].header("__connect.errors.class.name").as_deref(),
         Some("io.confluent.connect.s3.S3SinkConnector")
+    );
+    // The record that is not JSON failed in the value converter, as if the runtime had decoded it.
+    assert_eq!(dead[1].value, records[1250].value);
+    assert_eq!(
+        dead[1].header("__connect.errors.stage").as_deref(),
+        Some("VALUE_CONVERTER")
+    );
+    assert_eq!(
+        dead[1].header("__connect.errors.class.name").as_deref(),
+        Some("org.apache.kafka.connect.json.JsonConverter")
+    );
+    assert_eq!(
+        dead[1].header("__connect.errors.offset").as_deref(),
+        Some("1250")
     );
 
     // errors.tolerance=none: the task fails at the bad record and says where it is.

@@ -324,6 +324,14 @@ impl RuntimeSettings {
     }
 
     /// The record after the transform chain; `None` when a transform dropped it.
+    /// Whether a sink task that decodes schemaless JSON itself
+    /// ([`SinkTask::takes_json_values`](sluice_connector_api::SinkTask::takes_json_values)) can be
+    /// handed value bytes: the value converter reads schemaless JSON and no transform needs the
+    /// decoded value.
+    pub fn json_values_pass_through(&self) -> bool {
+        self.value_converter.is_schemaless_json() && self.transforms.is_empty()
+    }
+
     pub fn transform(&self, record: Record) -> Result<Option<Record>, StageError> {
         self.transforms.apply(record).map_err(|e| {
             let context = format!("transform {}", e.alias);

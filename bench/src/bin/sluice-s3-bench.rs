@@ -22,8 +22,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, sluice_bin, wait_healthy,
-    wait_port,
+    Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, s3_event, sluice_bin,
+    wait_healthy, wait_port,
 };
 
 const PARTITIONS: i32 = 4;
@@ -63,22 +63,6 @@ impl Measured {
     }
 }
 
-/// Twenty fields, about 330 bytes as JSON.
-fn event(i: u64) -> Vec<u8> {
-    let pages = ["/", "/products/42", "/cart", "/checkout", "/search?q=usb"];
-    let countries = ["DE", "US", "FR", "IN", "BR", "JP"];
-    let v = json!({
-        "id": i, "ts": 1_795_324_655_609u64 + i, "user": format!("user-{}", i % 5000),
-        "event": if i.is_multiple_of(7) { "purchase" } else { "page_view" }, "page": pages[(i % 5) as usize],
-        "referrer": "https://example.com/landing", "country": countries[(i % 6) as usize],
-        "device": if i.is_multiple_of(3) { "desktop" } else { "mobile" }, "os": "android", "browser": "chrome",
-        "session": format!("s-{:09}", i / 20), "duration_ms": (i * 37) % 5000, "amount": (i % 1000) as f64 / 10.0,
-        "currency": "EUR", "items": i % 9, "campaign": "spring-sale", "ab_group": if i.is_multiple_of(2) { "A" } else { "B" },
-        "is_new": i.is_multiple_of(11), "score": (i % 997) as f64 / 997.0, "version": "1.4.2"
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
-}
-
 fn produce(bootstrap: &str, topic: &str, n: u64) -> Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -87,7 +71,7 @@ fn produce(bootstrap: &str, topic: &str, n: u64) -> Result<u64> {
         .create()?;
     let mut bytes = 0;
     for i in 0..n {
-        let value = event(i);
+        let value = s3_event(i);
         bytes += value.len() as u64;
         let key = format!("user-{}", i % 5000);
         let partition = (i % PARTITIONS as u64) as i32;

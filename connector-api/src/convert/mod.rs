@@ -33,6 +33,13 @@ pub trait Converter: Send + Sync {
         schema: Option<&Schema>,
         value: &Value,
     ) -> ConnectResult<Option<Vec<u8>>>;
+
+    /// Whether this converter reads values as schemaless JSON (`JsonConverter` with
+    /// `schemas.enable=false`), so that a sink task that decodes such JSON itself can be handed the
+    /// bytes instead ([`SinkTask::takes_json_values`](crate::SinkTask::takes_json_values)).
+    fn is_schemaless_json(&self) -> bool {
+        false
+    }
 }
 
 /// A value with its optional schema.
@@ -183,6 +190,10 @@ impl JsonConverter {
 }
 
 impl Converter for JsonConverter {
+    fn is_schemaless_json(&self) -> bool {
+        !self.schemas_enable
+    }
+
     fn to_connect(&self, topic: &str, data: Option<&[u8]>) -> ConnectResult<ConnectData> {
         let Some(data) = data else {
             return Ok((None, Value::Null));

@@ -321,18 +321,22 @@ pub fn build_rows(row: &DataType, values: &[&Value]) -> Result<StructArray, Stri
         return Err(format!("row type {row} is not a struct"));
     };
     let wrapped = fields.len() == 1 && fields[0].name() == VALUE_COLUMN;
-    let cells: Vec<Option<&Value>> = values
-        .iter()
-        .map(|v| match v {
-            Value::Struct(_) => Some(*v),
-            other if wrapped => Some(*other),
-            _ => None,
-        })
-        .collect();
-    let array = if wrapped && !values.iter().all(|v| matches!(v, Value::Struct(_))) {
+    let array = if wrapped {
+        // A struct's `value` field, or a value that is not a struct itself.
+        let cells: Vec<Option<&Value>> = values
+            .iter()
+            .map(|v| match v {
+                Value::Struct(_) => child(v, 0, VALUE_COLUMN),
+                other => Some(*other),
+            })
+            .collect();
         let column = build(fields[0].data_type(), &cells)?;
         StructArray::try_new(fields.clone(), vec![column], None)
     } else {
+        let cells: Vec<Option<&Value>> = values
+            .iter()
+            .map(|v| Some(*v).filter(|v| matches!(v, Value::Struct(_))))
+            .collect();
         StructArray::try_new(fields.clone(), struct_children(fields, &cells)?, None)
     };
     array.map_err(|e| e.to_string())

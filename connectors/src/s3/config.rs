@@ -314,6 +314,13 @@ impl S3SinkConfig {
         errors.into_result(config)
     }
 
+    /// Whether choosing a record's directory or time reads its value's fields (the field
+    /// partitioner, `timestamp.extractor=RecordField`); otherwise only the file needs the value.
+    pub fn reads_value_fields(&self) -> bool {
+        matches!(self.partitioner, Partitioner::Field(_))
+            || matches!(self.extractor(), Some(TimestampExtractor::RecordField(_)))
+    }
+
     /// The time extractor used for `rotate.interval.ms` and the wall-clock bucket of a file set.
     pub fn extractor(&self) -> Option<&TimestampExtractor> {
         match &self.partitioner {

@@ -18,6 +18,7 @@ use sluice_connector_api::{ConnectError, ConnectResult, Schema, Value};
 
 use super::columns::{self, Fit};
 use super::config::TypeConflict;
+use super::flat::FlatColumns;
 use super::store::{Part, Store};
 
 /// Records encoded together; also the number of records a schemaless schema is inferred from.
@@ -67,6 +68,9 @@ pub struct OpenFile {
     next_draft: Option<DataType>,
     pending: Vec<Value>,
     pending_bytes: usize,
+    /// Set once a schemaless file's columns are fixed and all scalar: rows go straight into
+    /// these builders (JSON text or decoded values) instead of `pending`.
+    flat: Option<FlatColumns>,
     writer: Option<ArrowWriter<Vec<u8>>>,
     upload: Option<String>,
     parts: Vec<Part>,
@@ -88,6 +92,7 @@ impl OpenFile {
             next_draft: None,
             pending: Vec::new(),
             pending_bytes: 0,
+            flat: None,
             writer: None,
             upload: None,
             parts: Vec::new(),
@@ -147,16 +152,50 @@ impl OpenFile {
         if let (Row::Draft(d), Some(next)) = (&mut self.row, self.next_draft.take()) {
             *d = Some(next);
         }
-        self.pending_bytes += columns::approx_size(&value);
-        self.pending.push(value);
         self.records += 1;
-        if self.pending.len() >= CHUNK_ROWS {
+        if let Some(flat) = &mut self.flat {
+            flat.push_value(&value);
+        } else {
+            self.pending_bytes += columns::approx_size(&value);
+            self.pending.push(value);
+        }
+        self.encode_if_full()
+    }
+
+    /// Adds a record given as schemaless JSON text if it fits the file as it is (the fast path:
+    /// no decoded value). `false` means nothing was added: decode the record and
+    /// [`admit`](Self::admit) it.
+    pub fn push_json(&mut self, text: &[u8]) -> ConnectResult<bool> {
+        let Some(flat) = &mut self.flat else {
+            return Ok(false);
+        };
+        if !flat.push_json(text) {
+            return Ok(false);
+        }
+        self.records += 1;
+        self.encode_if_full()?;
+        Ok(true)
+    }
+
+    fn encode_if_full(&mut self) -> ConnectResult<()> {
+        let rows = self
+            .flat
+            .as_ref()
+            .map_or(self.pending.len(), FlatColumns::rows);
+        if rows >= CHUNK_ROWS {
             self.encode_pending()?;
         }
         Ok(())
     }
 
     fn encode_pending(&mut self) -> ConnectResult<()> {
+        if let Some(flat) = &mut self.flat {
+            if flat.rows() > 0 {
+                let batch = RecordBatch::from(flat.finish());
+                self.write(batch)?;
+            }
+            return Ok(());
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -175,6 +214,16 @@ impl OpenFile {
             ConnectError::internal(format!("building columns of {} failed: {e}", self.key))
         })?;
         let batch = RecordBatch::from(rows);
+        self.write(batch)?;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        if let Row::Fixed(t) = &self.row {
+            self.flat = FlatColumns::for_row(t, self.settings.policy);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: RecordBatch) -> ConnectResult<()> {
         let writer = match &mut self.writer {
             Some(w) => w,
             None => self.writer.insert(
@@ -192,14 +241,13 @@ impl OpenFile {
         if writer.in_progress_size() >= self.settings.row_group_bytes {
             writer.flush().map_err(|e| parquet_error(&self.key, e))?;
         }
-        self.pending.clear();
-        self.pending_bytes = 0;
         Ok(())
     }
 
     /// Memory held: pending records, the row group being encoded and bytes not yet uploaded.
     pub fn memory(&self) -> usize {
         self.pending_bytes
+            + self.flat.as_ref().map_or(0, FlatColumns::memory)
             + self
                 .writer
                 .as_ref()

@@ -216,6 +216,7 @@ mod tests {
             record,
             origin: TopicPartition::new("t", 3),
             offset: 7,
+            value_is_json: false,
         }
     }
 

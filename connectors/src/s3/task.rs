@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use sluice_connector_api::{
-    CommittedOffset, ConnectError, ConnectResult, Offsets, Props, SinkRecord, SinkTask,
-    SinkTaskContext, TopicPartition, async_trait,
+    CommittedOffset, ConnectData, ConnectError, ConnectResult, Offsets, Props, SinkRecord,
+    SinkTask, SinkTaskContext, TopicPartition, Value, async_trait,
 };
 use tokio::time::Instant;
 
@@ -209,6 +209,14 @@ impl SinkTask for S3SinkTask {
         run.drain_backlogs().await
     }
 
+    /// Schemaless JSON goes straight into Parquet columns ([`super::flat`]) unless the directory
+    /// or the record time comes from a value field.
+    fn takes_json_values(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|run| !run.config.reads_value_fields())
+    }
+
     async fn pre_commit(&mut self, offsets: Offsets) -> ConnectResult<Offsets> {
         let run = self.running()?;
         // Offsets past a replayed set's end (records skipped or compacted away) close it.
@@ -308,6 +316,8 @@ impl Running {
             return Ok(());
         }
         self.ensure_open(tp, record.offset);
+        // The value decoded after the fast path refused the JSON text.
+        let mut decoded: Option<ConnectData> = None;
         for attempt in 0..2 {
             let state = self.partitions.get_mut(tp).expect("present above");
             let set = state.open.as_mut().expect("opened above");
@@ -335,13 +345,45 @@ impl Running {
             let Some(file) = set.files.get_mut(self.dir.as_str()) else {
                 return Err(ConnectError::internal("a file inserted above is missing"));
             };
-            match file.admit(&record.record.value, record.record.value_schema.as_ref()) {
+            // The fast path: JSON text straight into the file's columns.
+            let taken = match &record.record.value {
+                Value::Bytes(text) if record.value_is_json && decoded.is_none() => {
+                    file.push_json(text)?
+                }
+                _ => false,
+            };
+            if !taken && record.value_is_json && decoded.is_none() {
+                // Not taken as it is: decode it as the converter would and decide as for any
+                // decoded value (roll, reject), or the converter's error policy deals with it.
+                let empty = file.records == 0;
+                match self.ctx.decode_value(&record).await? {
+                    Some(data) => decoded = Some(data),
+                    None => {
+                        if empty {
+                            set.files.remove(self.dir.as_str());
+                        }
+                        self.advance(tp, record.offset);
+                        return Ok(());
+                    }
+                }
+            }
+            let admit = match &decoded {
+                _ if taken => Admit::Take,
+                Some((schema, value)) => file.admit(value, schema.as_ref()),
+                None => file.admit(&record.record.value, record.record.value_schema.as_ref()),
+            };
+            match admit {
                 Admit::Take => {
                     // Only rotate.interval.ms needs the first record's time.
                     if set.first_time.is_none() && self.config.rotate_interval_ms.is_some() {
                         set.first_time = time_of(&self.config, &record, set.opened_at);
                     }
-                    file.push(record.record.value)?;
+                    if !taken {
+                        file.push(match decoded.take() {
+                            Some((_, value)) => value,
+                            None => record.record.value,
+                        })?;
+                    }
                     set.records += 1;
                     set.next = record.offset + 1;
                     let full = set.replay_end.is_none()

@@ -22,8 +22,8 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    CommittedOffset, ConnectError, ConnectResult, Offsets, ProducerRecord, Props, Record,
-    SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition,
+    CommittedOffset, ConnectData, ConnectError, ConnectResult, Offsets, ProducerRecord, Props,
+    Record, SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition, Value,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -354,6 +354,36 @@ impl SinkTaskControl for Control {
         self.errors.metrics().count(counter, n);
     }
 
+    async fn decode_value(&self, record: &SinkRecord) -> ConnectResult<Option<ConnectData>> {
+        let value = &record.record;
+        let text = match &value.value {
+            Value::Bytes(text) if record.value_is_json => text,
+            _ => return Ok(Some((value.value_schema.clone(), value.value.clone()))),
+        };
+        let topic = &record.origin.topic;
+        let failed = match self.settings.value_to_connect(topic, Some(text)) {
+            Ok(data) => return Ok(Some(data)),
+            Err(failed) => failed,
+        };
+        let original = if self.errors.wants_original() {
+            self.original(&record.origin, record.offset).await?
+        } else {
+            Original::default()
+        };
+        self.errors
+            .handle(Failure {
+                failed,
+                origin: Origin::Kafka {
+                    topic,
+                    partition: record.origin.partition,
+                    offset: record.offset,
+                },
+                original,
+            })
+            .await?;
+        Ok(None)
+    }
+
     fn reset_offsets(&self, offsets: &Offsets) {
         self.resets
             .lock()
@@ -443,6 +473,8 @@ impl SinkTaskRunner {
                 .reporter
                 .failed(format!("task start failed: {}", e.trace()));
         }
+        // Asked once: the task's answer may depend on its config.
+        let json_values = self.task.takes_json_values() && self.settings.json_values_pass_through();
         let mut current = Offsets::new();
         let mut paused = false;
         let mut shown = None;
@@ -484,7 +516,7 @@ impl SinkTaskRunner {
                 let Gathered {
                     records: mut batch,
                     mut done_without_put,
-                } = gather(&self.settings, &self.errors, &consumer).await?;
+                } = gather(&self.settings, &self.errors, &consumer, json_values).await?;
                 // Receiving may have run a rebalance: apply it before `put`, so that a partition is
                 // opened before its first record and records of revoked partitions are not put
                 // (their new owner reads them from the last commit).
@@ -739,6 +771,7 @@ async fn gather(
     settings: &RuntimeSettings,
     errors: &ErrorHandler,
     consumer: &StreamConsumer<GroupContext>,
+    json_values: bool,
 ) -> Result<Gathered, String> {
     let deadline = Instant::now() + BATCH_WAIT;
     let mut gathered = Gathered::default();
@@ -763,7 +796,7 @@ async fn gather(
                 tracing::warn!("consumer error: {e}");
                 break;
             }
-            Ok(msg) => match to_sink_record(settings, &msg) {
+            Ok(msg) => match to_sink_record(settings, &msg, json_values) {
                 Ok(record) => {
                     gathered.add(&msg, record);
                     None
@@ -772,7 +805,7 @@ async fn gather(
             },
         };
         if let Some((msg, failed)) = failed {
-            let record = retry_or_handle(settings, errors, &msg, failed).await?;
+            let record = retry_or_handle(settings, errors, &msg, failed, json_values).await?;
             gathered.add(&msg, record);
         }
     }
@@ -787,9 +820,12 @@ async fn retry_or_handle(
     errors: &ErrorHandler,
     msg: &OwnedMessage,
     failed: StageError,
+    json_values: bool,
 ) -> Result<Option<SinkRecord>, String> {
     let retried = if failed.error.is_retriable() {
-        errors.retry(|| to_sink_record(settings, msg)).await
+        errors
+            .retry(|| to_sink_record(settings, msg, json_values))
+            .await
     } else {
         Err(failed)
     };
@@ -823,13 +859,20 @@ impl Gathered {
     }
 }
 
+/// Converts a message for `put`. With `json_values` (the task decodes schemaless JSON itself and
+/// there are no transforms) a value is left as its bytes and marked `value_is_json`.
 fn to_sink_record(
     settings: &RuntimeSettings,
     msg: &impl Message,
+    json_values: bool,
 ) -> Result<Option<SinkRecord>, StageError> {
     let topic = msg.topic();
     let (key_schema, key) = settings.key_to_connect(topic, msg.key())?;
-    let (value_schema, value) = settings.value_to_connect(topic, msg.payload())?;
+    let value_is_json = json_values && msg.payload().is_some();
+    let (value_schema, value) = match msg.payload() {
+        Some(text) if value_is_json => (None, Value::Bytes(text.to_vec())),
+        payload => settings.value_to_connect(topic, payload)?,
+    };
     let record = Record {
         topic: topic.to_owned(),
         partition: Some(msg.partition()),
@@ -847,5 +890,6 @@ fn to_sink_record(
         record,
         origin: TopicPartition::new(topic, msg.partition()),
         offset: msg.offset(),
+        value_is_json,
     }))
 }
