@@ -75,6 +75,9 @@ pub struct OpenFile {
     upload: Option<String>,
     parts: Vec<Part>,
     uploaded: u64,
+    /// [`encoded_size`](Self::encoded_size), which changes only when rows are encoded (asking
+    /// the writer costs a walk over its columns, too much for every record).
+    encoded: u64,
     settings: Arc<FileSettings>,
 }
 
@@ -97,6 +100,7 @@ impl OpenFile {
             upload: None,
             parts: Vec::new(),
             uploaded: 0,
+            encoded: 0,
             settings,
         }
     }
@@ -241,6 +245,7 @@ impl OpenFile {
         if writer.in_progress_size() >= self.settings.row_group_bytes {
             writer.flush().map_err(|e| parquet_error(&self.key, e))?;
         }
+        self.encoded = self.uploaded + (writer.in_progress_size() + writer.inner().len()) as u64;
         Ok(())
     }
 
@@ -256,11 +261,7 @@ impl OpenFile {
 
     /// Encoded size so far (uploaded parts included).
     pub fn encoded_size(&self) -> u64 {
-        self.uploaded
-            + self
-                .writer
-                .as_ref()
-                .map_or(0, |w| (w.in_progress_size() + w.inner().len()) as u64)
+        self.encoded
     }
 
     /// Uploads a part when a part's worth of encoded bytes is waiting. Nothing is lost on failure:

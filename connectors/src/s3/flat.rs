@@ -36,14 +36,17 @@ enum Column {
     Utf8(StringBuilder),
 }
 
-/// A JSON scalar as the JSON converter decodes it (integers beyond `i64` become doubles).
-#[derive(Debug, Clone, PartialEq)]
-enum Cell<'a> {
+/// A JSON scalar as the JSON converter decodes it (integers beyond `i64` become doubles). A
+/// string is a range of the record's text, or of the unescaped strings when it had escapes, so
+/// reading a record allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Cow<'a, str>),
+    Text(usize, usize),
+    Unescaped(usize, usize),
 }
 
 /// Column builders of a file whose columns are all nullable top-level scalars.
@@ -55,6 +58,10 @@ pub struct FlatColumns {
     widen: bool,
     rows: usize,
     bytes: usize,
+    /// The cells of the record being read, one per column (reused).
+    cells: Vec<Cell>,
+    /// Strings of that record that had escapes (reused).
+    unescaped: String,
 }
 
 impl FlatColumns {
@@ -93,6 +100,8 @@ impl FlatColumns {
             widen: policy == TypeConflict::Widen,
             rows: 0,
             bytes: 0,
+            cells: vec![Cell::Null; fields.len()],
+            unescaped: String::new(),
         })
     }
 
@@ -112,41 +121,58 @@ impl FlatColumns {
         let Ok(text) = std::str::from_utf8(text) else {
             return false;
         };
-        let mut cells = vec![Cell::Null; self.columns.len()];
+        let mut cells = std::mem::take(&mut self.cells);
+        let mut unescaped = std::mem::take(&mut self.unescaped);
+        cells.fill(Cell::Null);
+        unescaped.clear();
         let mut json = serde_json::Deserializer::from_str(text);
         let fits = json.deserialize_map(RowVisitor {
             columns: self,
             cells: &mut cells,
+            strings: Strings {
+                base: text.as_ptr() as usize,
+                len: text.len(),
+                unescaped: &mut unescaped,
+            },
         });
-        if !matches!(fits, Ok(true)) || json.end().is_err() {
-            return false;
+        let taken = matches!(fits, Ok(true)) && json.end().is_ok();
+        if taken {
+            for (j, cell) in cells.iter().enumerate() {
+                let string = match *cell {
+                    Cell::Text(from, to) => &text[from..to],
+                    Cell::Unescaped(from, to) => &unescaped[from..to],
+                    _ => "",
+                };
+                self.append(j, *cell, string);
+            }
+            self.rows += 1;
         }
-        self.append(cells);
-        true
+        self.cells = cells;
+        self.unescaped = unescaped;
+        taken
     }
 
     /// Appends a decoded value that fits the file's row type (admitted by
     /// [`fit_row`](super::columns::fit_row)); the cells are those `build_rows` makes of it.
     pub fn push_value(&mut self, value: &Value) {
-        let cells = match value {
-            Value::Struct(s) => self
-                .fields
-                .iter()
-                .enumerate()
-                .map(|(j, f)| {
-                    let found = match s.fields().get(j) {
-                        Some((n, v)) if **n == **f.name() => Some(v),
-                        _ => s.get(f.name()),
-                    };
-                    found.map_or(Cell::Null, cell_of)
-                })
-                .collect(),
-            other if self.fields.len() == 1 && self.fields[0].name() == VALUE_COLUMN => {
-                vec![cell_of(other)]
-            }
-            _ => vec![Cell::Null; self.columns.len()],
-        };
-        self.append(cells);
+        let wrapped = self.fields.len() == 1 && self.fields[0].name() == VALUE_COLUMN;
+        for j in 0..self.columns.len() {
+            let found = match value {
+                Value::Struct(s) => match s.fields().get(j) {
+                    Some((n, v)) if **n == **self.fields[j].name() => Some(v),
+                    _ => s.get(self.fields[j].name()),
+                },
+                other if wrapped => Some(other),
+                _ => None,
+            };
+            let (cell, string) = match found {
+                Some(Value::String(s)) => (Cell::Text(0, s.len()), s.as_str()),
+                Some(v) => (cell_of(v), ""),
+                None => (Cell::Null, ""),
+            };
+            self.append(j, cell, string);
+        }
+        self.rows += 1;
     }
 
     /// The rows appended since the last call, as the row struct; the builders start over.
@@ -166,36 +192,34 @@ impl FlatColumns {
         StructArray::new(self.fields.clone(), children, None)
     }
 
-    fn append(&mut self, cells: Vec<Cell<'_>>) {
-        for (column, cell) in self.columns.iter_mut().zip(cells) {
-            self.bytes += 8;
-            match (column, cell) {
-                (Column::Boolean(b), Cell::Bool(x)) => b.append_value(x),
-                (Column::Int64(b), Cell::Int(x)) => b.append_value(x),
-                (Column::Float64(b), Cell::Float(x)) => b.append_value(x),
-                (Column::Float64(b), Cell::Int(x)) => b.append_value(x as f64),
-                (Column::Utf8(b), Cell::Str(s)) => {
-                    self.bytes += s.len();
-                    b.append_value(s);
-                }
-                // Null, or a cell of another type (build_rows writes null for it too).
-                (Column::Boolean(b), _) => b.append_null(),
-                (Column::Int64(b), _) => b.append_null(),
-                (Column::Float64(b), _) => b.append_null(),
-                (Column::Utf8(b), _) => b.append_null(),
+    /// Appends `cell` to column `j`; `string` is the text of a string cell.
+    fn append(&mut self, j: usize, cell: Cell, string: &str) {
+        self.bytes += 8;
+        match (&mut self.columns[j], cell) {
+            (Column::Boolean(b), Cell::Bool(x)) => b.append_value(x),
+            (Column::Int64(b), Cell::Int(x)) => b.append_value(x),
+            (Column::Float64(b), Cell::Float(x)) => b.append_value(x),
+            (Column::Float64(b), Cell::Int(x)) => b.append_value(x as f64),
+            (Column::Utf8(b), Cell::Text(..) | Cell::Unescaped(..)) => {
+                self.bytes += string.len();
+                b.append_value(string);
             }
+            // Null, or a cell of another type (build_rows writes null for it too).
+            (Column::Boolean(b), _) => b.append_null(),
+            (Column::Int64(b), _) => b.append_null(),
+            (Column::Float64(b), _) => b.append_null(),
+            (Column::Utf8(b), _) => b.append_null(),
         }
-        self.rows += 1;
     }
 
     /// Whether `cell` fits column `j` without widening it.
-    fn fits(&self, j: usize, cell: &Cell<'_>) -> bool {
+    fn fits(&self, j: usize, cell: &Cell) -> bool {
         match (&self.columns[j], cell) {
             (_, Cell::Null)
             | (Column::Boolean(_), Cell::Bool(_))
             | (Column::Int64(_), Cell::Int(_))
             | (Column::Float64(_), Cell::Float(_))
-            | (Column::Utf8(_), Cell::Str(_)) => true,
+            | (Column::Utf8(_), Cell::Text(..) | Cell::Unescaped(..)) => true,
             (Column::Float64(_), Cell::Int(v)) => self.widen && v.unsigned_abs() <= EXACT_IN_DOUBLE,
             _ => false,
         }
@@ -211,8 +235,8 @@ impl FlatColumns {
     }
 }
 
-/// The cell `build_rows` makes of a decoded scalar.
-fn cell_of(value: &Value) -> Cell<'_> {
+/// The cell `build_rows` makes of a decoded scalar other than a string.
+fn cell_of(value: &Value) -> Cell {
     match value {
         Value::Boolean(b) => Cell::Bool(*b),
         Value::Int8(x) => Cell::Int(i64::from(*x)),
@@ -221,28 +245,35 @@ fn cell_of(value: &Value) -> Cell<'_> {
         Value::Int64(x) => Cell::Int(*x),
         Value::Float32(x) => Cell::Float(f64::from(*x)),
         Value::Float64(x) => Cell::Float(*x),
-        Value::String(s) => Cell::Str(Cow::Borrowed(s)),
         _ => Cell::Null,
     }
 }
 
 /// Reads one JSON object into `cells`; `Ok(false)` as soon as something does not fit.
-struct RowVisitor<'f, 'c, 'de> {
+struct RowVisitor<'f, 'c> {
     columns: &'f FlatColumns,
-    cells: &'c mut [Cell<'de>],
+    cells: &'c mut [Cell],
+    strings: Strings<'c>,
 }
 
-impl<'de> Visitor<'de> for RowVisitor<'_, '_, 'de> {
+/// Where a record's strings are: the text (`len` bytes at `base`), or `unescaped`.
+struct Strings<'u> {
+    base: usize,
+    len: usize,
+    unescaped: &'u mut String,
+}
+
+impl<'de> Visitor<'de> for RowVisitor<'_, '_> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
         let mut position = 0;
-        while let Some(name) = map.next_key_seed(Text)? {
-            let cell = map.next_value_seed(CellSeed)?;
+        while let Some(name) = map.next_key_seed(Name)? {
+            let cell = map.next_value_seed(CellSeed(&mut self.strings))?;
             match self.columns.column_of(position, &name) {
                 Some(j) if self.columns.fits(j, &cell) => self.cells[j] = cell,
                 // A null in a field that is not a column fits (it does not make one).
@@ -255,10 +286,10 @@ impl<'de> Visitor<'de> for RowVisitor<'_, '_, 'de> {
     }
 }
 
-/// A string, borrowed from the JSON text unless it has escapes.
-struct Text;
+/// A field name, borrowed from the JSON text unless it has escapes.
+struct Name;
 
-impl<'de> DeserializeSeed<'de> for Text {
+impl<'de> DeserializeSeed<'de> for Name {
     type Value = Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -266,7 +297,7 @@ impl<'de> DeserializeSeed<'de> for Text {
     }
 }
 
-impl<'de> Visitor<'de> for Text {
+impl<'de> Visitor<'de> for Name {
     type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,18 +314,18 @@ impl<'de> Visitor<'de> for Text {
 }
 
 /// A scalar cell; a nested value is an error (the record takes the decoded path).
-struct CellSeed;
+struct CellSeed<'s, 'u>(&'s mut Strings<'u>);
 
-impl<'de> DeserializeSeed<'de> for CellSeed {
-    type Value = Cell<'de>;
+impl<'de> DeserializeSeed<'de> for CellSeed<'_, '_> {
+    type Value = Cell;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for CellSeed {
-    type Value = Cell<'de>;
+impl<'de> Visitor<'de> for CellSeed<'_, '_> {
+    type Value = Cell;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON scalar")
@@ -321,11 +352,18 @@ impl<'de> Visitor<'de> for CellSeed {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cell::Str(Cow::Borrowed(v)))
+        // Borrowed strings are slices of the text being read; anything else is copied.
+        match (v.as_ptr() as usize).checked_sub(self.0.base) {
+            Some(from) if from + v.len() <= self.0.len => Ok(Cell::Text(from, from + v.len())),
+            _ => self.visit_str(v),
+        }
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cell::Str(Cow::Owned(v.to_owned())))
+        let unescaped = &mut *self.0.unescaped;
+        let from = unescaped.len();
+        unescaped.push_str(v);
+        Ok(Cell::Unescaped(from, unescaped.len()))
     }
 }
 
