@@ -24,7 +24,7 @@ use sluice_connector_api::{Schema, SchemaType, Value, logical};
 use super::config::TypeConflict;
 
 /// Largest integer a double holds exactly.
-const EXACT_IN_DOUBLE: i64 = 1 << 53;
+pub(super) const EXACT_IN_DOUBLE: i64 = 1 << 53;
 
 /// Name of the single column of a value that is not a struct.
 pub const VALUE_COLUMN: &str = "value";
@@ -359,7 +359,7 @@ fn struct_children(fields: &Fields, cells: &[Option<&Value>]) -> Result<Vec<Arra
 
 /// Field `name` of a struct value, looked up at `position` first (values of one producer keep
 /// their field order).
-fn child<'a>(value: &'a Value, position: usize, name: &str) -> Option<&'a Value> {
+pub(super) fn child<'a>(value: &'a Value, position: usize, name: &str) -> Option<&'a Value> {
     let Value::Struct(s) = value else {
         return None;
     };
@@ -370,7 +370,7 @@ fn child<'a>(value: &'a Value, position: usize, name: &str) -> Option<&'a Value>
     found.filter(|v| !v.is_null())
 }
 
-fn int(v: &Value) -> Option<i64> {
+pub(super) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int8(x) => Some(i64::from(*x)),
         Value::Int16(x) => Some(i64::from(*x)),
@@ -380,7 +380,7 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-fn float(v: &Value) -> Option<f64> {
+pub(super) fn float(v: &Value) -> Option<f64> {
     match v {
         Value::Float32(x) => Some(f64::from(*x)),
         Value::Float64(x) => Some(*x),

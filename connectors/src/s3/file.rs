@@ -203,6 +203,9 @@ impl OpenFile {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // The first chunk of a schemaless file fixes its columns; when they are all scalars, the
+        // rest of the file goes through the column builders (JSON text or decoded values).
+        let fixing = matches!(self.row, Row::Draft(_));
         if let Row::Draft(d) = &self.row {
             let t = d
                 .clone()
@@ -221,7 +224,7 @@ impl OpenFile {
         self.write(batch)?;
         self.pending.clear();
         self.pending_bytes = 0;
-        if let Row::Fixed(t) = &self.row {
+        if let (true, Row::Fixed(t)) = (fixing, &self.row) {
             self.flat = FlatColumns::for_row(t, self.settings.policy);
         }
         Ok(())

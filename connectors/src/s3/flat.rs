@@ -22,11 +22,8 @@ use arrow_schema::{DataType, Fields};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use sluice_connector_api::Value;
 
-use super::columns::VALUE_COLUMN;
+use super::columns::{EXACT_IN_DOUBLE, VALUE_COLUMN, child, float, int};
 use super::config::TypeConflict;
-
-/// Largest integer a double holds exactly (as in [`columns`](super::columns)).
-const EXACT_IN_DOUBLE: u64 = 1 << 53;
 
 /// One column's builder.
 enum Column {
@@ -158,10 +155,7 @@ impl FlatColumns {
         let wrapped = self.fields.len() == 1 && self.fields[0].name() == VALUE_COLUMN;
         for j in 0..self.columns.len() {
             let found = match value {
-                Value::Struct(s) => match s.fields().get(j) {
-                    Some((n, v)) if **n == **self.fields[j].name() => Some(v),
-                    _ => s.get(self.fields[j].name()),
-                },
+                Value::Struct(_) => child(value, j, self.fields[j].name()),
                 other if wrapped => Some(other),
                 _ => None,
             };
@@ -220,7 +214,9 @@ impl FlatColumns {
             | (Column::Int64(_), Cell::Int(_))
             | (Column::Float64(_), Cell::Float(_))
             | (Column::Utf8(_), Cell::Text(..) | Cell::Unescaped(..)) => true,
-            (Column::Float64(_), Cell::Int(v)) => self.widen && v.unsigned_abs() <= EXACT_IN_DOUBLE,
+            (Column::Float64(_), Cell::Int(v)) => {
+                self.widen && v.unsigned_abs() <= EXACT_IN_DOUBLE.unsigned_abs()
+            }
             _ => false,
         }
     }
@@ -239,13 +235,8 @@ impl FlatColumns {
 fn cell_of(value: &Value) -> Cell {
     match value {
         Value::Boolean(b) => Cell::Bool(*b),
-        Value::Int8(x) => Cell::Int(i64::from(*x)),
-        Value::Int16(x) => Cell::Int(i64::from(*x)),
-        Value::Int32(x) => Cell::Int(i64::from(*x)),
-        Value::Int64(x) => Cell::Int(*x),
-        Value::Float32(x) => Cell::Float(f64::from(*x)),
-        Value::Float64(x) => Cell::Float(*x),
-        _ => Cell::Null,
+        Value::Float32(_) | Value::Float64(_) => float(value).map_or(Cell::Null, Cell::Float),
+        other => int(other).map_or(Cell::Null, Cell::Int),
     }
 }
 

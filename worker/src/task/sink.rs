@@ -181,6 +181,27 @@ impl Control {
         }
     }
 
+    /// Applies the error policy to a record that failed after it reached the task (`report`, or a
+    /// value the task had the runtime decode late).
+    async fn handle_failed(&self, record: &SinkRecord, failed: StageError) -> ConnectResult<()> {
+        let original = if self.errors.wants_original() {
+            self.original(&record.origin, record.offset).await?
+        } else {
+            Original::default()
+        };
+        self.errors
+            .handle(Failure {
+                failed,
+                origin: Origin::Kafka {
+                    topic: &record.origin.topic,
+                    partition: record.origin.partition,
+                    offset: record.offset,
+                },
+                original,
+            })
+            .await
+    }
+
     /// The original bytes of a record this task consumed, read again from Kafka: records a sink
     /// reports are rare, so the runtime does not keep every record's bytes in memory for them.
     async fn original(&self, tp: &TopicPartition, offset: i64) -> ConnectResult<Original> {
@@ -327,27 +348,12 @@ impl SinkTaskControl for Control {
     }
 
     async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
-        let original = if self.errors.wants_original() {
-            self.original(&record.origin, record.offset).await?
-        } else {
-            Original::default()
-        };
         let failed = StageError {
             stage: Stage::TaskPut,
             class: self.settings.connector_class.clone(),
             error,
         };
-        self.errors
-            .handle(Failure {
-                failed,
-                origin: Origin::Kafka {
-                    topic: &record.origin.topic,
-                    partition: record.origin.partition,
-                    offset: record.offset,
-                },
-                original,
-            })
-            .await
+        self.handle_failed(record, failed).await
     }
 
     fn count(&self, counter: &str, n: u64) {
@@ -360,28 +366,13 @@ impl SinkTaskControl for Control {
             Value::Bytes(text) if record.value_is_json => text,
             _ => return Ok(Some((value.value_schema.clone(), value.value.clone()))),
         };
-        let topic = &record.origin.topic;
-        let failed = match self.settings.value_to_connect(topic, Some(text)) {
-            Ok(data) => return Ok(Some(data)),
-            Err(failed) => failed,
-        };
-        let original = if self.errors.wants_original() {
-            self.original(&record.origin, record.offset).await?
-        } else {
-            Original::default()
-        };
-        self.errors
-            .handle(Failure {
-                failed,
-                origin: Origin::Kafka {
-                    topic,
-                    partition: record.origin.partition,
-                    offset: record.offset,
-                },
-                original,
-            })
-            .await?;
-        Ok(None)
+        match self
+            .settings
+            .value_to_connect(&record.origin.topic, Some(text))
+        {
+            Ok(data) => Ok(Some(data)),
+            Err(failed) => self.handle_failed(record, failed).await.map(|()| None),
+        }
     }
 
     fn reset_offsets(&self, offsets: &Offsets) {
