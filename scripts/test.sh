@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh or warm machine.
 #
-# Installs what is missing (system libraries for librdkafka, cargo-nextest, the s3s-fs S3 server),
-# builds the workspace,
+# Installs what is missing (system libraries for librdkafka, cargo-nextest, the s3s-fs S3 server,
+# a Python virtualenv with pyarrow and DuckDB), builds the workspace,
 # then runs every unit, integration and doc test. Integration tests start their own real broker
 # processes (`sluice broker`, the embedded tansu engine) and `sluice` worker processes on free
 # ports, so no external service has to be running.
@@ -34,6 +34,16 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   rm -rf "$TOOLS/build"
 fi
 export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs"
+
+# Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB), in a virtualenv shared
+# with scripts/bench.sh.
+VENV="$HOME/.cache/sluice/venv"
+if ! "$VENV/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
+  echo "installing pyarrow and duckdb into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet pyarrow duckdb
+fi
+export SLUICE_TEST_PYTHON="$VENV/bin/python"
 
 # docker-compose.yml cannot run here (no Docker engine): check that it parses. The worker's unit
 # tests check that every SLUICE_* variable it sets is a real setting.

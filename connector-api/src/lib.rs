@@ -104,6 +104,8 @@ mod error;
 mod plugin;
 mod record;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 pub use config::{

@@ -59,7 +59,7 @@ fn main() {
     let t = cpu();
     let mut bytes = 0;
     for chunk in values.chunks(50_000) {
-        let mut file = OpenFile::new("k".into(), None, Arc::clone(&settings));
+        let mut file = OpenFile::new("k".into(), None, Arc::clone(&settings), None);
         for v in chunk {
             assert_eq!(file.admit(v, None), Admit::Take);
             file.push(v.clone()).expect("push");
@@ -73,7 +73,7 @@ fn main() {
     let t = cpu();
     let mut fast_bytes = 0;
     for chunk in records.chunks(50_000) {
-        let mut file = OpenFile::new("k".into(), None, Arc::clone(&settings));
+        let mut file = OpenFile::new("k".into(), None, Arc::clone(&settings), None);
         for text in chunk {
             if !file.push_json(text).expect("push") {
                 let v = converter.to_connect("t", Some(text)).expect("decodes").1;
@@ -86,7 +86,9 @@ fn main() {
     let fast = per_million(t, n);
     assert_eq!(fast_bytes, bytes, "both paths write the same files");
     // Parquet encoding alone, of batches of 1,024 rows built once.
-    let row = sluice_connectors::s3::columns::infer_row(&values[0]).expect("a struct");
+    let row = sluice_connectors::s3::columns::infer_row(&values[0])
+        .expect("inferable")
+        .expect("a struct");
     let batches: Vec<RecordBatch> = values
         .chunks(1024)
         .map(|c| {

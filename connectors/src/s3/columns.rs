@@ -5,9 +5,10 @@
 //! `Decimal128(38, scale)`, `Date` → `Date32`, `Time` → `Time32(ms)`, `Timestamp` →
 //! `Timestamp(ms, UTC)`, arrays → lists, maps → maps, structs → structs, optional → nullable.
 //! Schemaless values are inferred: integers → `Int64`, numbers → `Float64`, strings, booleans,
-//! bytes, lists and nested structs; every inferred column is nullable, and a field that is null in
-//! every record of a file is not a column of that file. Timestamps are never nanoseconds (several
-//! engines cannot read them).
+//! bytes, lists and nested structs; every inferred column is nullable, and a field whose value is
+//! null wherever it was seen (nothing tells its type) is a column of Arrow's `Null` type, written
+//! as an all-null Parquet column of logical type `UNKNOWN`, so that no file drops a field its
+//! records carry. Timestamps are never nanoseconds (several engines cannot read them).
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use arrow_array::builder::{
     Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     Time32MillisecondBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, MapArray, StructArray};
+use arrow_array::{ArrayRef, ListArray, MapArray, NullArray, StructArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 use sluice_connector_api::{Schema, SchemaType, Value, logical};
@@ -110,7 +111,7 @@ fn of_schema(schema: &Schema) -> DataType {
     }
 }
 
-fn map_type(key: DataType, value: DataType, value_nullable: bool) -> DataType {
+pub(super) fn map_type(key: DataType, value: DataType, value_nullable: bool) -> DataType {
     let entries = Field::new(
         "key_value",
         DataType::Struct(Fields::from(vec![
@@ -122,54 +123,56 @@ fn map_type(key: DataType, value: DataType, value_nullable: bool) -> DataType {
     DataType::Map(Arc::new(entries), false)
 }
 
-/// The inferred row type of a schemaless value; `None` for a null value.
-pub fn infer_row(value: &Value) -> Option<DataType> {
-    match value {
-        Value::Struct(_) => infer(value),
-        Value::Null => None,
-        other => Some(DataType::Struct(Fields::from(vec![Field::new(
+/// The inferred row type of a schemaless value; `None` for a null value, an error for a value no
+/// column can hold (a list mixing strings and numbers).
+pub fn infer_row(value: &Value) -> Result<Option<DataType>, String> {
+    Ok(Some(match value {
+        Value::Struct(_) => infer(value)?,
+        Value::Null => return Ok(None),
+        other => DataType::Struct(Fields::from(vec![Field::new(
             VALUE_COLUMN,
             infer(other)?,
             true,
-        )]))),
-    }
+        )])),
+    }))
 }
 
-/// The inferred type of a schemaless value; `None` when nothing is known (null, empty list).
-pub fn infer(value: &Value) -> Option<DataType> {
-    Some(match value {
-        Value::Null => return None,
+/// The inferred type of a schemaless value: `Null` when nothing tells it (a null, a list of no
+/// values), an error when no column can hold it.
+pub fn infer(value: &Value) -> Result<DataType, String> {
+    Ok(match value {
+        Value::Null => DataType::Null,
         Value::Boolean(_) => DataType::Boolean,
         Value::Int8(_) | Value::Int16(_) | Value::Int32(_) | Value::Int64(_) => DataType::Int64,
         Value::Float32(_) | Value::Float64(_) => DataType::Float64,
         Value::String(_) => DataType::Utf8,
         Value::Bytes(_) => DataType::Binary,
         Value::Array(items) => {
-            let mut item: Option<DataType> = None;
-            for v in items {
-                item = match (item, infer(v)) {
-                    (None, t) | (t, None) => t,
-                    (Some(a), Some(b)) => Some(merge(&a, &b, TypeConflict::Widen).ok()?),
-                };
-            }
-            DataType::List(Arc::new(Field::new("element", item?, true)))
+            let item = merge_all(items.iter())
+                .map_err(|e| format!("list items: {e}"))?;
+            DataType::List(Arc::new(Field::new("element", item, true)))
         }
         Value::Map(entries) => {
-            let mut vt: Option<DataType> = None;
-            for (_, v) in entries {
-                vt = match (vt, infer(v)) {
-                    (None, t) | (t, None) => t,
-                    (Some(a), Some(b)) => Some(merge(&a, &b, TypeConflict::Widen).ok()?),
-                };
-            }
-            map_type(DataType::Utf8, vt?, true)
+            let value = merge_all(entries.iter().map(|(_, v)| v))
+                .map_err(|e| format!("map values: {e}"))?;
+            map_type(DataType::Utf8, value, true)
         }
         Value::Struct(s) => DataType::Struct(
             s.fields()
                 .iter()
-                .filter_map(|(name, v)| Some(Field::new(&**name, infer(v)?, true)))
-                .collect(),
+                .map(|(name, v)| {
+                    let t = infer(v).map_err(|e| format!("{name}: {e}"))?;
+                    Ok(Field::new(&**name, t, true))
+                })
+                .collect::<Result<Fields, String>>()?,
         ),
+    })
+}
+
+/// The type that holds every one of `values` (`Null` for none).
+fn merge_all<'a>(mut values: impl Iterator<Item = &'a Value>) -> Result<DataType, String> {
+    values.try_fold(DataType::Null, |acc, v| {
+        merge(&acc, &infer(v)?, TypeConflict::Widen)
     })
 }
 
@@ -179,6 +182,8 @@ pub fn merge(a: &DataType, b: &DataType, policy: TypeConflict) -> Result<DataTyp
         return Ok(a.clone());
     }
     match (a, b) {
+        // Nothing was known of the one: the other says what it is.
+        (DataType::Null, t) | (t, DataType::Null) => Ok(t.clone()),
         (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64)
             if policy == TypeConflict::Widen =>
         {
@@ -214,6 +219,7 @@ fn describe(t: &DataType) -> String {
         DataType::Boolean => "boolean".into(),
         DataType::Struct(_) => "struct".into(),
         DataType::List(_) => "list".into(),
+        DataType::Null => "unknown (only nulls so far)".into(),
         other => other.to_string(),
     }
 }
@@ -231,6 +237,8 @@ pub fn fit(t: &DataType, nullable: bool, value: &Value, policy: TypeConflict) ->
     match (t, value) {
         (_, Value::Null) if nullable => Fit::Fits,
         (_, Value::Null) => Fit::Conflict(format!("null in a required {} column", describe(t))),
+        // A column of unknown type so far: a value gives it a type, in the next file.
+        (D::Null, _) => Fit::Grows,
         (D::Boolean, Value::Boolean(_)) => Fit::Fits,
         (D::Int8, Value::Int8(_)) | (D::Int16, Value::Int8(_) | Value::Int16(_)) => Fit::Fits,
         (
@@ -283,7 +291,8 @@ pub fn fit(t: &DataType, nullable: bool, value: &Value, policy: TypeConflict) ->
                 };
                 acc = acc.and(match field {
                     Some(f) => fit(f.data_type(), f.is_nullable(), v, policy),
-                    None if infer(v).is_none() => Fit::Fits,
+                    // A null of a field that is no column fits (it is null there anyway).
+                    None if v.is_null() => Fit::Fits,
                     None => Fit::Grows,
                 });
             }
@@ -412,6 +421,7 @@ macro_rules! primitive {
 fn build(t: &DataType, cells: &[Option<&Value>]) -> Result<ArrayRef, String> {
     use DataType as D;
     Ok(match t {
+        D::Null => Arc::new(NullArray::new(cells.len())),
         D::Boolean => primitive!(BooleanBuilder, cells, |v: &Value| match v {
             Value::Boolean(b) => Some(*b),
             _ => None,
@@ -598,12 +608,12 @@ mod tests {
             ("n", Value::Int64(1)),
             ("s", Value::String("x".into())),
         ]))
-        .unwrap();
+        .unwrap().unwrap();
         let b = infer_row(&row(vec![
             ("n", Value::Float64(1.5)),
             ("t", Value::Boolean(true)),
         ]))
-        .unwrap();
+        .unwrap().unwrap();
         let merged = merge(&a, &b, TypeConflict::Widen).unwrap();
         let DataType::Struct(fields) = &merged else {
             panic!("{merged}")
@@ -621,7 +631,7 @@ mod tests {
             ]
         );
         assert!(merge(&a, &b, TypeConflict::Error).is_err());
-        let c = infer_row(&row(vec![("s", Value::Int64(3))])).unwrap();
+        let c = infer_row(&row(vec![("s", Value::Int64(3))])).unwrap().unwrap();
         assert!(
             merge(&a, &c, TypeConflict::Widen)
                 .unwrap_err()
@@ -631,7 +641,7 @@ mod tests {
 
     #[test]
     fn fit_says_when_a_file_must_roll() {
-        let t = infer_row(&row(vec![("n", Value::Int64(1))])).unwrap();
+        let t = infer_row(&row(vec![("n", Value::Int64(1))])).unwrap().unwrap();
         let p = TypeConflict::Widen;
         assert_eq!(
             fit_row(&t, &row(vec![("n", Value::Int64(2))]), p),
@@ -655,7 +665,7 @@ mod tests {
         ));
         let d = merge(
             &t,
-            &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap(),
+            &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap().unwrap(),
             p,
         )
         .unwrap();
@@ -668,8 +678,8 @@ mod tests {
     #[test]
     fn columns_hold_the_values() {
         let t = merge(
-            &infer_row(&row(vec![("n", Value::Int64(1))])).unwrap(),
-            &infer_row(&row(vec![("f", Value::Float64(0.5))])).unwrap(),
+            &infer_row(&row(vec![("n", Value::Int64(1))])).unwrap().unwrap(),
+            &infer_row(&row(vec![("f", Value::Float64(0.5))])).unwrap().unwrap(),
             TypeConflict::Widen,
         )
         .unwrap();

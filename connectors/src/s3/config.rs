@@ -89,6 +89,8 @@ pub struct S3SinkConfig {
     pub offset_pad_width: usize,
     /// First delay before retrying a failed upload; doubles up to 30 s.
     pub retry_backoff_ms: u64,
+    /// Fence intent writes with conditional requests (`s3.conditional.writes.enabled`).
+    pub conditional_writes: bool,
 }
 
 const PARTITIONERS: &[&str] = &[
@@ -136,6 +138,7 @@ impl S3SinkConfig {
             .define(key("aws.secret.access.key", ConfigType::Password, "Secret key for aws.access.key.id.").default_value("").group(g))
             .define(key("s3.part.size", ConfigType::Int, "Multipart upload part size in bytes; a file larger than this is uploaded in parts while it is written.").default_value("26214400").validator(Validator::between(5_242_880.0, 2_147_483_647.0)).group(g))
             .define(key("s3.retry.backoff.ms", ConfigType::Long, "First delay before retrying a failed upload; it doubles up to 30 s. Partitions are paused while an upload waits.").default_value("200").validator(Validator::between(1.0, 30_000.0)).group(g))
+            .define(key("s3.conditional.writes.enabled", ConfigType::Boolean, "Write each partition's intent object with If-Match / If-None-Match, so that a stale task (one whose partitions moved while it was slow or cut off) cannot overwrite a newer owner's intent. AWS S3, MinIO and R2 support it; turn it off only for a store that rejects those headers.").default_value("true").group(g))
             .define(key("topics.dir", ConfigType::String, "Prefix of every object key.").default_value("topics").group(storage))
             .define(key("format.class", ConfigType::Class, "Output format; Parquet is the only one.").default_value(PARQUET_FORMAT).validator(Validator::OneOf(&[PARQUET_FORMAT, "Parquet", "ParquetFormat"])).group(storage))
             .define(key("parquet.codec", ConfigType::String, "Parquet compression: snappy, zstd, gzip or none.").default_value("snappy").validator(Validator::OneOf(&["snappy", "zstd", "gzip", "none", "uncompressed"])).group(storage))
@@ -310,6 +313,7 @@ impl S3SinkConfig {
             },
             offset_pad_width: p.int("filename.offset.zero.pad.width") as usize,
             retry_backoff_ms: p.long("s3.retry.backoff.ms") as u64,
+            conditional_writes: p.boolean("s3.conditional.writes.enabled"),
         };
         errors.into_result(config)
     }

@@ -4,10 +4,11 @@
 //! Determinism: a file's content depends only on the records offered to it, in order. Rows are
 //! encoded in chunks of [`CHUNK_ROWS`] records of this file and a row group closes when its encoded
 //! size passes the configured bound, so a replay of the same records yields the same file. A
-//! schemaless file's schema is inferred from its first chunk; after that a record that needs a new
-//! column or a wider type asks for the file to be closed ([`Admit::Roll`]).
+//! schemaless file's schema is inferred from its first chunk, completed with the fields its task
+//! knows of the topic ([`KnownColumns`]); after that a record that needs a new column or a wider
+//! type asks for the file to be closed ([`Admit::Roll`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
@@ -19,6 +20,7 @@ use sluice_connector_api::{ConnectError, ConnectResult, Schema, Value};
 use super::columns::{self, Fit};
 use super::config::TypeConflict;
 use super::flat::FlatColumns;
+use super::known::KnownColumns;
 use super::store::{Part, Store};
 
 /// Records encoded together; also the number of records a schemaless schema is inferred from.
@@ -79,11 +81,19 @@ pub struct OpenFile {
     /// the writer costs a walk over its columns, too much for every record).
     encoded: u64,
     settings: Arc<FileSettings>,
+    /// What the task knows of the topic's schemaless fields (none for Connect schemas).
+    known: Option<Arc<Mutex<KnownColumns>>>,
 }
 
 impl OpenFile {
-    /// A new file for records like the first one (`schema` is its Connect value schema).
-    pub fn new(key: String, schema: Option<&Arc<Schema>>, settings: Arc<FileSettings>) -> Self {
+    /// A new file for records like the first one (`schema` is its Connect value schema). A
+    /// schemaless file gets a column for every field in `known` and teaches it its own.
+    pub fn new(
+        key: String,
+        schema: Option<&Arc<Schema>>,
+        settings: Arc<FileSettings>,
+        known: Option<Arc<Mutex<KnownColumns>>>,
+    ) -> Self {
         let row = match schema {
             Some(s) => Row::Connect(Arc::clone(s), columns::row_type_of_schema(s)),
             None => Row::Draft(None),
@@ -102,6 +112,7 @@ impl OpenFile {
             uploaded: 0,
             encoded: 0,
             settings,
+            known: schema.is_none().then_some(known).flatten(),
         }
     }
 
@@ -121,13 +132,14 @@ impl OpenFile {
                 Fit::Conflict(m) => Admit::Reject(m),
             },
             (Row::Draft(draft), None) => {
-                let Some(t) = columns::infer_row(value) else {
-                    return Admit::Reject("the value is null".into());
+                let t = match columns::infer_row(value) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => return Admit::Reject("the value is null".into()),
+                    Err(e) => return Admit::Reject(e),
                 };
                 if draft.is_none() && matches!(&t, DataType::Struct(f) if f.is_empty()) {
                     return Admit::Reject(
-                        "the value has no field that is not null, so a file cannot start with it"
-                            .into(),
+                        "the value is an empty object, so a file cannot start with it".into(),
                     );
                 }
                 let merged = match draft {
@@ -207,9 +219,17 @@ impl OpenFile {
         // rest of the file goes through the column builders (JSON text or decoded values).
         let fixing = matches!(self.row, Row::Draft(_));
         if let Row::Draft(d) = &self.row {
-            let t = d
+            let mut t = d
                 .clone()
                 .unwrap_or_else(|| DataType::Struct(Default::default()));
+            // Objects get every known field; a file of bare values keeps its one `value` column.
+            if let Some(known) = &self.known
+                && self.pending.iter().all(|v| matches!(v, Value::Struct(_)))
+            {
+                let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
+                t = known.complete(&t);
+                known.learn(&t);
+            }
             self.row = Row::Fixed(t);
         }
         let row = match &self.row {
@@ -386,6 +406,12 @@ impl FinishedFile {
     pub async fn abort(&mut self, store: &Store) {
         abort_upload(store, &self.key, self.upload.as_deref()).await;
     }
+
+    /// The encoded bytes not uploaded yet (a whole small file), for tests that read it back.
+    #[cfg(test)]
+    pub(crate) fn tail_for_tests(&self) -> Bytes {
+        self.tail.clone()
+    }
 }
 
 #[cfg(test)]
@@ -414,7 +440,7 @@ mod tests {
             Compression::GZIP(Default::default()),
             Compression::ZSTD(Default::default()),
         ] {
-            let mut file = OpenFile::new("k".into(), None, settings(codec));
+            let mut file = OpenFile::new("k".into(), None, settings(codec), None);
             // More than one chunk, so that rows are encoded before the footer too.
             for i in 0..(CHUNK_ROWS as i64 + 10) {
                 let v = Value::Struct(Struct::new().with("id", i).with("name", format!("n{i}")));
@@ -438,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_new_field_after_the_first_chunk_rolls_the_file() {
-        let mut file = OpenFile::new("k".into(), None, settings(Compression::SNAPPY));
+        let mut file = OpenFile::new("k".into(), None, settings(Compression::SNAPPY), None);
         for i in 0..CHUNK_ROWS as i64 {
             let v = Value::Struct(Struct::new().with("id", i));
             assert_eq!(file.admit(&v, None), Admit::Take);

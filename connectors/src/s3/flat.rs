@@ -1,5 +1,5 @@
 //! The fast path for schemaless JSON events: a file whose columns are all top-level scalars
-//! (booleans, 64-bit integers, doubles, strings), the usual shape of inferred JSON events, takes a
+//! (booleans, 64-bit integers, doubles, strings, and columns only null so far), the usual shape of inferred JSON events, takes a
 //! record's JSON text straight into Arrow column builders, without a decoded [`Value`] tree.
 //!
 //! Guarantees:
@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
-use arrow_array::{ArrayRef, StructArray};
+use arrow_array::{ArrayRef, NullArray, StructArray};
 use arrow_schema::{DataType, Fields};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use sluice_connector_api::Value;
@@ -31,6 +31,8 @@ enum Column {
     Int64(Int64Builder),
     Float64(Float64Builder),
     Utf8(StringBuilder),
+    /// A field that has only been null (Arrow's `Null` type): it takes nulls only.
+    Null(usize),
 }
 
 /// A JSON scalar as the JSON converter decodes it (integers beyond `i64` become doubles). A
@@ -63,7 +65,7 @@ pub struct FlatColumns {
 
 impl FlatColumns {
     /// Builders for `row`, or `None` when a column is not a nullable boolean, 64-bit integer,
-    /// double or string (those files take decoded values only).
+    /// double, string or null column (those files take decoded values only).
     pub fn for_row(row: &DataType, policy: TypeConflict) -> Option<Self> {
         let DataType::Struct(fields) = row else {
             return None;
@@ -79,6 +81,7 @@ impl FlatColumns {
                     DataType::Int64 => Column::Int64(Int64Builder::new()),
                     DataType::Float64 => Column::Float64(Float64Builder::new()),
                     DataType::Utf8 => Column::Utf8(StringBuilder::new()),
+                    DataType::Null => Column::Null(0),
                     _ => return None,
                 })
             })
@@ -179,6 +182,7 @@ impl FlatColumns {
                 Column::Int64(b) => Arc::new(b.finish()),
                 Column::Float64(b) => Arc::new(b.finish()),
                 Column::Utf8(b) => Arc::new(b.finish()),
+                Column::Null(n) => Arc::new(NullArray::new(std::mem::take(n))),
             })
             .collect();
         self.rows = 0;
@@ -203,6 +207,7 @@ impl FlatColumns {
             (Column::Int64(b), _) => b.append_null(),
             (Column::Float64(b), _) => b.append_null(),
             (Column::Utf8(b), _) => b.append_null(),
+            (Column::Null(n), _) => *n += 1,
         }
     }
 

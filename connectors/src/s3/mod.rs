@@ -11,16 +11,22 @@
 //! - an S3 outage pauses consumption and retries with back-off; nothing buffered is dropped.
 //!
 //! Modules: [`config`] (settings), [`partitioner`] (directories), [`columns`] (records → Arrow),
-//! [`flat`] (JSON text → Arrow, the fast path), [`file`] (one Parquet file), [`store`] (S3 or a local directory), [`task`] (file sets, rotation,
+//! [`flat`] (JSON text → Arrow, the fast path), [`known`] (the fields learned per topic), [`file`]
+//! (one Parquet file), [`store`] (S3 or a local directory), [`task`] (file sets, rotation,
 //! exactly-once publishing).
 
 pub mod columns;
 pub mod config;
 pub mod file;
 pub mod flat;
+pub mod known;
 pub mod partitioner;
 pub mod store;
 pub mod task;
+#[cfg(test)]
+mod fidelity;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -2,10 +2,21 @@
 //!
 //! Every call is idempotent for a given key: writing an object again replaces it with the same
 //! bytes, which is what makes a replay after a crash harmless. Errors say whether a retry can help:
-//! network failures, timeouts, throttling and 5xx answers are retriable; access denied or a missing
-//! bucket are not.
+//! network failures, timeouts, throttling and 5xx answers are retriable; access denied, a missing
+//! bucket or a directory that cannot be written are not.
+//!
+//! [`Store::put_if`] writes an object only if it is still what the writer last saw (S3's `If-Match`
+//! on its ETag, or `If-None-Match: *` for an object that did not exist): the S3 sink's intents use
+//! it to fence a stale writer (DESIGN.md). The local directory checks the same condition under a
+//! lock of the process, which is enough for one worker developing against it.
+//!
+//! Every S3 call gives up after [`OPERATION_TIMEOUT`] (all attempts together), well inside the
+//! consumer's session and poll timeouts, so that a writer does not act minutes after it lost its
+//! partitions.
 
 use std::path::{Path, PathBuf};
+#[cfg(any(test, feature = "testing"))]
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
@@ -17,9 +28,42 @@ use sluice_connector_api::{ConnectError, ConnectResult};
 
 use super::config::StoreTarget;
 
+/// Longest time one S3 call may take, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest time one attempt of an S3 call may take (a 25 MiB part at under 1 MB/s still fits).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a conditional write expects the object to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// No object at the key.
+    Absent,
+    /// The object whose ETag this is.
+    Tag(&'a str),
+    /// Anything (an unconditional write).
+    Any,
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the new object's ETag, when the store gave one.
+    Written(Option<String>),
+    /// The object was not what the writer expected: someone else wrote it.
+    Refused,
+}
+
 /// Where finished files go.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    /// Test-only fault injection.
+    #[cfg(any(test, feature = "testing"))]
+    faults: Option<Arc<faults::Faults>>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
     /// An S3 bucket.
     S3 {
         /// The client.
@@ -37,8 +81,8 @@ pub type Part = (i32, String);
 impl Store {
     /// Connects to the configured store (no request is made yet).
     pub async fn connect(target: &StoreTarget) -> Self {
-        match target {
-            StoreTarget::Local(dir) => Store::Local(dir.clone()),
+        let backend = match target {
+            StoreTarget::Local(dir) => Backend::Local(dir.clone()),
             StoreTarget::S3 {
                 bucket,
                 region,
@@ -51,7 +95,8 @@ impl Store {
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
                             .connect_timeout(Duration::from_secs(5))
-                            .operation_attempt_timeout(Duration::from_secs(120))
+                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                            .operation_timeout(OPERATION_TIMEOUT)
                             .build(),
                     );
                 if let Some((id, secret)) = credentials {
@@ -69,18 +114,41 @@ impl Store {
                 if let Some(url) = endpoint {
                     config = config.endpoint_url(url);
                 }
-                Store::S3 {
+                Backend::S3 {
                     client: aws_sdk_s3::Client::from_conf(config.build()),
                     bucket: bucket.clone(),
                 }
             }
+        };
+        Self {
+            backend,
+            #[cfg(any(test, feature = "testing"))]
+            faults: None,
         }
+    }
+
+    /// This store with test faults injected.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_faults(mut self, faults: Arc<faults::Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Applies an injected fault to a call on `key` (a test build only).
+    #[allow(clippy::unused_async)]
+    async fn fault(&self, _operation: &str, _key: &str) -> ConnectResult<()> {
+        #[cfg(any(test, feature = "testing"))]
+        if let Some(faults) = &self.faults {
+            return faults.apply(_operation, _key).await;
+        }
+        Ok(())
     }
 
     /// Writes a whole object.
     pub async fn put(&self, key: &str, body: Bytes) -> ConnectResult<()> {
-        match self {
-            Store::S3 { client, bucket } => client
+        self.fault("PutObject", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => client
                 .put_object()
                 .bucket(bucket)
                 .key(key)
@@ -89,7 +157,7 @@ impl Store {
                 .await
                 .map(|_| ())
                 .map_err(|e| classify("PutObject", key, e)),
-            Store::Local(dir) => {
+            Backend::Local(dir) => {
                 let path = dir.join(key);
                 let tmp = temp_path(&path, "put");
                 write_new(&tmp, &body).await?;
@@ -100,8 +168,9 @@ impl Store {
 
     /// Starts a multipart upload; returns its id.
     pub async fn create_multipart(&self, key: &str) -> ConnectResult<String> {
-        match self {
-            Store::S3 { client, bucket } => client
+        self.fault("CreateMultipartUpload", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => client
                 .create_multipart_upload()
                 .bucket(bucket)
                 .key(key)
@@ -114,7 +183,7 @@ impl Store {
                         "CreateMultipartUpload for {key} returned no upload id"
                     ))
                 }),
-            Store::Local(_) => Ok(format!("{:016x}", rand::random::<u64>())),
+            Backend::Local(_) => Ok(format!("{:016x}", rand::random::<u64>())),
         }
     }
 
@@ -126,8 +195,9 @@ impl Store {
         number: i32,
         body: Bytes,
     ) -> ConnectResult<String> {
-        match self {
-            Store::S3 { client, bucket } => Ok(client
+        self.fault("UploadPart", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => Ok(client
                 .upload_part()
                 .bucket(bucket)
                 .key(key)
@@ -139,7 +209,7 @@ impl Store {
                 .map_err(|e| classify("UploadPart", key, e))?
                 .e_tag
                 .unwrap_or_default()),
-            Store::Local(dir) => {
+            Backend::Local(dir) => {
                 let path = temp_path(&dir.join(key), &format!("{upload}.{number:05}"));
                 write_new(&path, &body).await?;
                 Ok(number.to_string())
@@ -149,8 +219,9 @@ impl Store {
 
     /// Completes a multipart upload: the object appears with its parts in order.
     pub async fn complete(&self, key: &str, upload: &str, parts: &[Part]) -> ConnectResult<()> {
-        match self {
-            Store::S3 { client, bucket } => {
+        self.fault("CompleteMultipartUpload", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => {
                 let parts = parts
                     .iter()
                     .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
@@ -174,7 +245,7 @@ impl Store {
                     Err(e) => Err(classify("CompleteMultipartUpload", key, e)),
                 }
             }
-            Store::Local(dir) => {
+            Backend::Local(dir) => {
                 let path = dir.join(key);
                 let tmp = temp_path(&path, &format!("{upload}.all"));
                 let mut whole = Vec::new();
@@ -204,8 +275,8 @@ impl Store {
 
     /// Abandons a multipart upload and frees its parts.
     pub async fn abort(&self, key: &str, upload: &str) -> ConnectResult<()> {
-        match self {
-            Store::S3 { client, bucket } => client
+        match &self.backend {
+            Backend::S3 { client, bucket } => client
                 .abort_multipart_upload()
                 .bucket(bucket)
                 .key(key)
@@ -214,7 +285,7 @@ impl Store {
                 .await
                 .map(|_| ())
                 .map_err(|e| classify("AbortMultipartUpload", key, e)),
-            Store::Local(dir) => {
+            Backend::Local(dir) => {
                 let path = dir.join(key);
                 let prefix = format!(".{}.{upload}.", file_name(&path));
                 if let Some(parent) = path.parent()
@@ -233,47 +304,111 @@ impl Store {
 
     /// An object's bytes, or `None` when it does not exist.
     pub async fn get(&self, key: &str) -> ConnectResult<Option<Bytes>> {
-        match self {
-            Store::S3 { client, bucket } => {
+        Ok(self.get_tagged(key).await?.map(|(body, _)| body))
+    }
+
+    /// An object's bytes and ETag (when the store gives one), or `None` when it does not exist.
+    pub async fn get_tagged(&self, key: &str) -> ConnectResult<Option<(Bytes, Option<String>)>> {
+        self.fault("GetObject", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => {
                 match client.get_object().bucket(bucket).key(key).send().await {
                     Ok(o) => {
+                        let tag = o.e_tag.clone();
                         let body = o.body.collect().await.map_err(|e| {
                             ConnectError::retriable(format!("reading {key} failed: {e}"))
                                 .with_source(e)
                         })?;
-                        Ok(Some(body.into_bytes()))
+                        Ok(Some((body.into_bytes(), tag)))
                     }
                     Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
                     Err(e) => Err(classify("GetObject", key, e)),
                 }
             }
-            Store::Local(dir) => match tokio::fs::read(dir.join(key)).await {
-                Ok(b) => Ok(Some(b.into())),
+            Backend::Local(dir) => match tokio::fs::read(dir.join(key)).await {
+                Ok(b) => {
+                    let tag = local_tag(&b);
+                    Ok(Some((b.into(), Some(tag))))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(io_error("reading", &dir.join(key), e)),
             },
         }
     }
 
+    /// Writes a whole object only if it is what `expect` says (see the module docs); `Refused`
+    /// when it is not.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        expect: Expect<'_>,
+    ) -> ConnectResult<Conditional> {
+        self.fault("PutObject", key).await?;
+        match &self.backend {
+            Backend::S3 { client, bucket } => {
+                let mut request = client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(ByteStream::from(body));
+                request = match expect {
+                    Expect::Absent => request.if_none_match("*"),
+                    Expect::Tag(tag) => request.if_match(tag),
+                    Expect::Any => request,
+                };
+                match request.send().await {
+                    Ok(out) => Ok(Conditional::Written(out.e_tag)),
+                    Err(e) if status_of(&e) == Some(412) => Ok(Conditional::Refused),
+                    Err(e) => Err(classify("PutObject", key, e)),
+                }
+            }
+            Backend::Local(dir) => {
+                // One conditional write at a time in this process: read, compare, replace.
+                static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+                let _held = LOCK.lock().await;
+                let path = dir.join(key);
+                let now = match tokio::fs::read(&path).await {
+                    Ok(b) => Some(local_tag(&b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io_error("reading", &path, e)),
+                };
+                let holds = match expect {
+                    Expect::Absent => now.is_none(),
+                    Expect::Tag(tag) => now.as_deref() == Some(tag),
+                    Expect::Any => true,
+                };
+                if !holds {
+                    return Ok(Conditional::Refused);
+                }
+                let tag = local_tag(&body);
+                let tmp = temp_path(&path, "put");
+                write_new(&tmp, &body).await?;
+                rename(&tmp, &path).await?;
+                Ok(Conditional::Written(Some(tag)))
+            }
+        }
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> ConnectResult<bool> {
-        match self {
-            Store::S3 { client, bucket } => {
+        match &self.backend {
+            Backend::S3 { client, bucket } => {
                 match client.head_object().bucket(bucket).key(key).send().await {
                     Ok(_) => Ok(true),
                     Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
                     Err(e) => Err(classify("HeadObject", key, e)),
                 }
             }
-            Store::Local(dir) => Ok(tokio::fs::metadata(dir.join(key)).await.is_ok()),
+            Backend::Local(dir) => Ok(tokio::fs::metadata(dir.join(key)).await.is_ok()),
         }
     }
 
     /// Multipart uploads in progress under `prefix` (key, upload id). Stores that do not list them
     /// (some S3-compatible servers) answer with an error; callers treat that as "none known".
     pub async fn in_progress_uploads(&self, prefix: &str) -> ConnectResult<Vec<(String, String)>> {
-        match self {
-            Store::S3 { client, bucket } => {
+        match &self.backend {
+            Backend::S3 { client, bucket } => {
                 let mut out = Vec::new();
                 let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
                 loop {
@@ -298,7 +433,7 @@ impl Store {
                     id_marker = page.next_upload_id_marker().map(str::to_owned);
                 }
             }
-            Store::Local(_) => Ok(Vec::new()),
+            Backend::Local(_) => Ok(Vec::new()),
         }
     }
 }
@@ -338,8 +473,40 @@ async fn rename(from: &Path, to: &Path) -> ConnectResult<()> {
         .map_err(|e| io_error("renaming to", to, e))
 }
 
+/// A directory that cannot be written stays so: only other I/O errors are worth retrying.
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> ConnectError {
-    ConnectError::retriable(format!("{what} {} failed: {e}", path.display())).with_source(e)
+    use std::io::ErrorKind as K;
+    let message = format!("{what} {} failed: {e}", path.display());
+    let permanent = matches!(
+        e.kind(),
+        K::PermissionDenied
+            | K::ReadOnlyFilesystem
+            | K::NotADirectory
+            | K::IsADirectory
+            | K::InvalidFilename
+            | K::InvalidInput
+    );
+    if permanent {
+        ConnectError::external(message).with_source(e)
+    } else {
+        ConnectError::retriable(message).with_source(e)
+    }
+}
+
+/// The ETag of a local object: a hash of its bytes (FNV-1a), the same in every process.
+fn local_tag(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("\"{hash:016x}-{}\"", body.len())
+}
+
+/// The HTTP status of a service's answer, if there was one.
+fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    match e {
+        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+        _ => None,
+    }
 }
 
 /// Network trouble, timeouts, throttling and 5xx are worth retrying; a refusal is not.
@@ -372,11 +539,111 @@ where
             ) || status >= 500
                 || status == 429
         }
+        // A request that could not even be built (bad settings, no credentials) fails the same
+        // way every time.
+        SdkError::ConstructionFailure(_) => false,
         _ => true,
     };
     if retriable {
         ConnectError::retriable(message)
     } else {
         ConnectError::external(message)
+    }
+}
+
+/// Faults a test injects into a [`Store`]: calls that fail for a while, calls held until released.
+#[cfg(any(test, feature = "testing"))]
+pub mod faults {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use sluice_connector_api::{ConnectError, ConnectResult};
+    use tokio::sync::Semaphore;
+
+    /// A call held until the test releases it.
+    #[derive(Debug)]
+    pub struct Hold {
+        operation: String,
+        key_part: String,
+        reached: Semaphore,
+        released: Semaphore,
+    }
+
+    impl Hold {
+        /// Waits until a held call arrived.
+        pub async fn reached(&self) {
+            self.reached.acquire().await.expect("open").forget();
+        }
+
+        /// Lets the held call go on.
+        pub fn release(&self) {
+            self.released.add_permits(1);
+        }
+    }
+
+    /// The faults of one store.
+    #[derive(Debug, Default)]
+    pub struct Faults {
+        failing: Mutex<Vec<(String, String)>>,
+        holds: Mutex<Vec<Arc<Hold>>>,
+    }
+
+    impl Faults {
+        /// From now on, `operation` (`PutObject`, `GetObject`, `UploadPart`, ...) on keys containing
+        /// `key_part` fails with a retriable error, until [`heal`](Self::heal).
+        pub fn fail(&self, operation: &str, key_part: &str) {
+            self.failing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((operation.into(), key_part.into()));
+        }
+
+        /// Every call succeeds again (holds stay).
+        pub fn heal(&self) {
+            self.failing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+
+        /// The next `operation` on a key containing `key_part` waits until released.
+        pub fn hold(&self, operation: &str, key_part: &str) -> Arc<Hold> {
+            let hold = Arc::new(Hold {
+                operation: operation.into(),
+                key_part: key_part.into(),
+                reached: Semaphore::new(0),
+                released: Semaphore::new(0),
+            });
+            self.holds
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Arc::clone(&hold));
+            hold
+        }
+
+        pub(super) async fn apply(&self, operation: &str, key: &str) -> ConnectResult<()> {
+            let held = {
+                let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+                let at = holds
+                    .iter()
+                    .position(|h| h.operation == operation && key.contains(&h.key_part));
+                at.map(|i| holds.remove(i))
+            };
+            if let Some(hold) = held {
+                hold.reached.add_permits(1);
+                hold.released.acquire().await.expect("open").forget();
+            }
+            let failing = self
+                .failing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(op, part)| op == operation && key.contains(part.as_str()));
+            if failing {
+                return Err(ConnectError::retriable(format!(
+                    "{operation} {key} failed: 503 SlowDown (injected)"
+                )));
+            }
+            Ok(())
+        }
     }
 }

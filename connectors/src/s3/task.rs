@@ -12,9 +12,18 @@
 //! committed offset it replays `start..end` into exactly the same objects (same keys, same
 //! records), whatever the clock says now; otherwise nothing past the committed offset was ever
 //! visible. See `DESIGN.md` in this folder.
+//!
+//! Invariants this file keeps (DESIGN.md says why they suffice):
+//! - `pre_commit` never answers an offset above the first record of a partition that is held only
+//!   in memory (its open set, its sealed set, its backlog);
+//! - a record below the partition's `admitted` offset was already dealt with and is ignored when
+//!   delivered again (a redelivered batch cannot reopen a set below published data);
+//! - an intent is written only over the intent this task last saw (a conditional write): a task
+//!   that finds another writer's intent drops what it holds of the partition and reads it again
+//!   from the committed offset, so two writers never publish different cuts of the same offsets.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -26,8 +35,9 @@ use tokio::time::Instant;
 
 use super::config::{Codec, S3SinkConfig};
 use super::file::{Admit, FileSettings, FinishedFile, OpenFile};
+use super::known::KnownColumns;
 use super::partitioner::{Partitioner, TimestampExtractor, bucket_start, record_time};
-use super::store::Store;
+use super::store::{Conditional, Expect, Store};
 
 /// Version tag of an intent object.
 const INTENT_TAG: &str = "sluice.s3.intent";
@@ -48,9 +58,10 @@ pub struct Intent {
 }
 
 impl Intent {
-    /// The intent object's content.
-    pub fn to_json(self) -> String {
-        json!({INTENT_TAG: 1, "start": self.start, "end": self.end, "opened_at": self.opened_at})
+    /// The intent object's content; `writer` names the task instance that wrote it, so that a
+    /// writer recognizes its own intent after an answer was lost.
+    pub fn to_json(self, writer: &str) -> String {
+        json!({INTENT_TAG: 1, "start": self.start, "end": self.end, "opened_at": self.opened_at, "writer": writer})
             .to_string()
     }
 
@@ -106,13 +117,50 @@ struct PartitionState {
     /// An intent found at assignment, replayed by the first set.
     replay: Option<Intent>,
     /// Records that arrived while the previous set could not be published yet, in order.
-    backlog: std::collections::VecDeque<SinkRecord>,
+    backlog: VecDeque<SinkRecord>,
+    /// Offset after the last record dealt with (written, skipped, reported or queued): a record
+    /// below it that is delivered again is ignored.
+    admitted: Option<i64>,
+    /// ETag of the partition's intent object as this task last read or wrote it; `None` when
+    /// there was none.
+    intent_tag: Option<String>,
+    /// Another writer's intent was found: everything held was dropped, and the partition is read
+    /// again from its committed offset at the next `put`.
+    fenced: bool,
+    /// A rewind to the committed offset was asked for in the last `put`: records until the next
+    /// `put` are from before it, and are ignored.
+    rewinding: bool,
+}
+
+impl PartitionState {
+    /// The first offset held only in memory (open set, sealed set, backlog).
+    fn first_held(&self) -> Option<i64> {
+        [
+            self.open.as_ref().map(|s| s.start),
+            self.sealed.as_ref().map(|s| s.intent.start),
+            self.backlog.front().map(|r| r.offset),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// How a publish attempt ended.
+enum Published {
+    /// Every object of the set is in the store.
+    Done,
+    /// Another writer's intent is in the store: this task must not publish the set.
+    Fenced,
 }
 
 /// Writes Kafka records to S3 (or a local directory) as Parquet.
 #[derive(Default)]
 pub struct S3SinkTask {
     inner: Option<Running>,
+    /// Faults injected into the store (test builds only).
+    #[cfg(any(test, feature = "testing"))]
+    faults: Option<Arc<super::store::faults::Faults>>,
 }
 
 struct Running {
@@ -127,6 +175,10 @@ struct Running {
     part_retry: Option<(Instant, u32)>,
     /// The current record's directory, reused from record to record.
     dir: String,
+    /// What is known of each topic's schemaless fields.
+    known: BTreeMap<String, Arc<Mutex<KnownColumns>>>,
+    /// Names this task instance in the intents it writes.
+    writer: String,
 }
 
 fn now_ms() -> i64 {
@@ -159,6 +211,12 @@ impl SinkTask for S3SinkTask {
             policy: config.type_conflict,
         });
         let store = Store::connect(&config.store).await;
+        #[cfg(any(test, feature = "testing"))]
+        let store = match &self.faults {
+            Some(f) => store.with_faults(Arc::clone(f)),
+            None => store,
+        };
+        let writer = format!("{}/{:016x}", ctx.task_id, rand::random::<u64>());
         self.inner = Some(Running {
             config,
             store,
@@ -168,6 +226,8 @@ impl SinkTask for S3SinkTask {
             paused: false,
             part_retry: None,
             dir: String::new(),
+            known: BTreeMap::new(),
+            writer,
         });
         Ok(())
     }
@@ -176,20 +236,9 @@ impl SinkTask for S3SinkTask {
         let run = self.running()?;
         let committed = run.ctx.committed(partitions).await?;
         for tp in partitions {
-            let replay = match committed.get(tp) {
-                Some(c) => run.read_intent(tp).await?.filter(|i| i.start == c.offset),
-                None => None,
-            };
-            if let Some(intent) = replay {
-                tracing::info!(partition = %tp, start = intent.start, end = intent.end, "replaying a file set whose objects may exist");
-            }
-            run.partitions.insert(
-                tp.clone(),
-                PartitionState {
-                    replay,
-                    ..Default::default()
-                },
-            );
+            let state = run.read_partition(tp, committed.get(tp)).await?;
+            run.partitions.insert(tp.clone(), state);
+            run.load_known(&tp.topic).await?;
         }
         run.abort_stale_uploads(partitions).await;
         Ok(())
@@ -197,6 +246,7 @@ impl SinkTask for S3SinkTask {
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
         let run = self.running()?;
+        run.read_fenced_again().await?;
         run.retry_due().await?;
         run.close_due_sets(now_ms())?;
         run.drain_backlogs().await?;
@@ -238,11 +288,25 @@ impl SinkTask for S3SinkTask {
             let Some(state) = run.partitions.get(&tp) else {
                 continue;
             };
-            // The committed offset must stay at the intent's start until its set is published.
-            if state.sealed.is_some() || state.replay.is_some() {
+            // The committed offset must stay at the intent's start until its set is published,
+            // and a fenced partition is the other writer's to commit.
+            if state.sealed.is_some() || state.replay.is_some() || state.fenced || state.rewinding
+            {
                 continue;
             }
-            safe.insert(tp, state.open.as_ref().map_or(position, |s| s.start));
+            // An open set whose records were all skipped holds nothing: the next record opens
+            // a set of its own.
+            let state = run.partitions.get_mut(&tp).expect("present above");
+            if state
+                .open
+                .as_ref()
+                .is_some_and(|s| s.files.is_empty() && s.replay_end.is_none())
+            {
+                state.open = None;
+            }
+            // Never past a record held only in memory: close() drops those, and the next owner
+            // reads from here.
+            safe.insert(tp, state.first_held().map_or(position, |h| h.min(position)));
         }
         Ok(safe)
     }
@@ -269,6 +333,15 @@ impl SinkTask for S3SinkTask {
 }
 
 impl S3SinkTask {
+    /// A task whose store has these faults injected (tests of the exactly-once paths).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_faults(faults: Arc<super::store::faults::Faults>) -> Self {
+        Self {
+            inner: None,
+            faults: Some(faults),
+        }
+    }
+
     fn running(&mut self) -> ConnectResult<&mut Running> {
         self.inner
             .as_mut()
@@ -277,8 +350,30 @@ impl S3SinkTask {
 }
 
 impl Running {
-    /// Offers one record to its partition's open set, closing the set first when a trigger says so.
+    /// Offers a record the runtime delivered. One already dealt with (delivered again after a
+    /// failed `put`) or one from before a rewind is ignored.
     async fn offer(&mut self, record: SinkRecord) -> ConnectResult<()> {
+        let Some(state) = self.partitions.get_mut(&record.origin) else {
+            return Ok(());
+        };
+        if state.fenced || state.rewinding || state.admitted.is_some_and(|a| record.offset < a) {
+            return Ok(());
+        }
+        state.admitted = Some(record.offset + 1);
+        self.offer_in_order(record).await
+    }
+
+    /// A record whose error policy failed (a dead letter not acknowledged) was not dealt with:
+    /// delivered again, it is offered again.
+    fn not_dealt_with(&mut self, record: &SinkRecord, error: ConnectError) -> ConnectError {
+        if let Some(state) = self.partitions.get_mut(&record.origin) {
+            state.admitted = state.admitted.map(|a| a.min(record.offset));
+        }
+        error
+    }
+
+    /// Offers one record to its partition's open set, closing the set first when a trigger says so.
+    async fn offer_in_order(&mut self, record: SinkRecord) -> ConnectResult<()> {
         // Borrowed, not cloned: this runs for every record.
         let tp = &record.origin;
         let Some(state) = self.partitions.get_mut(tp) else {
@@ -311,7 +406,9 @@ impl Running {
                 return Ok(());
             }
             let err = ConnectError::user("the record value is null (behavior.on.null.values=fail)");
-            self.ctx.report(&record, err).await?;
+            if let Err(e) = self.ctx.report(&record, err).await {
+                return Err(self.not_dealt_with(&record, e));
+            }
             self.advance(tp, record.offset);
             return Ok(());
         }
@@ -328,9 +425,13 @@ impl Running {
             match encoded {
                 Ok(()) => {}
                 Err(e) => {
-                    self.ctx
+                    let reported = self
+                        .ctx
                         .report(&record, e.context("choosing the directory"))
-                        .await?;
+                        .await;
+                    if let Err(e) = reported {
+                        return Err(self.not_dealt_with(&record, e));
+                    }
                     self.advance(tp, record.offset);
                     return Ok(());
                 }
@@ -339,7 +440,8 @@ impl Running {
             if !set.files.contains_key(self.dir.as_str()) {
                 let key = object_key(&self.config, &self.dir, tp, record.offset);
                 let schema = record.record.value_schema.as_ref();
-                let file = OpenFile::new(key, schema, Arc::clone(&self.settings));
+                let known = self.known.get(&tp.topic).cloned();
+                let file = OpenFile::new(key, schema, Arc::clone(&self.settings), known);
                 set.files.insert(self.dir.clone(), file);
             }
             let Some(file) = set.files.get_mut(self.dir.as_str()) else {
@@ -356,7 +458,11 @@ impl Running {
                 // Not taken as it is: decode it as the converter would and decide as for any
                 // decoded value (roll, reject), or the converter's error policy deals with it.
                 let empty = file.records == 0;
-                match self.ctx.decode_value(&record).await? {
+                let value = match self.ctx.decode_value(&record).await {
+                    Ok(value) => value,
+                    Err(e) => return Err(self.not_dealt_with(&record, e)),
+                };
+                match value {
                     Some(data) => decoded = Some(data),
                     None => {
                         if empty {
@@ -422,7 +528,9 @@ impl Running {
                     }
                     let err =
                         ConnectError::user(format!("cannot convert the value to Parquet: {why}"));
-                    self.ctx.report(&record, err).await?;
+                    if let Err(e) = self.ctx.report(&record, err).await {
+                        return Err(self.not_dealt_with(&record, e));
+                    }
                     self.advance(tp, record.offset);
                     return Ok(());
                 }
@@ -637,7 +745,7 @@ impl Running {
         let result = self.publish(tp).await;
         let state = self.partitions.get_mut(tp).expect("assigned");
         match result {
-            Ok(()) => {
+            Ok(Published::Done) => {
                 let sealed = state.sealed.take().expect("due");
                 if state.replay.is_some_and(|r| r.start == sealed.intent.start) {
                     state.replay = None;
@@ -646,6 +754,21 @@ impl Running {
                 abort_if_injected();
                 // Commit what is now in S3 soon rather than at the next offset flush interval.
                 self.ctx.request_commit();
+                self.save_known(&tp.topic).await;
+                Ok(())
+            }
+            Ok(Published::Fenced) => {
+                let start = state.sealed.as_ref().map(|s| s.intent.start);
+                tracing::warn!(partition = %tp, start, "another writer's intent is in the store (this task's partitions moved while it was slow or cut off, or a second connector writes the same prefix): dropping what this task holds of the partition and reading it again from the committed offset");
+                let dropped = std::mem::replace(
+                    state,
+                    PartitionState {
+                        fenced: true,
+                        ..Default::default()
+                    },
+                );
+                self.discard(dropped).await;
+                self.resume_if_clear();
                 Ok(())
             }
             Err(e) if e.is_retriable() => {
@@ -674,7 +797,7 @@ impl Running {
                 std::mem::take(&mut self.partitions.get_mut(&tp).expect("assigned").backlog);
             let mut records = records.into_iter();
             while let Some(record) = records.next() {
-                self.offer(record).await?;
+                self.offer_in_order(record).await?;
                 let state = self.partitions.get_mut(&tp).expect("assigned");
                 if !state.backlog.is_empty() {
                     // Blocked again: keep the rest behind what was just queued.
@@ -696,7 +819,7 @@ impl Running {
         }
     }
 
-    async fn publish(&mut self, tp: &TopicPartition) -> ConnectResult<()> {
+    async fn publish(&mut self, tp: &TopicPartition) -> ConnectResult<Published> {
         let state = self.partitions.get_mut(tp).expect("assigned");
         let sealed = state.sealed.as_mut().expect("due");
         if !sealed.intent_committed {
@@ -710,14 +833,34 @@ impl Running {
                 .commit(BTreeMap::from([(tp.clone(), start)]))
                 .await?;
             let key = intent_key(&self.config, &self.ctx.task_id.connector, tp);
-            self.store.put(&key, sealed.intent.to_json().into()).await?;
+            let body = sealed.intent.to_json(&self.writer);
+            // Only over the intent this task last saw: a newer owner's intent fences this task.
+            let expect = match (&state.intent_tag, self.config.conditional_writes) {
+                (_, false) => Expect::Any,
+                (Some(tag), true) => Expect::Tag(tag),
+                (None, true) => Expect::Absent,
+            };
+            let written = self.store.put_if(&key, body.clone().into(), expect).await?;
+            let tag = match written {
+                Conditional::Written(Some(tag)) => Some(tag),
+                // The store named no ETag, or refused: what is there now? An earlier attempt of
+                // this very write may have landed with its answer lost.
+                Conditional::Written(None) | Conditional::Refused => {
+                    match self.store.get_tagged(&key).await? {
+                        Some((now, tag)) if now == body.as_bytes() => tag,
+                        _ if matches!(written, Conditional::Written(None)) => None,
+                        _ => return Ok(Published::Fenced),
+                    }
+                }
+            };
+            state.intent_tag = tag;
             sealed.intent_committed = true;
         }
         while sealed.published < sealed.files.len() {
             sealed.files[sealed.published].publish(&self.store).await?;
             sealed.published += 1;
         }
-        Ok(())
+        Ok(Published::Done)
     }
 
     async fn retry_due(&mut self) -> ConnectResult<()> {
@@ -751,21 +894,116 @@ impl Running {
         }
     }
 
-    /// The partition's intent object, retrying while the store is unavailable.
-    async fn read_intent(&mut self, tp: &TopicPartition) -> ConnectResult<Option<Intent>> {
+    /// A newly assigned partition's state: its intent (with the ETag later writes expect), to be
+    /// replayed when it starts at the committed offset.
+    async fn read_partition(
+        &mut self,
+        tp: &TopicPartition,
+        committed: Option<&CommittedOffset>,
+    ) -> ConnectResult<PartitionState> {
         let key = intent_key(&self.config, &self.ctx.task_id.connector, tp);
+        let found = self.get_retrying(&key).await?;
+        let intent_tag = found.as_ref().and_then(|(_, tag)| tag.clone());
+        let intent = found.and_then(|(body, _)| Intent::from_json(&body));
+        let replay = intent.filter(|i| committed.is_some_and(|c| i.start == c.offset));
+        if let Some(intent) = replay {
+            tracing::info!(partition = %tp, start = intent.start, end = intent.end, "replaying a file set whose objects may exist");
+        }
+        Ok(PartitionState {
+            replay,
+            intent_tag,
+            ..Default::default()
+        })
+    }
+
+    /// Reads fenced partitions again from their committed offsets: asks the runtime to rewind
+    /// them and ignores their records until the next `put`, which starts at the rewind.
+    async fn read_fenced_again(&mut self) -> ConnectResult<()> {
+        for state in self.partitions.values_mut() {
+            state.rewinding = false;
+        }
+        let fenced: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.fenced)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if fenced.is_empty() {
+            return Ok(());
+        }
+        let committed = self.ctx.committed(&fenced).await?;
+        let mut rewinds = Offsets::new();
+        for tp in fenced {
+            let Some(at) = committed.get(&tp) else {
+                return Err(ConnectError::external(format!(
+                    "{tp} has no committed offset although another writer published to it; is a second connector writing to {}?",
+                    intent_key(&self.config, &self.ctx.task_id.connector, &tp)
+                )));
+            };
+            let mut state = self.read_partition(&tp, Some(at)).await?;
+            state.rewinding = true;
+            tracing::info!(partition = %tp, offset = at.offset, "reading the partition again from its committed offset");
+            rewinds.insert(tp.clone(), at.offset);
+            self.partitions.insert(tp, state);
+        }
+        self.ctx.reset_offsets(&rewinds);
+        Ok(())
+    }
+
+    /// An object and its ETag, retrying while the store is unavailable (at assignment).
+    async fn get_retrying(&mut self, key: &str) -> ConnectResult<Option<(bytes::Bytes, Option<String>)>> {
         let deadline = Instant::now() + OPEN_RETRY;
         let mut attempts = 0;
         loop {
-            match self.store.get(&key).await {
-                Ok(found) => return Ok(found.and_then(|b| Intent::from_json(&b))),
+            match self.store.get_tagged(key).await {
+                Ok(found) => return Ok(found),
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     attempts += 1;
-                    tracing::warn!(key, "reading the intent failed; retrying: {}", e.trace());
+                    tracing::warn!(key, "reading failed; retrying: {}", e.trace());
                     tokio::time::sleep(backoff(self.config.retry_backoff_ms, attempts)).await;
                 }
-                Err(e) => return Err(e.context(format!("reading intent {key}"))),
+                Err(e) => return Err(e.context(format!("reading {key}"))),
             }
+        }
+    }
+
+    /// Learns the topic's columns object the first time one of its partitions is assigned.
+    async fn load_known(&mut self, topic: &str) -> ConnectResult<()> {
+        if self.known.contains_key(topic) {
+            return Ok(());
+        }
+        let mut known = KnownColumns::default();
+        if let Some((body, _)) = self.get_retrying(&columns_key(&self.config, &self.ctx.task_id.connector, topic)).await? {
+            known.learn_json(&body);
+        }
+        self.known
+            .insert(topic.to_owned(), Arc::new(Mutex::new(known)));
+        Ok(())
+    }
+
+    /// Writes the topic's columns object when this task learned something since it last did,
+    /// merged with what the object holds now. Best effort: a failure is logged and the next
+    /// publish tries again.
+    async fn save_known(&mut self, topic: &str) {
+        let Some(known) = self.known.get(topic).cloned() else {
+            return;
+        };
+        if !known.lock().unwrap_or_else(PoisonError::into_inner).take_changed() {
+            return;
+        }
+        let key = columns_key(&self.config, &self.ctx.task_id.connector, topic);
+        let store = self.store.clone();
+        let saved = async {
+            if let Some(now) = store.get(&key).await? {
+                known.lock().unwrap_or_else(PoisonError::into_inner).learn_json(&now);
+            }
+            let body = known.lock().unwrap_or_else(PoisonError::into_inner).to_json();
+            store.put(&key, body.into()).await
+        }
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(key, "writing the known columns failed; the next publish tries again: {}", e.trace());
+            known.lock().unwrap_or_else(PoisonError::into_inner).mark_changed();
         }
     }
 
@@ -836,6 +1074,16 @@ pub fn intent_key(config: &S3SinkConfig, connector: &str, tp: &TopicPartition) -
     )
 }
 
+/// `<topics.dir>/_sluice/<connector>/<topic>.columns.json`: the fields learned of the topic.
+pub fn columns_key(config: &S3SinkConfig, connector: &str, topic: &str) -> String {
+    let prefix = if config.topics_dir.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", config.topics_dir)
+    };
+    format!("{prefix}_sluice/{connector}/{topic}.columns.json")
+}
+
 /// `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<zero-padded start offset>.parquet`.
 pub fn object_key(config: &S3SinkConfig, dir: &str, tp: &TopicPartition, start: i64) -> String {
     let width = config.offset_pad_width;
@@ -861,7 +1109,7 @@ mod tests {
             end: 250,
             opened_at: 1_700_000_000_000,
         };
-        assert_eq!(Intent::from_json(i.to_json().as_bytes()), Some(i));
+        assert_eq!(Intent::from_json(i.to_json("w").as_bytes()), Some(i));
         assert_eq!(Intent::from_json(b""), None);
         assert_eq!(
             Intent::from_json(b"{\"start\":1,\"end\":2,\"opened_at\":3}"),
