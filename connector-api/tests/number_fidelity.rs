@@ -68,9 +68,17 @@ fn schemaless_round_trip(v: f64) -> Result<(), TestCaseError> {
             String::from_utf8_lossy(&bytes)
         )));
     };
-    prop_assert_eq!(got.to_bits(), v.to_bits(), "{:e} from {}", v, String::from_utf8_lossy(&bytes));
+    prop_assert_eq!(
+        got.to_bits(),
+        v.to_bits(),
+        "{:e} from {}",
+        v,
+        String::from_utf8_lossy(&bytes)
+    );
     for text in [format!("{{\"x\":{v:?}}}"), format!("{{\"x\":{v:e}}}")] {
-        let (_, back) = converter.to_connect("t", Some(text.as_bytes())).expect("decodes");
+        let (_, back) = converter
+            .to_connect("t", Some(text.as_bytes()))
+            .expect("decodes");
         let got = match field(&back, "x") {
             Value::Float64(f) => f,
             // `0.0`'s exponent form is `0e0`, an integer to JSON: only zero may come back so.

@@ -1,7 +1,8 @@
 """Reads a directory of Parquet files the way lake users do, and prints what each reader sees.
 
 - pyarrow's dataset API, which takes the dataset's schema from one file (the first it finds);
-- DuckDB's read_parquet with union_by_name, which unites every file's columns.
+- DuckDB's read_parquet with union_by_name, which unites every file's columns (directory names
+  like `partition=0` are not read as columns here: only what the files hold counts).
 
 Prints one JSON object: {"pyarrow": {"columns": [...], "rows": [...]}, "duckdb": {...}}, rows
 sorted by "id". Python's json writes doubles in their shortest exact form.
@@ -19,7 +20,7 @@ def main(root):
     rows = sorted(table.to_pylist(), key=lambda r: r["id"])
     out = {"pyarrow": {"columns": table.column_names, "rows": rows}}
     relation = duckdb.sql(
-        f"select * from read_parquet('{root}/**/*.parquet', union_by_name = true)"
+        f"select * from read_parquet('{root}/**/*.parquet', union_by_name = true, hive_partitioning = false)"
     )
     names = relation.columns
     rows = [dict(zip(names, r)) for r in relation.fetchall()]

@@ -101,7 +101,10 @@ async fn every_value_and_every_column_reach_the_lake_readers() {
         ("topics", topic.as_str()),
         ("topics.dir", "lake"),
         ("flush.size", "500"),
-        ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+        (
+            "value.converter",
+            "org.apache.kafka.connect.json.JsonConverter",
+        ),
         ("value.converter.schemas.enable", "false"),
     ] {
         config.insert(k.into(), json!(v));
@@ -147,9 +150,22 @@ async fn every_value_and_every_column_reach_the_lake_readers() {
             let id = p * per_partition + i;
             let (row, want) = (&rows[id], record(p, i));
             assert_eq!(row["id"], json!(id), "{reader}");
-            assert_eq!(bits(&row["shared"]), bits(&want["shared"]), "{reader}: shared of {id}: {} for {}", row["shared"], want["shared"]);
-            assert_eq!(bits(&row["nested"]["a"]), bits(&want["nested"]["a"]), "{reader}: nested.a of {id}");
-            assert_eq!(row["part1_only"], want["part1_only"], "{reader}: part1_only of {id}");
+            assert_eq!(
+                bits(&row["shared"]),
+                bits(&want["shared"]),
+                "{reader}: shared of {id}: {} for {}",
+                row["shared"],
+                want["shared"]
+            );
+            assert_eq!(
+                bits(&row["nested"]["a"]),
+                bits(&want["nested"]["a"]),
+                "{reader}: nested.a of {id}"
+            );
+            assert_eq!(
+                row["part1_only"], want["part1_only"],
+                "{reader}: part1_only of {id}"
+            );
             assert!(row["never"].is_null(), "{reader}: never of {id}");
         }
     }

@@ -5,8 +5,9 @@
 //! sees every (task, seq) pair exactly once has lost and duplicated nothing.
 //!
 //! With `poison.every` = N, every record whose `seq` is one less than a multiple of N is poison: a
-//! required field other than `task` and `seq` is null, so the record breaks its own schema and its
-//! conversion fails. That exercises error policies and dead-letter queues end to end.
+//! required field other than `task` and `seq` is null, so the record breaks its own schema and the
+//! source's value conversion fails. That exercises a source's error policy and dead-letter queue;
+//! such a record never reaches Kafka, so it does not exercise a sink's.
 
 mod events;
 
@@ -116,7 +117,7 @@ impl DatagenConfig {
                 ConfigKey::new(
                     "poison.every",
                     ConfigType::Long,
-                    "Every this many records, one (seq = N-1, 2N-1, ...) has a required field set to null, so that its conversion fails; 0 for never. For testing error handling.",
+                    "Every this many records, one (seq = N-1, 2N-1, ...) has a required field set to null, so that the source's value conversion fails; 0 for never. For testing a source's error handling (such records never reach Kafka or a sink).",
                 )
                 .default_value("0")
                 .validator(Validator::at_least(0.0)),

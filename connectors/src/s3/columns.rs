@@ -148,8 +148,7 @@ pub fn infer(value: &Value) -> Result<DataType, String> {
         Value::String(_) => DataType::Utf8,
         Value::Bytes(_) => DataType::Binary,
         Value::Array(items) => {
-            let item = merge_all(items.iter())
-                .map_err(|e| format!("list items: {e}"))?;
+            let item = merge_all(items.iter()).map_err(|e| format!("list items: {e}"))?;
             DataType::List(Arc::new(Field::new("element", item, true)))
         }
         Value::Map(entries) => {
@@ -608,12 +607,14 @@ mod tests {
             ("n", Value::Int64(1)),
             ("s", Value::String("x".into())),
         ]))
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
         let b = infer_row(&row(vec![
             ("n", Value::Float64(1.5)),
             ("t", Value::Boolean(true)),
         ]))
-        .unwrap().unwrap();
+        .unwrap()
+        .unwrap();
         let merged = merge(&a, &b, TypeConflict::Widen).unwrap();
         let DataType::Struct(fields) = &merged else {
             panic!("{merged}")
@@ -631,7 +632,9 @@ mod tests {
             ]
         );
         assert!(merge(&a, &b, TypeConflict::Error).is_err());
-        let c = infer_row(&row(vec![("s", Value::Int64(3))])).unwrap().unwrap();
+        let c = infer_row(&row(vec![("s", Value::Int64(3))]))
+            .unwrap()
+            .unwrap();
         assert!(
             merge(&a, &c, TypeConflict::Widen)
                 .unwrap_err()
@@ -641,7 +644,9 @@ mod tests {
 
     #[test]
     fn fit_says_when_a_file_must_roll() {
-        let t = infer_row(&row(vec![("n", Value::Int64(1))])).unwrap().unwrap();
+        let t = infer_row(&row(vec![("n", Value::Int64(1))]))
+            .unwrap()
+            .unwrap();
         let p = TypeConflict::Widen;
         assert_eq!(
             fit_row(&t, &row(vec![("n", Value::Int64(2))]), p),
@@ -665,7 +670,9 @@ mod tests {
         ));
         let d = merge(
             &t,
-            &infer_row(&row(vec![("n", Value::Float64(0.5))])).unwrap().unwrap(),
+            &infer_row(&row(vec![("n", Value::Float64(0.5))]))
+                .unwrap()
+                .unwrap(),
             p,
         )
         .unwrap();
@@ -678,8 +685,12 @@ mod tests {
     #[test]
     fn columns_hold_the_values() {
         let t = merge(
-            &infer_row(&row(vec![("n", Value::Int64(1))])).unwrap().unwrap(),
-            &infer_row(&row(vec![("f", Value::Float64(0.5))])).unwrap().unwrap(),
+            &infer_row(&row(vec![("n", Value::Int64(1))]))
+                .unwrap()
+                .unwrap(),
+            &infer_row(&row(vec![("f", Value::Float64(0.5))]))
+                .unwrap()
+                .unwrap(),
             TypeConflict::Widen,
         )
         .unwrap();

@@ -14,7 +14,9 @@ use parquet::file::properties::WriterProperties;
 use proptest::prelude::*;
 use sluice_connector_api::convert::JsonConverter;
 use sluice_connector_api::testing::{FakeSinkControl, props};
-use sluice_connector_api::{Converter, Field, Schema, SchemaType, SinkTask, Struct, TopicPartition, Value};
+use sluice_connector_api::{
+    Converter, Field, Schema, SchemaType, SinkTask, Struct, TopicPartition, Value,
+};
 
 use super::S3SinkTask;
 use super::config::TypeConflict;
@@ -70,7 +72,11 @@ fn through_both_paths(values: &[f64]) -> Vec<Option<u64>> {
     for (i, v) in values.iter().enumerate() {
         let text = serde_json::json!({"x": v}).to_string();
         let taken = file.push_json(text.as_bytes()).expect("push");
-        assert_eq!(taken, i >= CHUNK_ROWS, "record {i}: fast path after the first chunk only");
+        assert_eq!(
+            taken,
+            i >= CHUNK_ROWS,
+            "record {i}: fast path after the first chunk only"
+        );
         if !taken {
             let value = decode(&text);
             assert_eq!(file.admit(&value, None), Admit::Take, "{text}");
@@ -114,7 +120,15 @@ proptest! {
 
 #[test]
 fn integers_in_a_double_column_are_exact_or_refused() {
-    let exact = [-(1i64 << 53), -(1 << 53) + 1, -1, 0, 1, (1 << 53) - 1, 1 << 53];
+    let exact = [
+        -(1i64 << 53),
+        -(1 << 53) + 1,
+        -1,
+        0,
+        1,
+        (1 << 53) - 1,
+        1 << 53,
+    ];
     let inexact = [i64::MIN, -(1 << 53) - 1, (1 << 53) + 1, i64::MAX];
     let mut file = OpenFile::new("k".into(), None, settings(), None);
     // A first chunk that fixes x as a double column.
@@ -125,20 +139,29 @@ fn integers_in_a_double_column_are_exact_or_refused() {
     }
     for v in exact {
         let text = format!("{{\"x\":{v}}}");
-        assert!(file.push_json(text.as_bytes()).expect("push"), "{text} fits exactly");
+        assert!(
+            file.push_json(text.as_bytes()).expect("push"),
+            "{text} fits exactly"
+        );
         let value = decode(&text);
         assert_eq!(file.admit(&value, None), Admit::Take, "{text}");
         file.push(value).expect("push");
     }
     for v in inexact {
         let text = format!("{{\"x\":{v}}}");
-        assert!(!file.push_json(text.as_bytes()).expect("push"), "{text} is refused");
+        assert!(
+            !file.push_json(text.as_bytes()).expect("push"),
+            "{text} is refused"
+        );
         assert!(
             matches!(file.admit(&decode(&text), None), Admit::Reject(m) if m.contains("exactly")),
             "{text}"
         );
     }
-    let stored = doubles(&batches(file.finish().expect("finish").tail_for_tests()), "x");
+    let stored = doubles(
+        &batches(file.finish().expect("finish").tail_for_tests()),
+        "x",
+    );
     let tail: Vec<f64> = stored[CHUNK_ROWS..]
         .iter()
         .map(|b| f64::from_bits(b.expect("not null")))
@@ -171,7 +194,12 @@ fn required_connect_fields_are_required_columns() {
     let columns = reader.parquet_schema().columns();
     let repetition: Vec<(String, Repetition)> = columns
         .iter()
-        .map(|c| (c.name().to_owned(), c.self_type().get_basic_info().repetition()))
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                c.self_type().get_basic_info().repetition(),
+            )
+        })
         .collect();
     assert_eq!(
         repetition,
@@ -191,7 +219,11 @@ fn file_columns(dir: &std::path::Path) -> Vec<(String, Vec<(String, DataType)>)>
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("readable") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().expect("named").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("named")
+                .to_string_lossy()
+                .into_owned();
             if path.is_dir() {
                 stack.push(path);
             } else if name.ends_with(".parquet") && !name.starts_with('.') {
@@ -226,7 +258,9 @@ async fn sink(dir: &std::path::Path, control: &Arc<FakeSinkControl>) -> S3SinkTa
         ("store.url", &url),
         ("flush.size", "10"),
     ]);
-    task.start(control.context("lake", 0), &p).await.expect("starts");
+    task.start(control.context("lake", 0), &p)
+        .await
+        .expect("starts");
     task
 }
 
@@ -249,7 +283,9 @@ async fn every_file_has_every_column_known_across_partitions_and_restarts() {
     // A new task (a restart, or another worker) learns the columns from the store.
     let mut b = sink(dir.path(), &FakeSinkControl::new()).await;
     b.open(&[p2]).await.expect("open");
-    b.put((0..10).map(|o| event(2, o, None)).collect()).await.expect("put");
+    b.put((0..10).map(|o| event(2, o, None)).collect())
+        .await
+        .expect("put");
     let files = file_columns(dir.path());
     assert_eq!(files.len(), 3, "{files:?}");
     for (name, columns) in &files {
@@ -274,9 +310,14 @@ async fn every_file_has_every_column_known_across_partitions_and_restarts() {
             .downcast_ref::<Int64Array>()
             .expect("int64")
             .clone();
-        (0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))).collect()
+        (0..c.len())
+            .map(|i| (!c.is_null(i)).then(|| c.value(i)))
+            .collect()
     };
-    assert_eq!(values("events+0+0000000000.parquet"), (0..10).map(|o| Some(o * 7)).collect::<Vec<_>>());
+    assert_eq!(
+        values("events+0+0000000000.parquet"),
+        (0..10).map(|o| Some(o * 7)).collect::<Vec<_>>()
+    );
     assert_eq!(values("events+1+0000000000.parquet"), vec![None; 10]);
 }
 

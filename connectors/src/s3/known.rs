@@ -90,7 +90,7 @@ impl KnownColumns {
         if v.get(COLUMNS_TAG).is_none() {
             return false;
         }
-        let Some(fields) = v.get("fields").and_then(|f| fields_of(f)) else {
+        let Some(fields) = v.get("fields").and_then(fields_of) else {
             return false;
         };
         let changed = self.changed;
@@ -316,7 +316,10 @@ mod tests {
         known.learn(&learned);
         let mut read = KnownColumns::default();
         assert!(read.learn_json(known.to_json().as_bytes()));
-        assert!(!read.take_changed(), "what was read need not be written back");
+        assert!(
+            !read.take_changed(),
+            "what was read need not be written back"
+        );
         assert_eq!(read.complete(&row(vec![])), learned);
         assert!(!KnownColumns::default().learn_json(b"{\"fields\":[]}"));
         assert!(!KnownColumns::default().learn_json(b"not json"));

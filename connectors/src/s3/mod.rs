@@ -17,14 +17,14 @@
 
 pub mod columns;
 pub mod config;
+#[cfg(test)]
+mod fidelity;
 pub mod file;
 pub mod flat;
 pub mod known;
 pub mod partitioner;
 pub mod store;
 pub mod task;
-#[cfg(test)]
-mod fidelity;
 #[cfg(test)]
 mod tests;
 

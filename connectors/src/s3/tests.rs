@@ -72,7 +72,11 @@ fn objects(dir: &Path) -> Vec<(String, Vec<(i64, i64)>)> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("readable") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().expect("named").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("named")
+                .to_string_lossy()
+                .into_owned();
             if path.is_dir() {
                 stack.push(path);
             } else if name.ends_with(".parquet") && !name.starts_with('.') {
@@ -86,9 +90,11 @@ fn objects(dir: &Path) -> Vec<(String, Vec<(i64, i64)>)> {
                     let batch = batch.expect("batch");
                     let ids = int_column(&batch, "id");
                     let ps = int_column(&batch, "p");
-                    rows.extend(ids.iter().zip(ps.iter()).map(|(i, p)| {
-                        (p.expect("p is never null"), i.expect("id is never null"))
-                    }));
+                    rows.extend(
+                        ids.iter().zip(ps.iter()).map(|(i, p)| {
+                            (p.expect("p is never null"), i.expect("id is never null"))
+                        }),
+                    );
                 }
                 out.push((path.display().to_string(), rows));
             }
@@ -122,7 +128,10 @@ fn counts(dir: &Path) -> BTreeMap<(i64, i64), usize> {
 fn assert_each_once(dir: &Path, expected: impl IntoIterator<Item = (i64, i64)>) {
     let counts = counts(dir);
     let expected: Vec<(i64, i64)> = expected.into_iter().collect();
-    let missing: Vec<_> = expected.iter().filter(|r| !counts.contains_key(r)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|r| !counts.contains_key(r))
+        .collect();
     let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         missing.is_empty() && doubled.is_empty() && counts.len() == expected.len(),
@@ -134,7 +143,10 @@ fn assert_each_once(dir: &Path, expected: impl IntoIterator<Item = (i64, i64)>) 
         counts.len(),
         objects(dir)
             .iter()
-            .map(|(k, rows)| (k.rsplit('/').next().unwrap_or_default().to_owned(), rows.len()))
+            .map(|(k, rows)| (
+                k.rsplit('/').next().unwrap_or_default().to_owned(),
+                rows.len()
+            ))
             .collect::<Vec<_>>()
     );
 }
@@ -154,7 +166,10 @@ async fn records_waiting_behind_an_unpublished_set_are_never_committed_past() {
     // The intent of [0, 100) cannot be written (503); 100..299 wait in the backlog.
     faults.fail("PutObject", ".intent.json");
     a.put(records(0, 0..300)).await.expect("put");
-    assert!(control.paused().contains(&tp(0)), "paused while publishing fails");
+    assert!(
+        control.paused().contains(&tp(0)),
+        "paused while publishing fails"
+    );
     faults.heal();
     // A revocation's commit once the retry is due: the set is published then, while the
     // backlog is still only in memory. (Until the retry is due the partition is left out.)
@@ -219,7 +234,13 @@ async fn a_stale_writer_is_fenced(first_set_published: bool) {
     let group = Group::new();
     // The stale task runs an older config (flush.size 60), as after a config update.
     let control_a = FakeSinkControl::in_group(Arc::clone(&group));
-    let mut a = task(dir.path(), &control_a, Some(Arc::clone(&faults)), &[("flush.size", "60")]).await;
+    let mut a = task(
+        dir.path(),
+        &control_a,
+        Some(Arc::clone(&faults)),
+        &[("flush.size", "60")],
+    )
+    .await;
     a.open(&[tp(0)]).await.expect("open");
     let start = if first_set_published {
         a.put(records(0, 0..60)).await.expect("put");
@@ -235,7 +256,11 @@ async fn a_stale_writer_is_fenced(first_set_published: bool) {
         (a, result)
     });
     hold.reached().await;
-    assert_eq!(group.committed(&tp(0)), Some(start), "the stale task committed its set's start");
+    assert_eq!(
+        group.committed(&tp(0)),
+        Some(start),
+        "the stale task committed its set's start"
+    );
 
     // The partition moved: the new owner cuts [start, start+100) and [start+100, start+200).
     let control_b = FakeSinkControl::in_group(Arc::clone(&group));
@@ -266,19 +291,32 @@ async fn a_stale_writer_is_fenced(first_set_published: bool) {
     );
     // It answers nothing for the partition, and reads it again from the committed offset: the
     // records of the put that asks for the rewind are from before it, and are ignored.
-    let safe = a.pre_commit(position(0, start + 60)).await.expect("pre_commit");
+    let safe = a
+        .pre_commit(position(0, start + 60))
+        .await
+        .expect("pre_commit");
     assert!(safe.is_empty(), "{safe:?}");
-    a.put(records(0, start + 60..start + 120)).await.expect("put");
+    a.put(records(0, start + 60..start + 120))
+        .await
+        .expect("put");
     assert_eq!(
         control_a.take_resets(),
         vec![position(0, start + 200)],
         "the fenced task rewinds to the committed offset"
     );
-    let safe = a.pre_commit(position(0, start + 200)).await.expect("pre_commit");
-    assert!(safe.is_empty(), "nothing is committed while rewinding: {safe:?}");
+    let safe = a
+        .pre_commit(position(0, start + 200))
+        .await
+        .expect("pre_commit");
+    assert!(
+        safe.is_empty(),
+        "nothing is committed while rewinding: {safe:?}"
+    );
     assert_each_once(dir.path(), (0..start + 200).map(|i| (0, i)));
     // From the rewind on, the partition is the task's again (its intent expects the newest).
-    a.put(records(0, start + 200..start + 260)).await.expect("put");
+    a.put(records(0, start + 200..start + 260))
+        .await
+        .expect("put");
     commit(&mut a, &control_a, position(0, start + 260)).await;
     assert_eq!(group.committed(&tp(0)), Some(start + 260));
     assert_each_once(dir.path(), (0..start + 260).map(|i| (0, i)));
