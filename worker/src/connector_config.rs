@@ -206,13 +206,13 @@ impl RuntimeSettings {
             }
         }
         let errors_policy = error_policy(props);
-        if let Some(dlq) = &errors_policy.dead_letter {
-            if subscription.contains(&dlq.topic) {
-                errors.push(
+        if let Some(dlq) = &errors_policy.dead_letter
+            && subscription.contains(&dlq.topic)
+        {
+            errors.push(
                     "errors.deadletterqueue.topic.name",
                     format!("The DLQ topic '{}' may not be included in the list of topics ('topics=...') consumed by this connector", dlq.topic),
                 );
-            }
         }
         let int = |k: &str| {
             props

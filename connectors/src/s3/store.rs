@@ -29,9 +29,9 @@ use sluice_connector_api::{ConnectError, ConnectResult};
 use super::config::StoreTarget;
 
 /// Longest time one S3 call may take, retries included.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest time one attempt of an S3 call may take (a 25 MiB part at under 1 MB/s still fits).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time one attempt of an S3 call may take (a 25 MiB part needs 1.3 MB/s).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What a conditional write expects the object to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

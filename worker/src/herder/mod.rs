@@ -444,10 +444,11 @@ impl Herder {
             let keep = entry.is_some_and(|e| e.config == running.connectors[&name].config)
                 && desired.target_state(&name) != TargetState::Stopped
                 && self.assigned_here(&name);
-            if !keep && let Some(mut c) = running.connectors.remove(&name) {
-                if let Err(e) = stop_instance(&mut c.instance).await {
-                    tracing::warn!(connector = name, "stopping connector failed: {}", e.trace());
-                }
+            if !keep
+                && let Some(mut c) = running.connectors.remove(&name)
+                && let Err(e) = stop_instance(&mut c.instance).await
+            {
+                tracing::warn!(connector = name, "stopping connector failed: {}", e.trace());
             }
         }
         running.failed.retain(|name, config| {
