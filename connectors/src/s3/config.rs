@@ -318,6 +318,15 @@ impl S3SinkConfig {
         errors.into_result(config)
     }
 
+    /// What every object key starts with: `<topics.dir>/`, or nothing for an empty `topics.dir`.
+    pub fn key_prefix(&self) -> String {
+        if self.topics_dir.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.topics_dir)
+        }
+    }
+
     /// Whether choosing a record's directory or time reads its value's fields (the field
     /// partitioner, `timestamp.extractor=RecordField`); otherwise only the file needs the value.
     pub fn reads_value_fields(&self) -> bool {

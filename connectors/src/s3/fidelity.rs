@@ -21,6 +21,7 @@ use sluice_connector_api::{
 use super::S3SinkTask;
 use super::config::TypeConflict;
 use super::file::{Admit, CHUNK_ROWS, FileSettings, OpenFile};
+use super::tests::parquet_files;
 
 fn settings() -> Arc<FileSettings> {
     Arc::new(FileSettings {
@@ -212,35 +213,27 @@ fn required_connect_fields_are_required_columns() {
     assert!(!arrow.field_with_name("id").expect("id").is_nullable());
 }
 
-/// Columns of every file of a local store: (object key, [(column, Arrow type)]).
+/// Columns of every file of a local store: (file name, [(column, Arrow type)]).
 fn file_columns(dir: &std::path::Path) -> Vec<(String, Vec<(String, DataType)>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("readable") {
-            let path = entry.expect("entry").path();
+    parquet_files(dir)
+        .into_iter()
+        .map(|path| {
+            let file = std::fs::File::open(&path).expect("opens");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+            let columns = reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
             let name = path
                 .file_name()
                 .expect("named")
                 .to_string_lossy()
                 .into_owned();
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(".parquet") && !name.starts_with('.') {
-                let file = std::fs::File::open(&path).expect("opens");
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
-                let columns = reader
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), f.data_type().clone()))
-                    .collect();
-                out.push((name, columns));
-            }
-        }
-    }
-    out.sort();
-    out
+            (name, columns)
+        })
+        .collect()
 }
 
 fn event(partition: i32, offset: i64, x: Option<i64>) -> sluice_connector_api::SinkRecord {
@@ -301,7 +294,10 @@ async fn every_file_has_every_column_known_across_partitions_and_restarts() {
     }
     // The values: x where it was produced, null elsewhere.
     let values = |name: &str| -> Vec<Option<i64>> {
-        let path = walk_find(dir.path(), name);
+        let path = parquet_files(dir.path())
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n == name))
+            .unwrap_or_else(|| panic!("no {name}"));
         let b = batches(Bytes::from(std::fs::read(path).expect("read")));
         let c = b[0]
             .column_by_name("x")
@@ -319,19 +315,4 @@ async fn every_file_has_every_column_known_across_partitions_and_restarts() {
         (0..10).map(|o| Some(o * 7)).collect::<Vec<_>>()
     );
     assert_eq!(values("events+1+0000000000.parquet"), vec![None; 10]);
-}
-
-fn walk_find(dir: &std::path::Path, file: &str) -> std::path::PathBuf {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("readable") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == file) {
-                return path;
-            }
-        }
-    }
-    panic!("no {file} under {}", dir.display());
 }

@@ -65,43 +65,50 @@ async fn commit(task: &mut S3SinkTask, control: &FakeSinkControl, position: Offs
     safe
 }
 
-/// Every Parquet object under `dir`: its key and its rows' `id` and `p` columns.
-fn objects(dir: &Path) -> Vec<(String, Vec<(i64, i64)>)> {
+/// The Parquet objects under a local store's `dir` (not the hidden files of uploads in progress),
+/// sorted.
+pub(super) fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("readable") {
             let path = entry.expect("entry").path();
-            let name = path
-                .file_name()
-                .expect("named")
-                .to_string_lossy()
-                .into_owned();
+            let name = path.file_name().expect("named").to_string_lossy();
             if path.is_dir() {
                 stack.push(path);
             } else if name.ends_with(".parquet") && !name.starts_with('.') {
-                let file = std::fs::File::open(&path).expect("opens");
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-                let mut rows = Vec::new();
-                for batch in reader {
-                    let batch = batch.expect("batch");
-                    let ids = int_column(&batch, "id");
-                    let ps = int_column(&batch, "p");
-                    rows.extend(
-                        ids.iter().zip(ps.iter()).map(|(i, p)| {
-                            (p.expect("p is never null"), i.expect("id is never null"))
-                        }),
-                    );
-                }
-                out.push((path.display().to_string(), rows));
+                out.push(path);
             }
         }
     }
     out.sort();
     out
+}
+
+/// Every Parquet object under `dir`: its path and its rows' `p` and `id` columns.
+fn objects(dir: &Path) -> Vec<(String, Vec<(i64, i64)>)> {
+    parquet_files(dir)
+        .into_iter()
+        .map(|path| {
+            let file = std::fs::File::open(&path).expect("opens");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            let mut rows = Vec::new();
+            for batch in reader {
+                let batch = batch.expect("batch");
+                let ids = int_column(&batch, "id");
+                let ps = int_column(&batch, "p");
+                rows.extend(
+                    ids.iter()
+                        .zip(ps.iter())
+                        .map(|(i, p)| (p.expect("p is never null"), i.expect("id is never null"))),
+                );
+            }
+            (path.display().to_string(), rows)
+        })
+        .collect()
 }
 
 fn int_column(batch: &RecordBatch, name: &str) -> Int64Array {

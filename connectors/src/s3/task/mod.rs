@@ -705,11 +705,7 @@ fn backoff(initial_ms: u64, attempts: u32) -> Duration {
 /// `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<zero-padded start offset>.parquet`.
 pub fn object_key(config: &S3SinkConfig, dir: &str, tp: &TopicPartition, start: i64) -> String {
     let width = config.offset_pad_width;
-    let prefix = if config.topics_dir.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", config.topics_dir)
-    };
+    let prefix = config.key_prefix();
     format!(
         "{prefix}{}/{dir}/{}+{}+{start:0width$}.parquet",
         tp.topic, tp.topic, tp.partition

@@ -408,11 +408,7 @@ fn abort_if_injected() {
 /// `<topics.dir>/_sluice/<connector>/<topic>+<partition>.intent.json`: outside every topic's
 /// folder, and `_`-prefixed, which lake engines skip.
 pub fn intent_key(config: &S3SinkConfig, connector: &str, tp: &TopicPartition) -> String {
-    let prefix = if config.topics_dir.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", config.topics_dir)
-    };
+    let prefix = config.key_prefix();
     format!(
         "{prefix}_sluice/{connector}/{}+{}.intent.json",
         tp.topic, tp.partition
@@ -421,11 +417,7 @@ pub fn intent_key(config: &S3SinkConfig, connector: &str, tp: &TopicPartition) -
 
 /// `<topics.dir>/_sluice/<connector>/<topic>.columns.json`: the fields learned of the topic.
 pub fn columns_key(config: &S3SinkConfig, connector: &str, topic: &str) -> String {
-    let prefix = if config.topics_dir.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", config.topics_dir)
-    };
+    let prefix = config.key_prefix();
     format!("{prefix}_sluice/{connector}/{topic}.columns.json")
 }
 
