@@ -34,7 +34,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::convert::JsonConverter;
@@ -99,7 +99,7 @@ pub struct FakeSinkControl {
     sent: Mutex<Vec<ProducerRecord>>,
     reported: Mutex<Vec<Reported>>,
     /// `errors.tolerance=none`: a report fails the task.
-    fail_reports: Mutex<bool>,
+    fail_reports: AtomicBool,
     /// Errors the next reports return (a dead-letter produce that failed), in order.
     report_errors: Mutex<VecDeque<ConnectError>>,
     counters: Mutex<BTreeMap<String, u64>>,
@@ -147,7 +147,7 @@ impl FakeSinkControl {
 
     /// `true`: reports fail the task (`errors.tolerance=none`); `false`: they are tolerated.
     pub fn fail_on_report(&self, fail: bool) {
-        *lock(&self.fail_reports) = fail;
+        self.fail_reports.store(fail, Ordering::Relaxed);
     }
 
     /// The next report returns `error` (a dead letter that could not be written), whatever the
@@ -258,7 +258,7 @@ impl SinkTaskControl for FakeSinkControl {
             offset: record.offset,
             message: error.to_string(),
         });
-        if *lock(&self.fail_reports) {
+        if self.fail_reports.load(Ordering::Relaxed) {
             return Err(error.context(format!(
                 "Error handling record at {}, offset {}",
                 record.origin, record.offset

@@ -49,11 +49,9 @@ impl KnownColumns {
         let DataType::Struct(fields) = row else {
             return;
         };
-        let mut known = std::mem::take(&mut self.fields);
-        if learn_into(&mut known, fields) {
+        if learn_into(&mut self.fields, fields) {
             self.changed = true;
         }
-        self.fields = known;
     }
 
     /// `row` with every known field it lacks (as a nullable column) and known types where its own

@@ -135,7 +135,6 @@ impl Store {
     }
 
     /// Applies an injected fault to a call on `key` (a test build only).
-    #[allow(clippy::unused_async)]
     async fn fault(&self, _operation: &str, _key: &str) -> ConnectResult<()> {
         #[cfg(any(test, feature = "testing"))]
         if let Some(faults) = &self.faults {

@@ -114,6 +114,15 @@ impl PartitionState {
     }
 }
 
+/// Where an offered record comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Delivered by the runtime now: ignored if already dealt with or from before a rewind.
+    FromRuntime,
+    /// Out of the partition's backlog: admitted when it was queued.
+    FromBacklog,
+}
+
 /// Writes Kafka records to S3 (or a local directory) as Parquet.
 #[derive(Default)]
 pub struct S3SinkTask {
@@ -211,7 +220,7 @@ impl SinkTask for S3SinkTask {
         run.close_due_sets(now_ms())?;
         run.drain_backlogs().await?;
         for record in records {
-            run.offer(record).await?;
+            run.offer(record, Delivery::FromRuntime).await?;
         }
         run.upload_ready_parts().await?;
         run.enforce_memory_bound()?;
@@ -309,19 +318,6 @@ impl S3SinkTask {
 }
 
 impl Running {
-    /// Offers a record the runtime delivered. One already dealt with (delivered again after a
-    /// failed `put`) or one from before a rewind is ignored.
-    async fn offer(&mut self, record: SinkRecord) -> ConnectResult<()> {
-        let Some(state) = self.partitions.get_mut(&record.origin) else {
-            return Ok(());
-        };
-        if state.fenced || state.rewinding || state.admitted.is_some_and(|a| record.offset < a) {
-            return Ok(());
-        }
-        state.admitted = Some(record.offset + 1);
-        self.offer_in_order(record).await
-    }
-
     /// A record whose error policy failed (a dead letter not acknowledged) was not dealt with:
     /// delivered again, it is offered again.
     fn not_dealt_with(&mut self, record: &SinkRecord, error: ConnectError) -> ConnectError {
@@ -332,12 +328,21 @@ impl Running {
     }
 
     /// Offers one record to its partition's open set, closing the set first when a trigger says so.
-    async fn offer_in_order(&mut self, record: SinkRecord) -> ConnectResult<()> {
+    /// A record the runtime delivered that was already dealt with (delivered again after a failed
+    /// `put`) or that is from before a rewind is ignored.
+    async fn offer(&mut self, record: SinkRecord, from: Delivery) -> ConnectResult<()> {
         // Borrowed, not cloned: this runs for every record.
         let tp = &record.origin;
         let Some(state) = self.partitions.get_mut(tp) else {
             return Ok(());
         };
+        if from == Delivery::FromRuntime {
+            let seen = state.admitted.is_some_and(|a| record.offset < a);
+            if state.fenced || state.rewinding || seen {
+                return Ok(());
+            }
+            state.admitted = Some(record.offset + 1);
+        }
         if state.sealed.is_some() && !self.paused {
             self.publish_one(tp).await?;
         }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::super::config::S3SinkConfig;
 use super::super::known::KnownColumns;
 use super::super::store::{Conditional, Expect};
-use super::{PartitionState, Running, backoff};
+use super::{Delivery, PartitionState, Running, backoff};
 
 /// Version tag of an intent object.
 const INTENT_TAG: &str = "sluice.s3.intent";
@@ -134,7 +134,7 @@ impl Running {
                 std::mem::take(&mut self.partitions.get_mut(&tp).expect("assigned").backlog);
             let mut records = records.into_iter();
             while let Some(record) = records.next() {
-                self.offer_in_order(record).await?;
+                self.offer(record, Delivery::FromBacklog).await?;
                 let state = self.partitions.get_mut(&tp).expect("assigned");
                 if !state.backlog.is_empty() {
                     // Blocked again: keep the rest behind what was just queued.
@@ -180,12 +180,11 @@ impl Running {
             let written = self.store.put_if(&key, body.clone().into(), expect).await?;
             let tag = match written {
                 Conditional::Written(Some(tag)) => Some(tag),
-                // The store named no ETag, or refused: what is there now? An earlier attempt of
-                // this very write may have landed with its answer lost.
+                // The store named no ETag, or refused: is what it holds now this very intent (an
+                // earlier attempt landed with its answer lost)? Anything else is another writer's.
                 Conditional::Written(None) | Conditional::Refused => {
                     match self.store.get_tagged(&key).await? {
                         Some((now, tag)) if now == body.as_bytes() => tag,
-                        _ if matches!(written, Conditional::Written(None)) => None,
                         _ => return Ok(Published::Fenced),
                     }
                 }
