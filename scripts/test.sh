@@ -35,13 +35,13 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
 fi
 export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs"
 
-# Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB), in a virtualenv shared
-# with scripts/bench.sh.
+# Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB) and moto's server (STS
+# for the assumed-role tests), in a virtualenv shared with scripts/bench.sh.
 VENV="$HOME/.cache/sluice/venv"
-if ! "$VENV/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
-  echo "installing pyarrow and duckdb into $VENV"
+if ! "$VENV/bin/python" -c 'import pyarrow, duckdb, moto.server' 2>/dev/null; then
+  echo "installing pyarrow, duckdb and moto into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet pyarrow duckdb
+  "$VENV/bin/pip" install --quiet pyarrow duckdb 'moto[server]'
 fi
 export SLUICE_TEST_PYTHON="$VENV/bin/python"
 
@@ -50,9 +50,12 @@ export SLUICE_TEST_PYTHON="$VENV/bin/python"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 -c 'import yaml, sys; d = yaml.safe_load(open("docker-compose.yml")); assert d["services"], "no services"; print("docker-compose.yml: services", ", ".join(d["services"]))'
 
-cargo build --workspace --all-targets
+# The worker is built with its test-only crash points (fault-injection) for the crash tests; every
+# command below uses the same features, so nothing is built twice.
+FEATURES=(--features sluice-worker/fault-injection)
+cargo build --workspace --all-targets "${FEATURES[@]}"
 # Integration tests find the worker binary here.
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
 # Doc tests first (nextest does not run them), so the run closes with nextest's summary.
-cargo test --workspace --doc
-cargo nextest run --workspace --no-fail-fast --test-threads "${SLUICE_TEST_THREADS:-2}"
+cargo test --workspace --doc "${FEATURES[@]}"
+cargo nextest run --workspace --no-fail-fast --test-threads "${SLUICE_TEST_THREADS:-2}" "${FEATURES[@]}"

@@ -334,20 +334,45 @@ impl From<ConfigErrors> for crate::ConnectError {
 }
 
 /// Properties parsed against a [`ConfigDef`]: every defined key has a typed value.
+///
+/// Reading a key the definition does not have, or reading it as another type than it was
+/// defined with, is a bug in the connector (a typo in a key name would otherwise read as unset):
+/// it panics in debug builds, which every test runs, and reads as unset in release builds.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedConfig {
-    values: BTreeMap<&'static str, ConfigValue>,
+    values: BTreeMap<&'static str, (ConfigType, ConfigValue)>,
     originals: Props,
 }
 
 impl ParsedConfig {
-    fn value(&self, key: &str) -> &ConfigValue {
-        self.values.get(key).unwrap_or(&ConfigValue::Null)
+    fn value(&self, key: &str, kinds: &[ConfigType]) -> &ConfigValue {
+        match self.values.get(key) {
+            Some((kind, value)) => {
+                debug_assert!(
+                    kinds.contains(kind),
+                    "config key {key:?} is defined as {kind:?} but read as one of {kinds:?}"
+                );
+                value
+            }
+            None => {
+                debug_assert!(false, "config key {key:?} is read but not defined");
+                &ConfigValue::Null
+            }
+        }
     }
 
-    /// A string, class or password key; empty when unset.
+    /// A `STRING`, `CLASS` or `PASSWORD` key; empty when unset.
     pub fn string(&self, key: &str) -> String {
-        self.value(key).to_string()
+        use ConfigType::*;
+        self.value(key, &[String, Class, Password]).to_string()
+    }
+
+    /// A `PASSWORD` key, or `None` when unset or empty.
+    pub fn password(&self, key: &str) -> Option<Password> {
+        match self.value(key, &[ConfigType::Password]) {
+            ConfigValue::String(s) if !s.is_empty() => Some(Password(s.clone())),
+            _ => None,
+        }
     }
 
     /// A string key, or `None` when unset or empty.
@@ -355,36 +380,46 @@ impl ParsedConfig {
         Some(self.string(key)).filter(|s| !s.is_empty())
     }
 
-    /// An `INT` key; 0 when unset.
+    /// An `INT` key; 0 when unset (see [`ParsedConfig::optional_long`]).
     pub fn int(&self, key: &str) -> i32 {
-        match self.value(key) {
+        match self.value(key, &[ConfigType::Int]) {
             ConfigValue::Int(v) => *v,
             _ => 0,
         }
     }
 
-    /// A `LONG` (or `INT`) key; 0 when unset.
+    /// A `LONG` (or `INT`) key; 0 when unset (see [`ParsedConfig::optional_long`]).
     pub fn long(&self, key: &str) -> i64 {
-        match self.value(key) {
-            ConfigValue::Long(v) => *v,
-            ConfigValue::Int(v) => (*v).into(),
-            _ => 0,
+        self.optional_long(key).unwrap_or(0)
+    }
+
+    /// A `LONG` or `INT` key, or `None` when unset (a key whose default is `""`).
+    pub fn optional_long(&self, key: &str) -> Option<i64> {
+        match self.value(key, &[ConfigType::Long, ConfigType::Int]) {
+            ConfigValue::Long(v) => Some(*v),
+            ConfigValue::Int(v) => Some((*v).into()),
+            _ => None,
         }
     }
 
     /// A `DOUBLE` key; 0 when unset.
     pub fn double(&self, key: &str) -> f64 {
-        self.value(key).as_f64().unwrap_or(0.0)
+        self.value(key, &[ConfigType::Double])
+            .as_f64()
+            .unwrap_or(0.0)
     }
 
     /// A `BOOLEAN` key; false when unset.
     pub fn boolean(&self, key: &str) -> bool {
-        matches!(self.value(key), ConfigValue::Boolean(true))
+        matches!(
+            self.value(key, &[ConfigType::Boolean]),
+            ConfigValue::Boolean(true)
+        )
     }
 
     /// A `LIST` key; empty when unset.
     pub fn list(&self, key: &str) -> Vec<String> {
-        match self.value(key) {
+        match self.value(key, &[ConfigType::List]) {
             ConfigValue::List(v) => v.clone(),
             _ => Vec::new(),
         }
@@ -398,6 +433,102 @@ impl ParsedConfig {
     /// Original properties whose key starts with `prefix`, with the prefix removed.
     pub fn originals_with_prefix(&self, prefix: &str) -> Props {
         with_prefix(&self.originals, prefix)
+    }
+}
+
+/// A secret from a `PASSWORD` key. It shows as `[hidden]` in `Debug` and `Display`, so a typed
+/// config holding it may be logged; only [`Password::expose`] gives the value, at the one place
+/// that sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+/// A connector's typed settings: the definition of its keys, then a typed value built from the
+/// parsed keys, checked the same way by every connector.
+///
+/// [`ConnectorConfig::from_props`] reports every error at once: each key's own (type, range,
+/// allowed values, missing), and every rule that spans keys, which [`ConnectorConfig::build`]
+/// checks with the keys in error read as their defaults. [`ConnectorConfig::validate`] answers
+/// `PUT /connector-plugins/{plugin}/config/validate` with both kinds of error.
+///
+/// ```
+/// use sluice_connector_api::{ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorConfig};
+/// use sluice_connector_api::{ParsedConfig, Props, Validator};
+///
+/// struct Window { min_ms: i64, max_ms: i64 }
+///
+/// impl ConnectorConfig for Window {
+///     fn def() -> ConfigDef {
+///         ConfigDef::new()
+///             .define(ConfigKey::new("window.min.ms", ConfigType::Long, "Shortest window.")
+///                 .default_value("100").validator(Validator::at_least(1.0)))
+///             .define(ConfigKey::new("window.max.ms", ConfigType::Long, "Longest window.")
+///                 .default_value("1000"))
+///     }
+///     fn build(p: &ParsedConfig, errors: &mut ConfigErrors) -> Self {
+///         let w = Window { min_ms: p.long("window.min.ms"), max_ms: p.long("window.max.ms") };
+///         if w.max_ms < w.min_ms {
+///             errors.push("window.max.ms", "must be at least window.min.ms");
+///         }
+///         w
+///     }
+/// }
+///
+/// let props = Props::from([
+///     ("window.min.ms".to_owned(), "0".to_owned()),
+///     ("window.max.ms".to_owned(), "50".to_owned()),
+/// ]);
+/// let Err(errors) = Window::from_props(&props) else { panic!("invalid") };
+/// // The range error of one key and the rule across both keys, in one answer.
+/// assert_eq!(errors.0.len(), 2, "{errors}");
+/// ```
+pub trait ConnectorConfig: Sized {
+    /// The definition of every key.
+    fn def() -> ConfigDef;
+
+    /// The typed settings from parsed keys; pushes every error the definition cannot express
+    /// (rules spanning keys, values a validator cannot check) to `errors`. Keys that failed their
+    /// own checks read as their defaults here, so that every rule is still checked.
+    fn build(config: &ParsedConfig, errors: &mut ConfigErrors) -> Self;
+
+    /// Parses and checks properties, reporting every error at once.
+    fn from_props(props: &Props) -> Result<Self, ConfigErrors> {
+        let (parsed, mut errors) = Self::def().parse_all(props);
+        let config = Self::build(&parsed, &mut errors);
+        errors.into_result(config)
+    }
+
+    /// Per-key reports plus the errors of [`ConnectorConfig::build`], in the shape of
+    /// `PUT .../config/validate`.
+    fn validate(props: &Props) -> Vec<ConfigValueReport> {
+        let mut reports = Self::def().validate(props);
+        if let Err(errors) = Self::from_props(props) {
+            add_errors(&mut reports, errors, props);
+        }
+        reports
     }
 }
 
@@ -516,46 +647,41 @@ impl ConfigDef {
             .collect()
     }
 
-    /// Every per-key error, and the properties without the keys in error, so that typed
-    /// settings read from them fall back to defaults and the rules spanning keys can still be
-    /// checked: the first step of a typed config that reports all errors at once.
-    pub fn check_keys(&self, props: &Props) -> (Props, ConfigErrors) {
-        let mut errors = ConfigErrors::default();
-        let mut clean = props.clone();
-        for report in self.validate(props) {
-            if !report.errors.is_empty() {
-                clean.remove(&report.name);
-            }
-            for message in report.errors {
-                errors.push(report.name.clone(), message);
-            }
-        }
-        (clean, errors)
-    }
-
     /// Parses properties into typed values, or returns every error at once.
     pub fn parse(&self, props: &Props) -> Result<ParsedConfig, ConfigErrors> {
+        let (parsed, errors) = self.parse_all(props);
+        errors.into_result(parsed)
+    }
+
+    /// Every key's own error, and a value for every key all the same: the value given when it is
+    /// valid, else the key's default (unset when it has none). The first step of a
+    /// [`ConnectorConfig`], which then checks the rules spanning keys.
+    pub fn parse_all(&self, props: &Props) -> (ParsedConfig, ConfigErrors) {
         let mut errors = ConfigErrors::default();
-        for report in self.validate(props) {
-            for message in report.errors {
-                errors.push(report.name.clone(), message);
-            }
-        }
         let mut values = BTreeMap::new();
-        for key in &self.keys {
-            let value = match props.get(key.name).or(key.default.as_ref()) {
+        for (key, report) in self.keys.iter().zip(self.validate(props)) {
+            let raw = if report.errors.is_empty() {
+                props.get(key.name).or(key.default.as_ref())
+            } else {
+                key.default.as_ref()
+            };
+            let value = match raw {
                 Some(raw) if raw.is_empty() && key.default.as_deref() == Some("") => {
                     ConfigValue::Null
                 }
                 Some(raw) => parse_value(key.kind, raw).unwrap_or(ConfigValue::Null),
                 None => ConfigValue::Null,
             };
-            values.insert(key.name, value);
+            values.insert(key.name, (key.kind, value));
+            for message in report.errors {
+                errors.push(key.name, message);
+            }
         }
-        errors.into_result(ParsedConfig {
+        let parsed = ParsedConfig {
             values,
             originals: props.clone(),
-        })
+        };
+        (parsed, errors)
     }
 
     /// The definitions in the shape of `GET /connector-plugins/{plugin}/config`.
@@ -626,6 +752,7 @@ pub struct ConfigValueReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::props;
 
     fn def() -> ConfigDef {
         ConfigDef::new()
@@ -644,13 +771,6 @@ mod tests {
                     .validator(Validator::OneOf(&["fast", "slow"])),
             )
             .define(ConfigKey::new("fields", ConfigType::List, "Fields.").default_value(""))
-    }
-
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
     }
 
     #[test]
@@ -684,5 +804,28 @@ mod tests {
             errors.0[0].message,
             "Invalid value 0 for configuration tasks.max: Value must be at least 1"
         );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "config key \"tasks.maxx\" is read but not defined")]
+    fn reading_a_key_that_is_not_defined_is_a_bug_caught_in_debug_builds() {
+        let parsed = def().parse(&props(&[("topic", "t")])).expect("valid");
+        parsed.int("tasks.maxx");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "defined as String but read as one of [Int]")]
+    fn reading_a_key_as_another_type_is_a_bug_caught_in_debug_builds() {
+        let parsed = def().parse(&props(&[("topic", "t")])).expect("valid");
+        parsed.int("mode");
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_or_display() {
+        let secret = Password::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "[hidden] [hidden]");
+        assert_eq!(secret.expose(), "hunter2");
     }
 }

@@ -17,8 +17,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigDef, ConfigValueReport, Props};
+use crate::record::{from_object, to_object};
 use crate::{
     ConnectData, ConnectError, ConnectResult, Headers, SinkRecord, SourceOffset, SourcePartition,
     SourceRecord, TopicPartition,
@@ -128,17 +131,37 @@ impl SourceTaskContext {
     pub fn offset(&self, partition: &SourcePartition) -> Option<SourceOffset> {
         self.offsets.offset(partition)
     }
+
+    /// The stored offset of a typed `partition` as the typed offset the connector writes with
+    /// [`SourceRecord::new`](crate::SourceRecord::new); `Ok(None)` when nothing is stored, and a
+    /// user error when what is stored has another shape.
+    pub fn offset_as<O: DeserializeOwned>(
+        &self,
+        partition: &impl Serialize,
+    ) -> ConnectResult<Option<O>> {
+        let partition = to_object(partition, "source partition")?;
+        self.offsets
+            .offset(&partition)
+            .map(|offset| from_object(&offset, "source offset"))
+            .transpose()
+    }
 }
 
 /// A task that reads records from an external system.
 #[async_trait]
 pub trait SourceTask: Send {
-    /// Starts the task with its task config; resume from `ctx.offset(..)`.
+    /// Starts the task with its task config; resume from `ctx.offset_as(..)`. An `Err` fails the
+    /// task (a restart tries again).
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()>;
 
     /// Returns the next records, or an empty batch when there is nothing yet. It should return within
     /// about a second even when idle, so that the runtime can pause, stop and commit promptly; the
     /// runtime does not cancel a poll in progress except at a forced shutdown.
+    ///
+    /// A retriable `Err` ([`ConnectError::retriable`]: the database is restarting, the API throttles)
+    /// is logged and counted, and `poll` is called again after a jittered back-off, for as long as
+    /// it lasts, as Kafka Connect does with a `RetriableException`; records returned before stay
+    /// returned. Any other `Err` fails the task.
     async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>>;
 
     /// Called after these offsets were stored: every record up to them is in Kafka. Sources that must
@@ -300,7 +323,7 @@ impl SinkTaskContext {
 /// A task that writes records to an external system.
 #[async_trait]
 pub trait SinkTask: Send {
-    /// Starts the task with its task config.
+    /// Starts the task with its task config. An `Err` fails the task (a restart tries again).
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()>;
 
     /// These partitions are now assigned to this task.
@@ -311,6 +334,11 @@ pub trait SinkTask: Send {
     /// Writes (or buffers) a batch. Records of one partition arrive in offset order. Called about
     /// every 100 ms even when nothing arrived (an empty batch), as in Kafka Connect, so that a sink
     /// can act on time alone (close a file on a wall-clock schedule, retry a failed upload).
+    ///
+    /// A retriable `Err` redelivers the same records after a jittered back-off, for as long as it
+    /// lasts (as Kafka Connect does; not bounded by `errors.retry.timeout`), and nothing of the
+    /// batch is committed meanwhile. Any other `Err` fails the task. A record that cannot be
+    /// written goes to [`SinkTaskContext::report`] instead, which the error policy bounds.
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()>;
 
     /// Whether this task decodes schemaless JSON values itself, faster than through a decoded

@@ -11,12 +11,65 @@
 //! with a [`ConfigDef`] and validated purely, reporting every error at once. Errors are
 //! [`ConnectError`]s that say who is at fault and whether a retry can help.
 //!
-//! # A minimal source connector
+//! # The kit
+//!
+//! What every connector shares, so that each is small and the same in shape:
+//! - [`ConnectorConfig`]: a typed config from one [`ConfigDef`], every error at once (per key and
+//!   across keys), the same answer for `/config/validate`; [`Password`] for secrets.
+//! - Typed source offsets: [`SourceRecord::new`] and [`SourceTaskContext::offset_as`] write and
+//!   read a source partition and offset as serde types.
+//! - [`backoff`]: one jittered exponential back-off with a budget, for every retry loop.
+//! - [`batch`]: a batcher (count, bytes, linger) for sinks that call an external API, and the
+//!   offsets safe to return from [`SinkTask::pre_commit`] while batches are in flight.
+//! - `testing` (cargo feature): test doubles of the runtime, to unit-test a task without a broker.
+//!
+//! # The error contract
+//!
+//! - `Connector::start`, `SourceTask::start`, `SinkTask::start`: any `Err` fails the connector or
+//!   task, with the error's trace in its status; a restart (`POST .../restart`) tries again.
+//! - [`SourceTask::poll`]: a retriable `Err` ([`ConnectError::retriable`]) is logged, counted and
+//!   polled again after a jittered back-off, for as long as it lasts (Kafka Connect's
+//!   `RetriableException`): a database restart does not fail the task. Any other `Err` fails it.
+//! - [`SinkTask::put`]: a retriable `Err` redelivers the same batch after a back-off, for as long
+//!   as it lasts, as in Kafka Connect, and nothing of it is committed meanwhile; any other `Err`
+//!   fails the task. Records the task cannot write go to the error policy through
+//!   [`SinkTaskContext::report`] instead, which is bounded by `errors.retry.timeout` and
+//!   `errors.tolerance`.
+//!
+//! # A source connector on the kit
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::time::Duration;
 //! use async_trait::async_trait;
+//! use serde::{Deserialize, Serialize};
 //! use sluice_connector_api::*;
+//!
+//! /// Typed settings: the definition and the struct built from it.
+//! #[derive(Debug, Clone)]
+//! struct HelloConfig { topic: String, every: Duration }
+//!
+//! impl ConnectorConfig for HelloConfig {
+//!     fn def() -> ConfigDef {
+//!         ConfigDef::new()
+//!             .define(
+//!                 ConfigKey::new("topic", ConfigType::String, "Topic to write to.")
+//!                     .importance(Importance::High)
+//!                     .validator(Validator::NonEmpty),
+//!             )
+//!             .define(
+//!                 ConfigKey::new("interval.ms", ConfigType::Long, "Time between records.")
+//!                     .default_value("1000")
+//!                     .validator(Validator::at_least(0.0)),
+//!             )
+//!     }
+//!     fn build(p: &ParsedConfig, _errors: &mut ConfigErrors) -> Self {
+//!         HelloConfig {
+//!             topic: p.string("topic"),
+//!             every: Duration::from_millis(p.long("interval.ms") as u64),
+//!         }
+//!     }
+//! }
 //!
 //! /// Emits "hello" records with a counter, resuming where it stopped.
 //! #[derive(Default)]
@@ -24,15 +77,10 @@
 //!
 //! #[async_trait]
 //! impl Connector for HelloSource {
-//!     fn config_def(&self) -> ConfigDef {
-//!         ConfigDef::new().define(
-//!             ConfigKey::new("topic", ConfigType::String, "Topic to write to.")
-//!                 .importance(Importance::High)
-//!                 .validator(Validator::NonEmpty),
-//!         )
-//!     }
+//!     fn config_def(&self) -> ConfigDef { HelloConfig::def() }
+//!     fn validate(&self, props: &Props) -> Vec<ConfigValueReport> { HelloConfig::validate(props) }
 //!     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-//!         self.config_def().parse(props)?; // every error at once
+//!         HelloConfig::from_props(props)?; // every error at once
 //!         self.props = props.clone();
 //!         Ok(())
 //!     }
@@ -45,31 +93,30 @@
 //!     fn task(&self) -> Box<dyn SourceTask> { Box::new(HelloTask::default()) }
 //! }
 //!
-//! #[derive(Default)]
-//! struct HelloTask { topic: String, next: i64 }
+//! /// Where a record came from and where to resume, as typed values.
+//! #[derive(Serialize)]
+//! struct Greetings { hello: &'static str }
+//! #[derive(Serialize, Deserialize)]
+//! struct Next { next: i64 }
 //!
-//! fn partition() -> SourcePartition {
-//!     serde_json::json!({"hello": "world"}).as_object().unwrap().clone()
-//! }
+//! #[derive(Default)]
+//! struct HelloTask { config: Option<HelloConfig>, next: i64 }
 //!
 //! #[async_trait]
 //! impl SourceTask for HelloTask {
 //!     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
-//!         self.topic = props["topic"].clone();
+//!         self.config = Some(HelloConfig::from_props(props)?);
 //!         // Resume after the last record Kafka acknowledged.
-//!         self.next = ctx.offset(&partition())
-//!             .and_then(|o| o.get("next").and_then(|v| v.as_i64()))
-//!             .unwrap_or(0);
+//!         self.next = ctx.offset_as::<Next>(&Greetings { hello: "world" })?.map_or(0, |o| o.next);
 //!         Ok(())
 //!     }
 //!     async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
+//!         let config = self.config.as_ref().ok_or_else(|| ConnectError::internal("not started"))?;
+//!         tokio::time::sleep(config.every).await;
 //!         let n = self.next;
 //!         self.next += 1;
-//!         Ok(vec![SourceRecord {
-//!             record: Record::new(&self.topic, Value::from(format!("hello {n}"))),
-//!             source_partition: partition(),
-//!             source_offset: serde_json::json!({"next": n + 1}).as_object().unwrap().clone(),
-//!         }])
+//!         let record = Record::new(&config.topic, Value::from(format!("hello {n}")));
+//!         Ok(vec![SourceRecord::new(record, &Greetings { hello: "world" }, &Next { next: n + 1 })?])
 //!     }
 //! }
 //!
@@ -77,24 +124,36 @@
 //! let registry = PluginRegistry::new()
 //!     .with(Plugin::source::<HelloSource>("com.example.HelloSourceConnector", &["Hello"], "1.0"));
 //! assert_eq!(registry.find("hello").unwrap().class, "com.example.HelloSourceConnector");
-//! assert!(registry.find("Nope").unwrap_err().to_string().contains("HelloSourceConnector"));
 //!
-//! // Drive a task by hand, as the runtime would.
-//! struct NoOffsets;
-//! impl OffsetReader for NoOffsets {
-//!     fn offset(&self, _: &SourcePartition) -> Option<SourceOffset> { None }
+//! // Every error at once, as `PUT /connector-plugins/Hello/config/validate` shows them.
+//! let bad = Props::from([("interval.ms".to_owned(), "soon".to_owned())]);
+//! let errors = HelloConfig::from_props(&bad).unwrap_err();
+//! assert_eq!(errors.0.len(), 2, "{errors}"); // topic missing, interval.ms not a number
+//!
+//! // Drive a task by hand, as the runtime would, resuming from a stored offset.
+//! struct Stored;
+//! impl OffsetReader for Stored {
+//!     fn offset(&self, _: &SourcePartition) -> Option<SourceOffset> {
+//!         serde_json::json!({"next": 41}).as_object().cloned()
+//!     }
 //! }
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let mut task = HelloSource::default().task();
-//! let ctx = SourceTaskContext::new(TaskId::new("hello", 0), Arc::new(NoOffsets));
-//! let props = Props::from([("topic".to_owned(), "greetings".to_owned())]);
+//! let ctx = SourceTaskContext::new(TaskId::new("hello", 0), Arc::new(Stored));
+//! let props = Props::from([
+//!     ("topic".to_owned(), "greetings".to_owned()),
+//!     ("interval.ms".to_owned(), "0".to_owned()),
+//! ]);
 //! task.start(ctx, &props).await.unwrap();
 //! let batch = task.poll().await.unwrap();
-//! assert_eq!(batch[0].record.value, Value::from("hello 0"));
+//! assert_eq!(batch[0].record.value, Value::from("hello 41"));
+//! assert_eq!(batch[0].source_offset["next"], 42);
 //! # });
 //! ```
 #![deny(missing_docs)]
 
+pub mod backoff;
+pub mod batch;
 pub mod config;
 mod connector;
 pub mod convert;
@@ -104,13 +163,13 @@ mod error;
 mod plugin;
 mod record;
 mod schema;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod value;
 
 pub use config::{
     ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigKeyInfo, ConfigType, ConfigValueReport,
-    Importance, ParsedConfig, Props, Validator,
+    ConnectorConfig, Importance, ParsedConfig, Password, Props, Validator,
 };
 pub use connector::{
     CommittedOffset, Connector, ConnectorContext, OffsetReader, Offsets, ProducerRecord,
@@ -122,7 +181,7 @@ pub use error::{ConnectError, ConnectResult, Fault};
 pub use plugin::{ConnectorInstance, ConnectorType, Plugin, PluginRegistry, UnknownPlugin};
 pub use record::{
     Header, Headers, Record, SinkRecord, SourceOffset, SourcePartition, SourceRecord,
-    TopicPartition,
+    TopicPartition, now_ms,
 };
 pub use schema::{Field, Schema, SchemaType, logical};
 pub use value::{FieldName, Struct, Value};

@@ -7,9 +7,18 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
-use crate::{Schema, Value};
+use crate::{ConnectError, ConnectResult, Schema, Value};
+
+/// The time now in milliseconds since the Unix epoch, as Kafka timestamps are written.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// A Kafka topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,6 +210,51 @@ pub struct SourceRecord {
     /// The position just after this record in its source partition; stored once the record is
     /// acknowledged by Kafka and handed back to the task on restart.
     pub source_offset: SourceOffset,
+}
+
+impl SourceRecord {
+    /// A record from typed source coordinates: `partition` and `offset` are any serde types
+    /// that serialize to JSON objects (structs with named fields, maps with string keys), so a
+    /// connector never builds offset maps by hand and reads them back with
+    /// [`SourceTaskContext::offset_as`](crate::SourceTaskContext::offset_as) as the same types.
+    pub fn new(
+        record: Record,
+        partition: &impl Serialize,
+        offset: &impl Serialize,
+    ) -> ConnectResult<Self> {
+        Ok(Self {
+            record,
+            source_partition: to_object(partition, "source partition")?,
+            source_offset: to_object(offset, "source offset")?,
+        })
+    }
+
+    /// The source offset as the type the connector wrote it from.
+    pub fn offset_as<O: DeserializeOwned>(&self) -> ConnectResult<O> {
+        from_object(&self.source_offset, "source offset")
+    }
+}
+
+/// A typed source partition or offset as the JSON object the runtime stores.
+pub fn to_object(value: &impl Serialize, what: &str) -> ConnectResult<Map<String, Json>> {
+    match serde_json::to_value(value) {
+        Ok(Json::Object(map)) => Ok(map),
+        Ok(other) => Err(ConnectError::internal(format!(
+            "a {what} must serialize to a JSON object, not {other}"
+        ))),
+        Err(e) => Err(ConnectError::internal(format!("serializing a {what}")).with_source(e)),
+    }
+}
+
+/// A stored source partition or offset as a typed value; one of another shape (written by
+/// another connector version, or by hand through the offsets API) is a user error that says so.
+pub fn from_object<T: DeserializeOwned>(map: &Map<String, Json>, what: &str) -> ConnectResult<T> {
+    T::deserialize(map).map_err(|e| {
+        ConnectError::user(format!(
+            "stored {what} {} does not have the shape this connector writes: {e}",
+            Json::Object(map.clone())
+        ))
+    })
 }
 
 #[cfg(test)]

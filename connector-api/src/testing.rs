@@ -33,9 +33,10 @@
 //! # }
 //! ```
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::convert::JsonConverter;
 use crate::{
@@ -43,11 +44,6 @@ use crate::{
     ProducerRecord, Record, SinkRecord, SinkTaskContext, SinkTaskControl, SourceOffset,
     SourcePartition, TaskId, TopicPartition, Value, async_trait,
 };
-
-/// Locks a test double's state; a panicking test thread does not poison the others.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A consumer group's committed offsets, shared by the fakes of its tasks.
 #[derive(Debug, Default)]
@@ -63,12 +59,12 @@ impl Group {
 
     /// The committed offset of `tp`.
     pub fn committed(&self, tp: &TopicPartition) -> Option<i64> {
-        lock(&self.committed).get(tp).map(|c| c.offset)
+        self.committed.lock().get(tp).map(|c| c.offset)
     }
 
     /// Commits `offset` for `tp`, as the runtime does with what `pre_commit` returned.
     pub fn commit(&self, tp: &TopicPartition, offset: i64) {
-        lock(&self.committed).insert(
+        self.committed.lock().insert(
             tp.clone(),
             CommittedOffset {
                 offset,
@@ -137,12 +133,12 @@ impl FakeSinkControl {
 
     /// Adds partitions to the assignment.
     pub fn assign(&self, partitions: &[TopicPartition]) {
-        lock(&self.assignment).extend(partitions.iter().cloned());
+        self.assignment.lock().extend(partitions.iter().cloned());
     }
 
     /// Removes partitions from the assignment.
     pub fn revoke(&self, partitions: &[TopicPartition]) {
-        lock(&self.assignment).retain(|p| !partitions.contains(p));
+        self.assignment.lock().retain(|p| !partitions.contains(p));
     }
 
     /// `true`: reports fail the task (`errors.tolerance=none`); `false`: they are tolerated.
@@ -153,12 +149,12 @@ impl FakeSinkControl {
     /// The next report returns `error` (a dead letter that could not be written), whatever the
     /// tolerance; the record is not counted as reported.
     pub fn fail_next_report(&self, error: ConnectError) {
-        lock(&self.report_errors).push_back(error);
+        self.report_errors.lock().push_back(error);
     }
 
     /// Partitions paused by the task now.
     pub fn paused(&self) -> BTreeSet<TopicPartition> {
-        lock(&self.paused).clone()
+        self.paused.lock().clone()
     }
 
     /// How many commits the task asked for.
@@ -168,22 +164,22 @@ impl FakeSinkControl {
 
     /// Records the task sent.
     pub fn sent(&self) -> Vec<ProducerRecord> {
-        lock(&self.sent).clone()
+        self.sent.lock().clone()
     }
 
     /// Records the task reported (and the policy tolerated or not), in order.
     pub fn reported(&self) -> Vec<Reported> {
-        lock(&self.reported).clone()
+        self.reported.lock().clone()
     }
 
     /// The task's counters.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        lock(&self.counters).clone()
+        self.counters.lock().clone()
     }
 
     /// The rewinds the task asked for since the last call, in order.
     pub fn take_resets(&self) -> Vec<Offsets> {
-        std::mem::take(&mut *lock(&self.resets))
+        std::mem::take(&mut *self.resets.lock())
     }
 
     /// A record read from `topic`-`partition` at `offset` whose value is JSON text left for the
@@ -207,11 +203,11 @@ impl FakeSinkControl {
 #[async_trait]
 impl SinkTaskControl for FakeSinkControl {
     fn pause(&self, partitions: &[TopicPartition]) {
-        lock(&self.paused).extend(partitions.iter().cloned());
+        self.paused.lock().extend(partitions.iter().cloned());
     }
 
     fn resume(&self, partitions: &[TopicPartition]) {
-        let mut paused = lock(&self.paused);
+        let mut paused = self.paused.lock();
         for p in partitions {
             paused.remove(p);
         }
@@ -222,11 +218,11 @@ impl SinkTaskControl for FakeSinkControl {
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
-        lock(&self.assignment).clone()
+        self.assignment.lock().clone()
     }
 
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
-        lock(&self.sent).push(record);
+        self.sent.lock().push(record);
         Ok(())
     }
 
@@ -234,7 +230,7 @@ impl SinkTaskControl for FakeSinkControl {
         &self,
         partitions: &[TopicPartition],
     ) -> ConnectResult<BTreeMap<TopicPartition, CommittedOffset>> {
-        let committed = lock(&self.group.committed);
+        let committed = self.group.committed.lock();
         Ok(partitions
             .iter()
             .filter_map(|p| committed.get(p).map(|c| (p.clone(), c.clone())))
@@ -245,15 +241,15 @@ impl SinkTaskControl for FakeSinkControl {
         &self,
         offsets: BTreeMap<TopicPartition, CommittedOffset>,
     ) -> ConnectResult<()> {
-        lock(&self.group.committed).extend(offsets);
+        self.group.committed.lock().extend(offsets);
         Ok(())
     }
 
     async fn report(&self, record: &SinkRecord, error: ConnectError) -> ConnectResult<()> {
-        if let Some(failure) = lock(&self.report_errors).pop_front() {
+        if let Some(failure) = self.report_errors.lock().pop_front() {
             return Err(failure);
         }
-        lock(&self.reported).push(Reported {
+        self.reported.lock().push(Reported {
             origin: record.origin.clone(),
             offset: record.offset,
             message: error.to_string(),
@@ -268,11 +264,11 @@ impl SinkTaskControl for FakeSinkControl {
     }
 
     fn count(&self, counter: &str, n: u64) {
-        *lock(&self.counters).entry(counter.to_owned()).or_default() += n;
+        *self.counters.lock().entry(counter.to_owned()).or_default() += n;
     }
 
     fn reset_offsets(&self, offsets: &Offsets) {
-        lock(&self.resets).push(offsets.clone());
+        self.resets.lock().push(offsets.clone());
     }
 
     async fn decode_value(&self, record: &SinkRecord) -> ConnectResult<Option<ConnectData>> {
@@ -306,7 +302,7 @@ impl FakeOffsets {
 
     /// Stores `offset` for `partition`, as the runtime does once records are in Kafka.
     pub fn store(&self, partition: SourcePartition, offset: SourceOffset) {
-        let mut offsets = lock(&self.offsets);
+        let mut offsets = self.offsets.lock();
         offsets.retain(|(p, _)| *p != partition);
         offsets.push((partition, offset));
     }
@@ -314,7 +310,8 @@ impl FakeOffsets {
 
 impl OffsetReader for FakeOffsets {
     fn offset(&self, partition: &SourcePartition) -> Option<SourceOffset> {
-        lock(&self.offsets)
+        self.offsets
+            .lock()
             .iter()
             .find(|(p, _)| p == partition)
             .map(|(_, o)| o.clone())

@@ -1,4 +1,6 @@
-//! Sluice's built-in connectors, one folder each.
+//! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
+//! (`datagen`, `dlq-router`, `file`, `s3`; all on by default), and the kit they share: [`aws`]
+//! (client settings and error classification for every AWS connector).
 //!
 //! - [`datagen`]: generates realistic order, IoT or clickstream events at a set rate, each with a
 //!   per-task sequence number so that tests and users can prove nothing was lost or duplicated.
@@ -8,23 +10,32 @@
 //!   names so existing configs work unchanged.
 //! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "datagen")]
 pub mod datagen;
+#[cfg(feature = "dlq-router")]
 pub mod dlq_router;
+#[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 use sluice_connector_api::{Plugin, PluginRegistry};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Every built-in connector plugin.
+/// Every built-in connector plugin compiled in (each is a cargo feature, all on by default).
 pub fn builtin() -> PluginRegistry {
-    PluginRegistry::new()
-        .with(Plugin::source::<datagen::DatagenConnector>(
-            datagen::CLASS,
-            &["Datagen", "DatagenSource"],
-            VERSION,
-        ))
+    let registry = PluginRegistry::new();
+    #[cfg(feature = "datagen")]
+    let registry = registry.with(Plugin::source::<datagen::DatagenConnector>(
+        datagen::CLASS,
+        &["Datagen", "DatagenSource"],
+        VERSION,
+    ));
+    #[cfg(feature = "file")]
+    let registry = registry
         .with(Plugin::source::<file::FileStreamSourceConnector>(
             file::SOURCE_CLASS,
             &["FileStreamSource", "FileSource"],
@@ -34,24 +45,27 @@ pub fn builtin() -> PluginRegistry {
             file::SINK_CLASS,
             &["FileStreamSink", "FileSink"],
             VERSION,
-        ))
-        .with(
-            Plugin::sink::<dlq_router::DlqRouterConnector>(
-                dlq_router::CLASS,
-                &["DlqRouter", "DeadLetterRouter"],
-                VERSION,
-            )
-            // Dead letters are passed on byte for byte, whatever the worker's converters.
-            .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
-        )
-        .with(Plugin::sink::<s3::S3SinkConnector>(
-            s3::CLASS,
-            &["S3Sink", "S3SinkConnector", "S3ParquetSink"],
+        ));
+    #[cfg(feature = "dlq-router")]
+    let registry = registry.with(
+        Plugin::sink::<dlq_router::DlqRouterConnector>(
+            dlq_router::CLASS,
+            &["DlqRouter", "DeadLetterRouter"],
             VERSION,
-        ))
+        )
+        // Dead letters are passed on byte for byte, whatever the worker's converters.
+        .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
+    );
+    #[cfg(feature = "s3")]
+    let registry = registry.with(Plugin::sink::<s3::S3SinkConnector>(
+        s3::CLASS,
+        &["S3Sink", "S3SinkConnector", "S3ParquetSink"],
+        VERSION,
+    ));
+    registry
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "datagen", feature = "file"))]
 mod tests {
     use super::*;
 

@@ -10,6 +10,7 @@
 //! taken from `SLUICE_BIN`.
 
 pub mod kafka;
+pub mod moto;
 pub mod s3;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,27 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port")
+}
+
+/// Waits until `child` (a test service named `name`) listens on `port`; panics if it exits first
+/// or does not listen within `timeout`.
+pub fn wait_for_listener(
+    child: &mut std::process::Child,
+    name: &str,
+    port: u16,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A name unique to this test process and call.

@@ -95,17 +95,7 @@ impl S3Server {
                     binary().display()
                 )
             });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("s3s-fs exited with {status}");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "s3s-fs did not listen within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_for_listener(&mut child, "s3s-fs", self.port, Duration::from_secs(20));
         self.child = Some(child);
     }
 

@@ -1,5 +1,6 @@
 //! A binary built with extra plugins (examples/custom-connector) serves them next to the built-in
-//! ones, and a sink can produce records through the runtime: Heartbeat → Forward → FileStreamSink.
+//! ones, a source's retriable poll errors are retried, and a sink can produce records through the
+//! runtime: Heartbeat → Forward → FileStreamSink.
 
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     worker
-        .create("hb", json!({"connector.class": "Heartbeat", "topic": beats, "interval.ms": "20", "topic.creation.default.partitions": "1"}))
+        .create("hb", json!({"connector.class": "Heartbeat", "topic": beats, "interval.ms": "20", "topic.creation.default.partitions": "1", "simulate.retriable.failures": "3"}))
         .await;
     // Forward creates its destination topic (one partition) when it first sends. Its first three
     // puts with records fail with a retriable error: the runtime redelivers those records.
@@ -75,7 +76,8 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
         "every line is a heartbeat: {lines:?}"
     );
     // Heartbeats count 1, 2, 3, ...: the file holds a gap-free, duplicate-free prefix, in order,
-    // although the first records were refused three times.
+    // although the first three polls failed (retriably: the runtime polled again) and the first
+    // records were refused three times by Forward.
     assert_eq!(beats, (1..=beats.len() as i64).collect::<Vec<_>>());
     let status = eventually("the retries in status", Duration::from_secs(30), || async {
         let s = worker.get("/connectors/fwd/status").await.body;
@@ -88,5 +90,16 @@ async fn custom_source_and_producing_sink_run_in_a_custom_binary() {
     assert_eq!(
         status["tasks"][0]["errors"]["records_retried"], 3,
         "{status}"
+    );
+    // The source's three retriable poll failures were retried, not fatal.
+    let hb = worker.get("/connectors/hb/status").await.body;
+    assert_eq!(hb["tasks"][0]["state"], "RUNNING", "{hb}");
+    assert_eq!(
+        worker
+            .log()
+            .matches("poll failed with a retriable error")
+            .count(),
+        3,
+        "three retried polls"
     );
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_connector_api::now_ms;
 use sluice_tests::kafka::{Consumed, Produce, consume_all, create_topic, produce, read_topic};
 use sluice_tests::{Broker, read_json_lines};
 use sluice_tests::{Value, Worker, WorkerSettings, eventually, json, unique};
@@ -12,13 +13,6 @@ use sluice_tests::{Value, Worker, WorkerSettings, eventually, json, unique};
 const BASE_TS: i64 = 1_700_000_000_000;
 const RETRIABLE: &str = "org.apache.kafka.connect.errors.RetriableException";
 const DATA: &str = "org.apache.kafka.connect.errors.DataException";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// A dead letter as a sink's error policy writes it: the original bytes plus context headers.
 fn dead_letter(i: i64, context: &[(&str, &str)]) -> Produce {

@@ -1,18 +1,12 @@
 use std::sync::Arc;
 
-use sluice_connector_api::{Field, Props, Record, Schema, SchemaType, Struct, Value};
+use sluice_connector_api::testing::props;
+use sluice_connector_api::{Field, Record, Schema, SchemaType, Struct, Value};
 
 use crate::TransformChain;
 
 fn chain(pairs: &[(&str, &str)]) -> TransformChain {
     TransformChain::from_config(&props(pairs)).unwrap()
-}
-
-fn props(pairs: &[(&str, &str)]) -> Props {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 fn order() -> Record {

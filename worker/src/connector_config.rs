@@ -19,28 +19,210 @@ use crate::task::errors::{DeadLetterSettings, ErrorPolicy, StageError};
 /// Definition of the common keys for a connector of `kind`.
 pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
     let def = ConfigDef::new()
-        .define(ConfigKey::new("name", ConfigType::String, "Globally unique name of the connector.").importance(Importance::High).group("Common").validator(Validator::NonEmpty))
-        .define(ConfigKey::new("connector.class", ConfigType::Class, "Class name or alias of the connector.").importance(Importance::High).group("Common"))
-        .define(ConfigKey::new("tasks.max", ConfigType::Int, "Maximum number of tasks.").default_value("1").importance(Importance::High).group("Common").validator(Validator::at_least(1.0)))
-        .define(ConfigKey::new("key.converter", ConfigType::Class, "Key converter; the worker's by default.").default_value("").importance(Importance::Low).group("Common"))
-        .define(ConfigKey::new("value.converter", ConfigType::Class, "Value converter; the worker's by default.").default_value("").importance(Importance::Low).group("Common"))
-        .define(ConfigKey::new("transforms", ConfigType::List, "Aliases of the transforms to apply, in order.").default_value("").importance(Importance::Low).group("Transforms"))
-        .define(ConfigKey::new("predicates", ConfigType::List, "Aliases of the predicates transforms may use.").default_value("").importance(Importance::Low).group("Predicates"))
-        .define(ConfigKey::new("errors.tolerance", ConfigType::String, "none: the first bad record fails the task. all: bad records are skipped, after being written to the dead letter queue if one is set.").default_value("none").importance(Importance::Medium).group("Error Handling").validator(Validator::OneOf(&["none", "all"])))
-        .define(ConfigKey::new("errors.retry.timeout", ConfigType::Long, "How long, in ms, a stage that failed with a retriable error is retried; 0 for no retries, -1 for ever.").default_value("0").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(-1.0)))
-        .define(ConfigKey::new("errors.retry.delay.max.ms", ConfigType::Long, "Longest wait, in ms, between two retries (exponential back-off with jitter).").default_value("60000").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(1.0)))
-        .define(ConfigKey::new("errors.log.enable", ConfigType::Boolean, "Log each failed record's error.").default_value("false").importance(Importance::Medium).group("Error Handling"))
-        .define(ConfigKey::new("errors.log.include.messages", ConfigType::Boolean, "Include the record's topic, partition and offset in error logs.").default_value("false").importance(Importance::Low).group("Error Handling"))
-        .define(ConfigKey::new("errors.deadletterqueue.topic.name", ConfigType::String, "Topic that receives failed records (with errors.tolerance=all), keeping their key, value, headers and timestamp; empty for none. Sluice dead-letters on sources too.").default_value("").importance(Importance::Medium).group("Error Handling"))
-        .define(ConfigKey::new("errors.deadletterqueue.topic.replication.factor", ConfigType::Int, "Replication factor of the dead letter queue topic when it is created.").default_value("3").importance(Importance::Medium).group("Error Handling").validator(Validator::at_least(-1.0)))
-        .define(ConfigKey::new("errors.deadletterqueue.context.headers.enable", ConfigType::Boolean, "Add __connect.errors.* headers saying where and why each record failed.").default_value("false").importance(Importance::Medium).group("Error Handling"))
-        .define(ConfigKey::new("errors.circuit.breaker.threshold", ConfigType::Double, "Share of failed records (0 to 1) within the window that fails the task, so that a broken deploy does not pour everything into the dead letter queue; 0 turns the breaker off.").default_value("0").importance(Importance::Medium).group("Error Handling").validator(Validator::between(0.0, 1.0)))
-        .define(ConfigKey::new("errors.circuit.breaker.window.records", ConfigType::Int, "How many of a task's most recent records the circuit breaker looks at.").default_value("1000").importance(Importance::Low).group("Error Handling").validator(Validator::at_least(1.0)));
+        .define(
+            ConfigKey::new(
+                "name",
+                ConfigType::String,
+                "Globally unique name of the connector.",
+            )
+            .importance(Importance::High)
+            .group("Common")
+            .validator(Validator::NonEmpty),
+        )
+        .define(
+            ConfigKey::new(
+                "connector.class",
+                ConfigType::Class,
+                "Class name or alias of the connector.",
+            )
+            .importance(Importance::High)
+            .group("Common"),
+        )
+        .define(
+            ConfigKey::new("tasks.max", ConfigType::Int, "Maximum number of tasks.")
+                .default_value("1")
+                .importance(Importance::High)
+                .group("Common")
+                .validator(Validator::at_least(1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "key.converter",
+                ConfigType::Class,
+                "Key converter; the worker's by default.",
+            )
+            .default_value("")
+            .importance(Importance::Low)
+            .group("Common"),
+        )
+        .define(
+            ConfigKey::new(
+                "value.converter",
+                ConfigType::Class,
+                "Value converter; the worker's by default.",
+            )
+            .default_value("")
+            .importance(Importance::Low)
+            .group("Common"),
+        )
+        .define(
+            ConfigKey::new(
+                "transforms",
+                ConfigType::List,
+                "Aliases of the transforms to apply, in order.",
+            )
+            .default_value("")
+            .importance(Importance::Low)
+            .group("Transforms"),
+        )
+        .define(
+            ConfigKey::new(
+                "predicates",
+                ConfigType::List,
+                "Aliases of the predicates transforms may use.",
+            )
+            .default_value("")
+            .importance(Importance::Low)
+            .group("Predicates"),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.tolerance",
+                ConfigType::String,
+                "none: the first bad record fails the task. all: bad records are skipped, after \
+                being written to the dead letter queue if one is set.",
+            )
+            .default_value("none")
+            .importance(Importance::Medium)
+            .group("Error Handling")
+            .validator(Validator::OneOf(&["none", "all"])),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.retry.timeout",
+                ConfigType::Long,
+                "How long, in ms, a stage that failed with a retriable error is retried; 0 for no \
+                retries, -1 for ever.",
+            )
+            .default_value("0")
+            .importance(Importance::Medium)
+            .group("Error Handling")
+            .validator(Validator::at_least(-1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.retry.delay.max.ms",
+                ConfigType::Long,
+                "Longest wait, in ms, between two retries (exponential back-off with jitter).",
+            )
+            .default_value("60000")
+            .importance(Importance::Medium)
+            .group("Error Handling")
+            .validator(Validator::at_least(1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.log.enable",
+                ConfigType::Boolean,
+                "Log each failed record's error.",
+            )
+            .default_value("false")
+            .importance(Importance::Medium)
+            .group("Error Handling"),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.log.include.messages",
+                ConfigType::Boolean,
+                "Include the record's topic, partition and offset in error logs.",
+            )
+            .default_value("false")
+            .importance(Importance::Low)
+            .group("Error Handling"),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.deadletterqueue.topic.name",
+                ConfigType::String,
+                "Topic that receives failed records (with errors.tolerance=all), keeping their \
+                key, value, headers and timestamp; empty for none. Sluice dead-letters on sources \
+                too.",
+            )
+            .default_value("")
+            .importance(Importance::Medium)
+            .group("Error Handling"),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.deadletterqueue.topic.replication.factor",
+                ConfigType::Int,
+                "Replication factor of the dead letter queue topic when it is created.",
+            )
+            .default_value("3")
+            .importance(Importance::Medium)
+            .group("Error Handling")
+            .validator(Validator::at_least(-1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.deadletterqueue.context.headers.enable",
+                ConfigType::Boolean,
+                "Add __connect.errors.* headers saying where and why each record failed.",
+            )
+            .default_value("false")
+            .importance(Importance::Medium)
+            .group("Error Handling"),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.circuit.breaker.threshold",
+                ConfigType::Double,
+                "Share of failed records (0 to 1) within the window that fails the task, so that a \
+                broken deploy does not pour everything into the dead letter queue; 0 turns the \
+                breaker off.",
+            )
+            .default_value("0")
+            .importance(Importance::Medium)
+            .group("Error Handling")
+            .validator(Validator::between(0.0, 1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "errors.circuit.breaker.window.records",
+                ConfigType::Int,
+                "How many of a task's most recent records the circuit breaker looks at.",
+            )
+            .default_value("1000")
+            .importance(Importance::Low)
+            .group("Error Handling")
+            .validator(Validator::at_least(1.0)),
+        );
     // Topics a connector writes to (a source's destinations, a sink's emitted records) are created
     // when missing, as KIP-158 does for sources.
     let def = def
-        .define(ConfigKey::new("topic.creation.default.partitions", ConfigType::Int, "Partitions of topics this connector creates when they do not exist; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0)))
-        .define(ConfigKey::new("topic.creation.default.replication.factor", ConfigType::Int, "Replication factor of topics this connector creates; -1 for the broker default.").default_value("-1").importance(Importance::Low).group("Topic Creation").validator(Validator::at_least(-1.0)));
+        .define(
+            ConfigKey::new(
+                "topic.creation.default.partitions",
+                ConfigType::Int,
+                "Partitions of topics this connector creates when they do not exist; -1 for the \
+                broker default.",
+            )
+            .default_value("-1")
+            .importance(Importance::Low)
+            .group("Topic Creation")
+            .validator(Validator::at_least(-1.0)),
+        )
+        .define(
+            ConfigKey::new(
+                "topic.creation.default.replication.factor",
+                ConfigType::Int,
+                "Replication factor of topics this connector creates; -1 for the broker default.",
+            )
+            .default_value("-1")
+            .importance(Importance::Low)
+            .group("Topic Creation")
+            .validator(Validator::at_least(-1.0)),
+        );
     match kind {
         ConnectorType::Source => def,
         ConnectorType::Sink => def

@@ -4,8 +4,8 @@
 //! is the default level. `SLUICE_LOG` (an `EnvFilter` directive string) sets the initial levels, and
 //! `SLUICE_LOG_FORMAT=json` switches to JSON lines.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use sluice_rest_api::LogControl;
 use tracing_subscriber::EnvFilter;
@@ -101,10 +101,7 @@ impl Logging {
 
 impl LogControl for Logging {
     fn levels(&self) -> BTreeMap<String, String> {
-        self.levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.levels.lock().clone()
     }
 
     fn set_level(&self, logger: &str, level: &str) -> Result<Vec<String>, String> {
@@ -118,7 +115,7 @@ impl LogControl for Logging {
         if logger.is_empty() || logger.contains([',', '=', ' ']) {
             return Err(format!("Invalid logger name {logger:?}"));
         }
-        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut levels = self.levels.lock();
         levels.insert(logger.to_owned(), level);
         let filter = EnvFilter::try_new(directives(&levels)).map_err(|e| e.to_string())?;
         self.handle.reload(filter).map_err(|e| e.to_string())?;

@@ -6,9 +6,10 @@
 //! task's status ([`TaskMetrics::summary`]), which the herder writes to the status topic so that
 //! every worker shows them.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 use sluice_connector_api::TaskId;
@@ -83,7 +84,7 @@ impl Metrics {
 
     /// The metrics of one task, created on first use.
     pub fn task(&self, id: &TaskId) -> Arc<TaskMetrics> {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.lock();
         let entry = tasks.entry(id.clone()).or_insert_with(|| {
             let task = id.task.to_string();
             let labels = [id.connector.as_str(), task.as_str()];
@@ -104,7 +105,7 @@ impl Metrics {
 
     /// Tasks with metrics, and how often each has changed.
     pub fn versions(&self) -> Vec<(TaskId, u64)> {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks = self.tasks.lock();
         tasks
             .iter()
             .map(|(id, m)| (id.clone(), m.version.load(Ordering::Relaxed)))
@@ -143,7 +144,7 @@ impl TaskMetrics {
     /// A record failed for good.
     pub fn failed(&self, error: LastError) {
         self.failed.inc();
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        *self.last_error.lock() = Some(error);
         self.changed();
     }
 
@@ -167,7 +168,7 @@ impl TaskMetrics {
 
     /// Adds to a connector-defined counter.
     pub fn count(&self, counter: &str, n: u64) {
-        let mut custom = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        let mut custom = self.custom.lock();
         let c = custom.entry(counter.to_owned()).or_insert_with(|| {
             self.counters.with_label_values(&[
                 self.labels.0.as_str(),
@@ -182,18 +183,14 @@ impl TaskMetrics {
 
     /// The figures shown in the task's status.
     pub fn summary(&self) -> TaskErrors {
-        let custom = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        let custom = self.custom.lock();
         TaskErrors {
             records_failed: self.failed.get(),
             records_retried: self.retried.get(),
             records_dead_lettered: self.dead_lettered.get(),
             records_skipped: self.skipped.get(),
             counters: custom.iter().map(|(k, c)| (k.clone(), c.get())).collect(),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_error: self.last_error.lock().clone(),
         }
     }
 }

@@ -12,9 +12,10 @@
 //! documented default, not a measurement: a dead worker's tasks stay unassigned for
 //! `scheduled.rebalance.max.delay.ms` = 300 s (Kafka Connect cannot be downloaded here).
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -248,14 +249,12 @@ async fn main() -> Result<()> {
                 .and_then(|p| serde_json::from_slice::<Value>(p).ok())
                 .and_then(|v| v["task"].as_i64());
             if let Some(t) = task {
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(t, Instant::now());
+                seen.lock().insert(t, Instant::now());
             }
         }
     });
     poll(Duration::from_secs(60), || async {
-        (arrivals.lock().unwrap_or_else(|e| e.into_inner()).len() == TASKS).then_some(())
+        (arrivals.lock().len() == TASKS).then_some(())
     })
     .await?;
 
@@ -301,7 +300,7 @@ async fn main() -> Result<()> {
         let r = killed.elapsed().as_secs_f64();
         let after = killed + Duration::from_millis(300);
         poll(Duration::from_secs(120), || async {
-            let a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            let a = arrivals.lock();
             moved
                 .iter()
                 .all(|t| a.get(t).is_some_and(|at| *at > after))

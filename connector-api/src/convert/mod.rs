@@ -6,7 +6,8 @@
 //! with the JSON converter when schemas are enabled. Without schemas, integers come back as
 //! `Int64`, floats as `Float64` and objects as structs in document order.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use parking_lot::Mutex;
+use std::sync::{Arc, LazyLock};
 
 mod decode;
 mod encode;
@@ -164,7 +165,7 @@ impl JsonConverter {
         if text == "null" {
             return Ok(None);
         }
-        let mut cache = self.read_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.read_cache.lock();
         if let Some((cached, schema)) = cache.as_ref()
             && cached == text
         {
@@ -177,7 +178,7 @@ impl JsonConverter {
     }
 
     fn schema_bytes(&self, schema: &Schema) -> Arc<[u8]> {
-        let mut cache = self.write_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.write_cache.lock();
         if let Some((cached, bytes)) = cache.as_ref()
             && cached == schema
         {
@@ -204,7 +205,7 @@ impl Converter for JsonConverter {
             ))
         };
         if !self.schemas_enable {
-            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            let mut names = self.names.lock();
             names.next_record();
             // Checking the whole message's UTF-8 at once is cheaper than serde_json checking each
             // string; invalid UTF-8 is decoded from bytes, for serde_json to say where it is.
@@ -992,7 +993,7 @@ mod tests {
         }
         let again = decode(br#"{"k1": 1, "k1": 2}"#);
         assert_eq!(again.as_struct().unwrap().fields().len(), 1);
-        assert!(conv.names.lock().unwrap().len() <= 4097);
+        assert!(conv.names.lock().len() <= 4097);
     }
 
     #[test]

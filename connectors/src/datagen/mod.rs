@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorContext, Importance,
-    Props, Record, SourceConnector, SourcePartition, SourceRecord, SourceTask, SourceTaskContext,
-    Validator, Value, async_trait,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorConfig,
+    ConnectorContext, Importance, ParsedConfig, Props, Record, SourceConnector, SourceRecord,
+    SourceTask, SourceTaskContext, Validator, Value, async_trait,
 };
 use tokio::time::Instant;
 
@@ -50,9 +50,8 @@ pub struct DatagenConfig {
     pub poison_every: i64,
 }
 
-impl DatagenConfig {
-    /// The config definition.
-    pub fn def() -> ConfigDef {
+impl ConnectorConfig for DatagenConfig {
+    fn def() -> ConfigDef {
         ConfigDef::new()
             .define(
                 ConfigKey::new("kafka.topic", ConfigType::String, "Topic to write to.")
@@ -117,17 +116,17 @@ impl DatagenConfig {
                 ConfigKey::new(
                     "poison.every",
                     ConfigType::Long,
-                    "Every this many records, one (seq = N-1, 2N-1, ...) has a required field set to null, so that the source's value conversion fails; 0 for never. For testing a source's error handling (such records never reach Kafka or a sink).",
+                    "Every this many records, one (seq = N-1, 2N-1, ...) has a required field set \
+                    to null, so that the source's value conversion fails; 0 for never. For testing \
+                    a source's error handling (such records never reach Kafka or a sink).",
                 )
                 .default_value("0")
                 .validator(Validator::at_least(0.0)),
             )
     }
 
-    /// Parses properties, reporting every error at once.
-    pub fn from_props(props: &Props) -> ConnectResult<Self> {
-        let p = Self::def().parse(props)?;
-        Ok(Self {
+    fn build(p: &ParsedConfig, _errors: &mut ConfigErrors) -> Self {
+        Self {
             topic: p.string("kafka.topic"),
             quickstart: Quickstart::parse(&p.string("quickstart")).unwrap_or(Quickstart::Orders),
             records_per_second: p.double("records.per.second"),
@@ -136,7 +135,7 @@ impl DatagenConfig {
             batch_size: p.int("batch.size") as usize,
             seed: p.long("random.seed") as u64,
             poison_every: p.long("poison.every"),
-        })
+        }
     }
 }
 
@@ -186,10 +185,17 @@ pub struct DatagenTask {
     rng: Option<StdRng>,
 }
 
-fn partition(task: u32) -> SourcePartition {
-    let mut p = SourcePartition::new();
-    p.insert("datagen.task".to_owned(), json!(task));
-    p
+/// The source partition of task `t`: `{"datagen.task": t}`.
+#[derive(Debug, Serialize)]
+struct DatagenPartition {
+    #[serde(rename = "datagen.task")]
+    task: u32,
+}
+
+/// The offset: `{"seq": <the next sequence number>}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct DatagenOffset {
+    seq: i64,
 }
 
 #[async_trait]
@@ -201,9 +207,8 @@ impl SourceTask for DatagenTask {
             .and_then(|t| t.parse().ok())
             .unwrap_or(ctx.task_id.task);
         self.next_seq = ctx
-            .offset(&partition(self.task))
-            .and_then(|o| o.get("seq").and_then(|s| s.as_i64()))
-            .unwrap_or(0);
+            .offset_as::<DatagenOffset>(&DatagenPartition { task: self.task })?
+            .map_or(0, |o| o.seq);
         self.rng = Some(StdRng::seed_from_u64(
             config.seed ^ (u64::from(self.task) << 32) ^ self.next_seq as u64,
         ));
@@ -246,10 +251,7 @@ impl SourceTask for DatagenTask {
             count = count.min(due - self.produced_since_start);
         }
         count = count.min(remaining);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = sluice_connector_api::now_ms();
         let schema = Arc::new(config.quickstart.schema());
         let mut batch = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -262,20 +264,17 @@ impl SourceTask for DatagenTask {
                 poison(&mut value);
             }
             self.next_seq += 1;
-            let mut offset = sluice_connector_api::SourceOffset::new();
-            offset.insert("seq".to_owned(), json!(self.next_seq));
-            batch.push(SourceRecord {
-                record: Record {
-                    topic: config.topic.clone(),
-                    key: Value::String(key),
-                    value_schema: Some(Arc::clone(&schema)),
-                    value,
-                    timestamp: Some(now_ms),
-                    ..Record::default()
-                },
-                source_partition: partition(self.task),
-                source_offset: offset,
-            });
+            let record = Record {
+                topic: config.topic.clone(),
+                key: Value::String(key),
+                value_schema: Some(Arc::clone(&schema)),
+                value,
+                timestamp: Some(now_ms),
+                ..Record::default()
+            };
+            let partition = DatagenPartition { task: self.task };
+            let offset = DatagenOffset { seq: self.next_seq };
+            batch.push(SourceRecord::new(record, &partition, &offset)?);
         }
         self.produced_since_start += count;
         Ok(batch)
@@ -299,7 +298,9 @@ fn poison(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_connector_api::{OffsetReader, SourceOffset, TaskId};
+    use serde_json::json;
+    use sluice_connector_api::testing::props;
+    use sluice_connector_api::{OffsetReader, SourceOffset, SourcePartition, TaskId};
 
     struct Stored(Option<i64>);
     impl OffsetReader for Stored {
@@ -307,13 +308,6 @@ mod tests {
             self.0
                 .map(|s| json!({"seq": s}).as_object().cloned().unwrap_or_default())
         }
-    }
-
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
     }
 
     #[tokio::test]
@@ -388,7 +382,7 @@ mod tests {
             ("records.per.second", "-1"),
         ]))
         .unwrap_err();
-        let msg = err.message();
+        let msg = err.to_string();
         assert!(
             msg.contains("kafka.topic")
                 && msg.contains("quickstart")

@@ -10,11 +10,12 @@
 use std::time::Duration;
 
 use regex::Regex;
-use sluice_connector_api::config::{add_errors, split_list};
+use sluice_connector_api::config::split_list;
 use sluice_connector_api::convert::BYTE_ARRAY_CONVERTER;
 use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
-    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConfigValueReport, Importance, Props, Validator,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorConfig, Importance, ParsedConfig,
+    Validator,
 };
 
 use super::rules::{Action, Rule};
@@ -105,40 +106,76 @@ fn key(name: &'static str, kind: ConfigType, doc: &'static str) -> ConfigKey {
     ConfigKey::new(name, kind, doc).group("Routing")
 }
 
-impl RouterConfig {
+impl ConnectorConfig for RouterConfig {
     /// The config definition (the per-rule keys are named by `rules`, so they are checked by
-    /// [`RouterConfig::from_props`]).
-    pub fn def() -> ConfigDef {
+    /// [`RouterConfig::build`]).
+    fn def() -> ConfigDef {
         ConfigDef::new()
-            .define(key("parking.lot.topic.name", ConfigType::String, "Topic for records the router gives up on: retries exhausted, a rule with action=park, or no original topic to send back to. Redrive it with POST /dead-letters/{topic}/redrive once the cause is fixed.").validator(Validator::NonEmpty).importance(Importance::High))
-            .define(key("retry.tiers", ConfigType::List, "Retry delays in order, such as 1m,10m (units ms, s, m, h, d). The nth retry of a record waits in the nth tier (the last one repeats), in topic <original topic>.retry.<delay>, and is then sent back to its original topic.").default_value(DEFAULT_TIERS).importance(Importance::High))
-            .define(key("retry.max.attempts", ConfigType::Int, "How many times a record may be sent back to its original topic (counted in its __sluice.retry.attempts header) before a retry rule parks it instead.").default_value(DEFAULT_MAX_ATTEMPTS.to_string()).validator(Validator::between(1.0, 1000.0)).importance(Importance::High))
-            .define(key("rules", ConfigType::List, "Routing rules, tried in order; the first that matches a record decides. Each is configured under rules.<name>.: action (retry, park or discard), and optionally stage, exception.class, message.pattern, topic.pattern, attempts.min, attempts.max, all of which must match.").default_value("").importance(Importance::High))
-            .define(key("default.action", ConfigType::String, "What happens to a record no rule matches: park or retry. Discarding is only ever done by a rule that says so.").default_value("park").validator(Validator::OneOf(&["park", "retry"])).importance(Importance::Medium))
+            .define(
+                key(
+                    "parking.lot.topic.name",
+                    ConfigType::String,
+                    "Topic for records the router gives up on: retries exhausted, a rule with \
+                    action=park, or no original topic to send back to. Redrive it with POST \
+                    /dead-letters/{topic}/redrive once the cause is fixed.",
+                )
+                .validator(Validator::NonEmpty)
+                .importance(Importance::High),
+            )
+            .define(
+                key(
+                    "retry.tiers",
+                    ConfigType::List,
+                    "Retry delays in order, such as 1m,10m (units ms, s, m, h, d). The nth retry \
+                    of a record waits in the nth tier (the last one repeats), in topic <original \
+                    topic>.retry.<delay>, and is then sent back to its original topic.",
+                )
+                .default_value(DEFAULT_TIERS)
+                .importance(Importance::High),
+            )
+            .define(
+                key(
+                    "retry.max.attempts",
+                    ConfigType::Int,
+                    "How many times a record may be sent back to its original topic (counted in \
+                    its __sluice.retry.attempts header) before a retry rule parks it instead.",
+                )
+                .default_value(DEFAULT_MAX_ATTEMPTS.to_string())
+                .validator(Validator::between(1.0, 1000.0))
+                .importance(Importance::High),
+            )
+            .define(
+                key(
+                    "rules",
+                    ConfigType::List,
+                    "Routing rules, tried in order; the first that matches a record decides. Each \
+                    is configured under rules.<name>.: action (retry, park or discard), and \
+                    optionally stage, exception.class, message.pattern, topic.pattern, \
+                    attempts.min, attempts.max, all of which must match.",
+                )
+                .default_value("")
+                .importance(Importance::High),
+            )
+            .define(
+                key(
+                    "default.action",
+                    ConfigType::String,
+                    "What happens to a record no rule matches: park or retry. Discarding is only \
+                    ever done by a rule that says so.",
+                )
+                .default_value("park")
+                .validator(Validator::OneOf(&["park", "retry"]))
+                .importance(Importance::Medium),
+            )
     }
 
-    /// Per-key reports plus every rule and cross-key error, in the shape of `/config/validate`.
-    pub fn validate(props: &Props) -> Vec<ConfigValueReport> {
-        let mut reports = Self::def().validate(props);
-        if let Err(errors) = Self::from_props(props) {
-            add_errors(&mut reports, errors, props);
-        }
-        reports
-    }
-
-    /// Parses properties, reporting every error at once.
-    pub fn from_props(props: &Props) -> Result<Self, ConfigErrors> {
-        // Keys in error fall back to their defaults, so the rules below are checked too.
-        let (clean, mut errors) = Self::def().check_keys(props);
-        let get = |k: &str| clean.get(k).map(|v| v.trim()).unwrap_or("");
-        let list = |k: &str| clean.get(k).map(|v| split_list(v)).unwrap_or_default();
-        let parking_lot = get("parking.lot.topic.name").to_owned();
+    fn build(p: &ParsedConfig, errors: &mut ConfigErrors) -> Self {
+        let props = p.originals();
+        let get = |k: &str| props.get(k).map(|v| v.trim()).unwrap_or("");
+        let list = |k: &str| props.get(k).map(|v| split_list(v)).unwrap_or_default();
+        let parking_lot = p.string("parking.lot.topic.name").trim().to_owned();
         let mut tiers = Vec::new();
-        let tier_list = match clean.get("retry.tiers") {
-            None => split_list(DEFAULT_TIERS),
-            Some(_) => list("retry.tiers"),
-        };
-        for label in tier_list {
+        for label in p.list("retry.tiers") {
             if tiers.iter().any(|t: &Tier| t.label == label) {
                 errors.push("retry.tiers", format!("{label} is listed twice"));
                 continue;
@@ -148,14 +185,12 @@ impl RouterConfig {
                 Err(e) => errors.push("retry.tiers", e),
             }
         }
-        let max_attempts = get("retry.max.attempts")
-            .parse()
-            .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        let default_action = match get("default.action") {
+        let max_attempts = p.int("retry.max.attempts").max(1) as u32;
+        let default_action = match p.string("default.action").as_str() {
             "retry" => Action::Retry,
             _ => Action::Park,
         };
-        let names = list("rules");
+        let names = p.list("rules");
         let mut rules = Vec::new();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
@@ -200,7 +235,7 @@ impl RouterConfig {
             dead_letter_regex.as_deref(),
             &parking_lot,
             &tiers,
-            &mut errors,
+            errors,
         );
         for k in ["key.converter", "value.converter"] {
             if let Some(class) = props.get(k).map(|c| c.trim()).filter(|c| !c.is_empty())
@@ -218,7 +253,7 @@ impl RouterConfig {
                 "The DLQ router passes records on byte for byte: it takes no transforms",
             );
         }
-        errors.into_result(Self {
+        Self {
             dead_letter_topics,
             dead_letter_regex,
             parking_lot,
@@ -226,9 +261,11 @@ impl RouterConfig {
             max_attempts,
             rules,
             default_action,
-        })
+        }
     }
+}
 
+impl RouterConfig {
     /// The tier a record waits in before its attempt number `attempts` (from 0).
     pub fn tier(&self, attempts: u32) -> Option<&Tier> {
         self.tiers
@@ -320,13 +357,7 @@ fn check_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use sluice_connector_api::testing::props;
 
     #[test]
     fn every_error_is_reported_at_once() {

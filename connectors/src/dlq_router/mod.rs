@@ -28,12 +28,14 @@
 pub mod config;
 pub mod rules;
 pub mod task;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use sluice_connector_api::{
-    ConfigDef, ConfigValueReport, ConnectError, ConnectResult, Connector, ConnectorContext, Props,
-    SinkConnector, SinkTask, async_trait,
+    ConfigDef, ConfigValueReport, ConnectError, ConnectResult, Connector, ConnectorConfig,
+    ConnectorContext, Props, SinkConnector, SinkTask, async_trait,
 };
 
 pub use config::RouterConfig;
@@ -61,8 +63,7 @@ impl Connector for DlqRouterConnector {
     }
 
     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-        self.config =
-            Some(RouterConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?);
+        self.config = Some(RouterConfig::from_props(props)?);
         self.props = props.clone();
         Ok(())
     }

@@ -10,12 +10,11 @@
 //! - after a crash, records routed since the last commit may be routed again (at least once).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_connector_api::dead_letter::{self, back_to_origin};
 use sluice_connector_api::{
-    ConnectError, ConnectResult, Headers, Offsets, ProducerRecord, Props, SinkRecord, SinkTask,
-    SinkTaskContext, TopicPartition, Value, async_trait,
+    ConnectError, ConnectResult, ConnectorConfig, Headers, Offsets, ProducerRecord, Props,
+    SinkRecord, SinkTask, SinkTaskContext, TopicPartition, Value, async_trait, now_ms,
 };
 
 use super::config::{RouterConfig, tier_topic};
@@ -39,12 +38,6 @@ enum Step {
     Count(Vec<String>),
     /// A tier record that is due at this time: wait for it.
     Wait(i64),
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The raw bytes of a key or value read with the byte-array converter.
@@ -200,8 +193,7 @@ fn park(
 #[async_trait]
 impl SinkTask for DlqRouterTask {
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
-        self.config =
-            Some(RouterConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?);
+        self.config = Some(RouterConfig::from_props(props)?);
         self.ctx = Some(ctx);
         Ok(())
     }

@@ -4,35 +4,56 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
-    Importance, Props, Record, Schema, SchemaType, SourceConnector, SourceOffset, SourcePartition,
-    SourceRecord, SourceTask, SourceTaskContext, Validator, Value, async_trait,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector,
+    ConnectorConfig, ConnectorContext, Importance, ParsedConfig, Props, Record, Schema, SchemaType,
+    SourceConnector, SourceRecord, SourceTask, SourceTaskContext, Validator, Value, async_trait,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-fn def() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            ConfigKey::new("file", ConfigType::String, "Path of the file to read.")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
-        )
-        .define(
-            ConfigKey::new("topic", ConfigType::String, "Topic to write lines to.")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
-        )
-        .define(
-            ConfigKey::new(
-                "batch.size",
-                ConfigType::Int,
-                "Largest number of lines per poll.",
+/// Typed FileStream source settings (Kafka's names).
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// The file read.
+    pub file: String,
+    /// The topic lines go to.
+    pub topic: String,
+    /// Most lines per poll.
+    pub batch_size: usize,
+}
+
+impl ConnectorConfig for FileSourceConfig {
+    fn def() -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new("file", ConfigType::String, "Path of the file to read.")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty),
             )
-            .default_value("2000")
-            .validator(Validator::at_least(1.0)),
-        )
+            .define(
+                ConfigKey::new("topic", ConfigType::String, "Topic to write lines to.")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty),
+            )
+            .define(
+                ConfigKey::new(
+                    "batch.size",
+                    ConfigType::Int,
+                    "Largest number of lines per poll.",
+                )
+                .default_value("2000")
+                .validator(Validator::at_least(1.0)),
+            )
+    }
+
+    fn build(p: &ParsedConfig, _errors: &mut ConfigErrors) -> Self {
+        Self {
+            file: p.string("file"),
+            topic: p.string("topic"),
+            batch_size: p.int("batch.size").max(1) as usize,
+        }
+    }
 }
 
 /// Reads lines from a file.
@@ -44,11 +65,11 @@ pub struct FileStreamSourceConnector {
 #[async_trait]
 impl Connector for FileStreamSourceConnector {
     fn config_def(&self) -> ConfigDef {
-        def()
+        FileSourceConfig::def()
     }
 
     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-        def().parse(props)?;
+        FileSourceConfig::from_props(props)?;
         self.props = props.clone();
         Ok(())
     }
@@ -78,26 +99,31 @@ pub struct FileStreamSourceTask {
     file: Option<tokio::fs::File>,
 }
 
-impl FileStreamSourceTask {
-    fn partition(&self) -> SourcePartition {
-        json!({ "filename": self.path })
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
-    }
+/// The source partition: Kafka's `{"filename": <path>}`.
+#[derive(Debug, Serialize)]
+struct FilePartition<'a> {
+    filename: &'a str,
+}
+
+/// The offset: Kafka's `{"position": <byte position after the last line returned>}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FileOffset {
+    position: u64,
 }
 
 #[async_trait]
 impl SourceTask for FileStreamSourceTask {
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
-        let p = def().parse(props)?;
-        self.path = p.string("file");
-        self.topic = p.string("topic");
-        self.batch_size = p.int("batch.size") as usize;
+        let config = FileSourceConfig::from_props(props)?;
+        self.path = config.file;
+        self.topic = config.topic;
+        self.batch_size = config.batch_size;
+        let partition = FilePartition {
+            filename: &self.path,
+        };
         self.position = ctx
-            .offset(&self.partition())
-            .and_then(|o| o.get("position").and_then(|v| v.as_u64()))
-            .unwrap_or(0);
+            .offset_as::<FileOffset>(&partition)?
+            .map_or(0, |o| o.position);
         Ok(())
     }
 
@@ -120,7 +146,9 @@ impl SourceTask for FileStreamSourceTask {
         let Some(mut file) = self.file.take() else {
             return Ok(Vec::new());
         };
-        let partition = self.partition();
+        let partition = FilePartition {
+            filename: &self.path,
+        };
         let mut records = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         while records.len() < self.batch_size {
@@ -140,18 +168,16 @@ impl SourceTask for FileStreamSourceTask {
                 let text = String::from_utf8_lossy(&line[..line.len() - 1])
                     .trim_end_matches('\r')
                     .to_owned();
-                let mut offset = SourceOffset::new();
-                offset.insert("position".to_owned(), json!(self.position));
-                records.push(SourceRecord {
-                    record: Record {
-                        topic: self.topic.clone(),
-                        value_schema: Some(Arc::new(Schema::new(SchemaType::String))),
-                        value: Value::String(text),
-                        ..Record::default()
-                    },
-                    source_partition: partition.clone(),
-                    source_offset: offset,
-                });
+                let record = Record {
+                    topic: self.topic.clone(),
+                    value_schema: Some(Arc::new(Schema::new(SchemaType::String))),
+                    value: Value::String(text),
+                    ..Record::default()
+                };
+                let offset = FileOffset {
+                    position: self.position,
+                };
+                records.push(SourceRecord::new(record, &partition, &offset)?);
             }
         }
         self.file = Some(file);

@@ -5,10 +5,12 @@
 //! all errors at once.
 
 use chrono_tz::Tz;
-use sluice_connector_api::config::add_errors;
 use sluice_connector_api::{
-    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConfigValueReport, Importance, Props, Validator,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorConfig, Importance, ParsedConfig,
+    Validator,
 };
+
+use crate::aws::{AwsKeys, AwsSettings};
 
 use super::partitioner::{Partitioner, PathFormat, TimestampExtractor};
 
@@ -19,14 +21,10 @@ pub enum StoreTarget {
     S3 {
         /// Bucket name.
         bucket: String,
-        /// Region.
-        region: String,
-        /// Endpoint override (`store.url`), for S3-compatible stores.
-        endpoint: Option<String>,
         /// Path-style addressing (`bucket` in the path rather than the host name).
         path_style: bool,
-        /// Static credentials; `None` uses the default AWS credential chain.
-        credentials: Option<(String, String)>,
+        /// Region, credentials, role, timeouts and retries; the endpoint override is `store.url`.
+        aws: Box<AwsSettings>,
     },
     /// A local directory with the same layout (`store.url=file:///path`), for development.
     Local(std::path::PathBuf),
@@ -65,6 +63,11 @@ pub struct S3SinkConfig {
     pub topics_dir: String,
     /// How records are grouped into directories.
     pub partitioner: Partitioner,
+    /// The time of a record (`timestamp.extractor`), for the time-based partitioner and
+    /// `rotate.interval.ms` whatever the partitioner.
+    pub timestamp_extractor: TimestampExtractor,
+    /// The time zone of directory names and of the `rotate.schedule.interval.ms` schedule.
+    pub timezone: Tz,
     /// Records per file before it is closed.
     pub flush_size: u64,
     /// Record-time span of a file before it is closed; `None` when off.
@@ -87,7 +90,7 @@ pub struct S3SinkConfig {
     pub type_conflict: TypeConflict,
     /// Width of the zero-padded start offset in object names.
     pub offset_pad_width: usize,
-    /// First delay before retrying a failed upload; doubles up to 30 s.
+    /// First delay before retrying a failed upload; doubles (with jitter) up to 30 s.
     pub retry_backoff_ms: u64,
     /// Fence intent writes with conditional requests (`s3.conditional.writes.enabled`).
     pub conditional_writes: bool,
@@ -123,59 +126,310 @@ fn check_partitioner(class: &str) -> Result<(), String> {
 /// The Parquet format class users already set for the Confluent S3 sink.
 pub const PARQUET_FORMAT: &str = "io.confluent.connect.s3.format.parquet.ParquetFormat";
 
-impl S3SinkConfig {
-    /// The config definition.
-    pub fn def() -> ConfigDef {
+/// Longest `aws.api.call.timeout.ms` the S3 sink takes: inside the consumer's 45 s session.
+const MAX_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// The AWS keys under the Confluent S3 sink's names (`s3.region`, `s3.part.retries`); the
+/// endpoint override is `store.url`, which also takes a `file://` directory.
+const AWS_KEYS: AwsKeys = AwsKeys {
+    region: "s3.region",
+    default_region: "us-east-1",
+    endpoint: None,
+    retries: "s3.part.retries",
+    group: "S3",
+};
+
+impl ConnectorConfig for S3SinkConfig {
+    fn def() -> ConfigDef {
         let g = "S3";
         let storage = "Storage";
         let part = "Partitioner";
-        ConfigDef::new()
-            .define(key("s3.bucket.name", ConfigType::String, "Bucket to write to (not used with a file:// store.url).").default_value("").importance(Importance::High).group(g))
-            .define(key("s3.region", ConfigType::String, "AWS region of the bucket.").default_value("us-east-1").importance(Importance::Medium).group(g))
-            .define(key("store.url", ConfigType::String, "S3 endpoint URL for S3-compatible stores (empty: AWS), or file:///directory to write the same layout to a local directory.").default_value("").importance(Importance::High).group(g))
-            .define(key("s3.path.style.access.enabled", ConfigType::Boolean, "Address the bucket in the URL path instead of the host name.").default_value("true").group(g))
-            .define(key("aws.access.key.id", ConfigType::String, "Access key; empty uses the default AWS credential chain (environment, profile, instance role).").default_value("").group(g))
-            .define(key("aws.secret.access.key", ConfigType::Password, "Secret key for aws.access.key.id.").default_value("").group(g))
-            .define(key("s3.part.size", ConfigType::Int, "Multipart upload part size in bytes; a file larger than this is uploaded in parts while it is written.").default_value("26214400").validator(Validator::between(5_242_880.0, 2_147_483_647.0)).group(g))
-            .define(key("s3.retry.backoff.ms", ConfigType::Long, "First delay before retrying a failed upload; it doubles up to 30 s. Partitions are paused while an upload waits.").default_value("200").validator(Validator::between(1.0, 30_000.0)).group(g))
-            .define(key("s3.conditional.writes.enabled", ConfigType::Boolean, "Write each partition's intent object with If-Match / If-None-Match, so that a stale task (one whose partitions moved while it was slow or cut off) cannot overwrite a newer owner's intent. AWS S3, MinIO and R2 support it; turn it off only for a store that rejects those headers.").default_value("true").group(g))
-            .define(key("topics.dir", ConfigType::String, "Prefix of every object key.").default_value("topics").group(storage))
-            .define(key("format.class", ConfigType::Class, "Output format; Parquet is the only one.").default_value(PARQUET_FORMAT).validator(Validator::OneOf(&[PARQUET_FORMAT, "Parquet", "ParquetFormat"])).group(storage))
-            .define(key("parquet.codec", ConfigType::String, "Parquet compression: snappy, zstd, gzip or none.").default_value("snappy").validator(Validator::OneOf(&["snappy", "zstd", "gzip", "none", "uncompressed"])).group(storage))
-            .define(key("parquet.row.group.size.bytes", ConfigType::Int, "Encoded size of a row group before it is closed.").default_value("16777216").validator(Validator::between(65_536.0, 1_073_741_824.0)).group(storage))
-            .define(key("flush.size", ConfigType::Long, "Records per file before it is closed.").default_value("100000").validator(Validator::at_least(1.0)).importance(Importance::High).group(storage))
-            .define(key("rotate.interval.ms", ConfigType::Long, "Close a file once its records span this much record time; -1 for off. Exactly-once.").default_value("-1").validator(Validator::at_least(-1.0)).group(storage))
-            .define(key("rotate.schedule.interval.ms", ConfigType::Long, "Close open files at every multiple of this wall-clock period (in timezone), even when no new data arrives; -1 for off. Exactly-once in Sluice.").default_value("-1").validator(Validator::at_least(-1.0)).group(storage))
-            .define(key("rotate.size.bytes", ConfigType::Long, "Close a file once its Parquet encoding reaches this many bytes.").default_value("1073741824").validator(Validator::at_least(1024.0)).group(storage))
-            .define(key("buffer.max.bytes", ConfigType::Long, "Memory a task may use for open files; when reached, the files of the partition holding the most are closed early.").default_value("134217728").validator(Validator::at_least(1_048_576.0)).group(storage))
-            .define(key("behavior.on.null.values", ConfigType::String, "A record with a null value (tombstone): fail (through the error policy) or ignore.").default_value("fail").validator(Validator::OneOf(&["fail", "ignore"])).group(storage))
-            .define(key("schemaless.type.conflict", ConfigType::String, "A schemaless value whose type does not fit its column: widen (lossless widening closes the file and widens the column; anything else is an error record) or error.").default_value("widen").validator(Validator::OneOf(&["widen", "error"])).group(storage))
-            .define(key("filename.offset.zero.pad.width", ConfigType::Int, "Width of the zero-padded start offset in object names.").default_value("10").validator(Validator::between(1.0, 20.0)).group(storage))
-            .define(key("partitioner.class", ConfigType::Class, "DefaultPartitioner (partition=<kafka partition>), FieldPartitioner (partition.field.name) or TimeBasedPartitioner (path.format); Hourly and Daily are time-based presets.").default_value(PARTITIONERS[0]).validator(Validator::Custom(check_partitioner)).importance(Importance::High).group(part))
-            .define(key("partition.field.name", ConfigType::List, "Fields of the value that name the directory, for FieldPartitioner.").default_value("").group(part))
-            .define(key("path.format", ConfigType::String, "Directory pattern of the time-based partitioner, Joda style: 'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH.").default_value("").group(part))
-            .define(key("partition.duration.ms", ConfigType::Long, "Time span of one time-based directory.").default_value("-1").validator(Validator::at_least(-1.0)).group(part))
-            .define(key("timestamp.extractor", ConfigType::String, "Time of a record for the time-based partitioner and rotate.interval.ms: Record (Kafka timestamp), RecordField (timestamp.field) or Wallclock.").default_value("Wallclock").validator(Validator::OneOf(&["Record", "RecordField", "Wallclock"])).group(part))
-            .define(key("timestamp.field", ConfigType::String, "Value field holding the record time (epoch milliseconds or an ISO-8601 string), for RecordField.").default_value("").group(part))
-            .define(key("timezone", ConfigType::String, "Time zone of path.format and of the schedule of rotate.schedule.interval.ms.").default_value("UTC").group(part))
-            .define(key("locale", ConfigType::String, "Accepted for compatibility; directory names use numbers only.").default_value("en").group(part))
+        AWS_KEYS
+            .define(ConfigDef::new())
+            .define(
+                key(
+                    "s3.bucket.name",
+                    ConfigType::String,
+                    "Bucket to write to (not used with a file:// store.url).",
+                )
+                .default_value("")
+                .importance(Importance::High)
+                .group(g),
+            )
+            .define(
+                key(
+                    "store.url",
+                    ConfigType::String,
+                    "S3 endpoint URL for S3-compatible stores (empty: AWS), or file:///directory \
+                    to write the same layout to a local directory.",
+                )
+                .default_value("")
+                .importance(Importance::High)
+                .group(g),
+            )
+            .define(
+                key(
+                    "s3.path.style.access.enabled",
+                    ConfigType::Boolean,
+                    "Address the bucket in the URL path instead of the host name.",
+                )
+                .default_value("true")
+                .group(g),
+            )
+            .define(
+                key(
+                    "s3.part.size",
+                    ConfigType::Int,
+                    "Multipart upload part size in bytes; a file larger than this is uploaded in \
+                    parts while it is written.",
+                )
+                .default_value("26214400")
+                .validator(Validator::between(5_242_880.0, 2_147_483_647.0))
+                .group(g),
+            )
+            .define(
+                key(
+                    "s3.retry.backoff.ms",
+                    ConfigType::Long,
+                    "First delay before retrying a failed upload; it doubles, with jitter, up to \
+                    30 s. Partitions are paused while an upload waits.",
+                )
+                .default_value("200")
+                .validator(Validator::between(1.0, 30_000.0))
+                .group(g),
+            )
+            .define(
+                key(
+                    "s3.conditional.writes.enabled",
+                    ConfigType::Boolean,
+                    "Write each partition's intent object with If-Match / If-None-Match, so that a \
+                    stale task (one whose partitions moved while it was slow or cut off) cannot \
+                    overwrite a newer owner's intent. AWS S3, MinIO and R2 support it; turn it \
+                    off only for a store that rejects those headers.",
+                )
+                .default_value("true")
+                .group(g),
+            )
+            .define(
+                key(
+                    "topics.dir",
+                    ConfigType::String,
+                    "Prefix of every object key.",
+                )
+                .default_value("topics")
+                .group(storage),
+            )
+            .define(
+                key(
+                    "format.class",
+                    ConfigType::Class,
+                    "Output format; Parquet is the only one.",
+                )
+                .default_value(PARQUET_FORMAT)
+                .validator(Validator::OneOf(&[
+                    PARQUET_FORMAT,
+                    "Parquet",
+                    "ParquetFormat",
+                ]))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "parquet.codec",
+                    ConfigType::String,
+                    "Parquet compression: snappy, zstd, gzip or none.",
+                )
+                .default_value("snappy")
+                .validator(Validator::OneOf(&[
+                    "snappy",
+                    "zstd",
+                    "gzip",
+                    "none",
+                    "uncompressed",
+                ]))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "parquet.row.group.size.bytes",
+                    ConfigType::Int,
+                    "Encoded size of a row group before it is closed.",
+                )
+                .default_value("16777216")
+                .validator(Validator::between(65_536.0, 1_073_741_824.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "flush.size",
+                    ConfigType::Long,
+                    "Records per file before it is closed.",
+                )
+                .default_value("100000")
+                .validator(Validator::at_least(1.0))
+                .importance(Importance::High)
+                .group(storage),
+            )
+            .define(
+                key(
+                    "rotate.interval.ms",
+                    ConfigType::Long,
+                    "Close a file once its records span this much record time; -1 for off. \
+                    Exactly-once.",
+                )
+                .default_value("-1")
+                .validator(Validator::at_least(-1.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "rotate.schedule.interval.ms",
+                    ConfigType::Long,
+                    "Close open files at every multiple of this wall-clock period (in timezone), \
+                    even when no new data arrives; -1 for off. Exactly-once in Sluice.",
+                )
+                .default_value("-1")
+                .validator(Validator::at_least(-1.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "rotate.size.bytes",
+                    ConfigType::Long,
+                    "Close a file once its Parquet encoding reaches this many bytes.",
+                )
+                .default_value("1073741824")
+                .validator(Validator::at_least(1024.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "buffer.max.bytes",
+                    ConfigType::Long,
+                    "Memory a task may use for open files; when reached, the files of the \
+                    partition holding the most are closed early.",
+                )
+                .default_value("134217728")
+                .validator(Validator::at_least(1_048_576.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "behavior.on.null.values",
+                    ConfigType::String,
+                    "A record with a null value (tombstone): fail (through the error policy) or \
+                    ignore.",
+                )
+                .default_value("fail")
+                .validator(Validator::OneOf(&["fail", "ignore"]))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "schemaless.type.conflict",
+                    ConfigType::String,
+                    "A schemaless value whose type does not fit its column: widen (lossless \
+                    widening closes the file and widens the column; anything else is an error \
+                    record) or error.",
+                )
+                .default_value("widen")
+                .validator(Validator::OneOf(&["widen", "error"]))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "filename.offset.zero.pad.width",
+                    ConfigType::Int,
+                    "Width of the zero-padded start offset in object names.",
+                )
+                .default_value("10")
+                .validator(Validator::between(1.0, 20.0))
+                .group(storage),
+            )
+            .define(
+                key(
+                    "partitioner.class",
+                    ConfigType::Class,
+                    "DefaultPartitioner (partition=<kafka partition>), FieldPartitioner \
+                    (partition.field.name) or TimeBasedPartitioner (path.format); Hourly and \
+                    Daily are time-based presets.",
+                )
+                .default_value(PARTITIONERS[0])
+                .validator(Validator::Custom(check_partitioner))
+                .importance(Importance::High)
+                .group(part),
+            )
+            .define(
+                key(
+                    "partition.field.name",
+                    ConfigType::List,
+                    "Fields of the value that name the directory, for FieldPartitioner.",
+                )
+                .default_value("")
+                .group(part),
+            )
+            .define(
+                key(
+                    "path.format",
+                    ConfigType::String,
+                    "Directory pattern of the time-based partitioner, Joda style: \
+                    'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH.",
+                )
+                .default_value("")
+                .group(part),
+            )
+            .define(
+                key(
+                    "partition.duration.ms",
+                    ConfigType::Long,
+                    "Time span of one time-based directory.",
+                )
+                .default_value("-1")
+                .validator(Validator::at_least(-1.0))
+                .group(part),
+            )
+            .define(
+                key(
+                    "timestamp.extractor",
+                    ConfigType::String,
+                    "Time of a record for the time-based partitioner and rotate.interval.ms: \
+                    Record (Kafka timestamp), RecordField (timestamp.field) or Wallclock.",
+                )
+                .default_value("Wallclock")
+                .validator(Validator::OneOf(&["Record", "RecordField", "Wallclock"]))
+                .group(part),
+            )
+            .define(
+                key(
+                    "timestamp.field",
+                    ConfigType::String,
+                    "Value field holding the record time (epoch milliseconds or an ISO-8601 \
+                    string), for RecordField.",
+                )
+                .default_value("")
+                .group(part),
+            )
+            .define(
+                key(
+                    "timezone",
+                    ConfigType::String,
+                    "Time zone of path.format and of the schedule of rotate.schedule.interval.ms.",
+                )
+                .default_value("UTC")
+                .group(part),
+            )
+            .define(
+                key(
+                    "locale",
+                    ConfigType::String,
+                    "Accepted for compatibility; directory names use numbers only.",
+                )
+                .default_value("en")
+                .group(part),
+            )
     }
 
-    /// Per-key reports plus the rules that span keys, in the shape of `PUT .../config/validate`.
-    pub fn validate(props: &Props) -> Vec<ConfigValueReport> {
-        let mut reports = Self::def().validate(props);
-        if let Err(errors) = Self::from_props(props) {
-            add_errors(&mut reports, errors, props);
-        }
-        reports
-    }
-
-    /// Parses properties, reporting every error at once.
-    pub fn from_props(props: &Props) -> Result<Self, ConfigErrors> {
-        // Per-key errors first; the keys in error fall back to their defaults so that the rules
-        // spanning keys are checked too and every error is reported in one answer.
-        let (clean, mut errors) = Self::def().check_keys(props);
-        let p = Self::def().parse(&clean)?;
+    fn build(p: &ParsedConfig, errors: &mut ConfigErrors) -> Self {
         let store_url = p.string("store.url");
         let store = if let Some(path) = store_url.strip_prefix("file://") {
             if path.is_empty() {
@@ -190,20 +444,22 @@ impl S3SinkConfig {
             if bucket.is_empty() {
                 errors.push("s3.bucket.name", "Missing required configuration \"s3.bucket.name\" (or set store.url=file:///directory)");
             }
-            let id = p.string("aws.access.key.id");
-            let secret = p.string("aws.secret.access.key");
-            if id.is_empty() != secret.is_empty() {
+            let mut aws = AWS_KEYS.read(p, errors);
+            aws.endpoint = (!store_url.is_empty()).then_some(store_url);
+            if aws.call_timeout > MAX_CALL_TIMEOUT {
+                // DESIGN.md: a writer must not act after its partitions may have moved.
                 errors.push(
-                    "aws.secret.access.key",
-                    "aws.access.key.id and aws.secret.access.key are set together or not at all",
+                    crate::aws::CALL_TIMEOUT,
+                    format!(
+                        "at most {} ms for the S3 sink, inside the consumer's session timeout",
+                        MAX_CALL_TIMEOUT.as_millis()
+                    ),
                 );
             }
             StoreTarget::S3 {
                 bucket,
-                region: p.string("s3.region"),
-                endpoint: (!store_url.is_empty()).then_some(store_url),
                 path_style: p.boolean("s3.path.style.access.enabled"),
-                credentials: (!id.is_empty()).then_some((id, secret)),
+                aws: Box::new(aws),
             }
         };
         let timezone: Tz = match p.string("timezone").parse() {
@@ -293,10 +549,12 @@ impl S3SinkConfig {
             // never be reached by record time. Confluent rejects this too.
             errors.push("rotate.interval.ms", "rotate.interval.ms needs record time: set timestamp.extractor to Record or RecordField (or use rotate.schedule.interval.ms)");
         }
-        let config = Self {
+        Self {
             store,
             topics_dir: p.string("topics.dir").trim_matches('/').to_owned(),
             partitioner,
+            timestamp_extractor: extractor,
+            timezone,
             flush_size: p.long("flush.size") as u64,
             rotate_interval_ms,
             rotate_schedule_interval_ms: positive("rotate.schedule.interval.ms"),
@@ -314,10 +572,11 @@ impl S3SinkConfig {
             offset_pad_width: p.int("filename.offset.zero.pad.width") as usize,
             retry_backoff_ms: p.long("s3.retry.backoff.ms") as u64,
             conditional_writes: p.boolean("s3.conditional.writes.enabled"),
-        };
-        errors.into_result(config)
+        }
     }
+}
 
+impl S3SinkConfig {
     /// What every object key starts with: `<topics.dir>/`, or nothing for an empty `topics.dir`.
     pub fn key_prefix(&self) -> String {
         if self.topics_dir.is_empty() {
@@ -331,15 +590,7 @@ impl S3SinkConfig {
     /// partitioner, `timestamp.extractor=RecordField`); otherwise only the file needs the value.
     pub fn reads_value_fields(&self) -> bool {
         matches!(self.partitioner, Partitioner::Field(_))
-            || matches!(self.extractor(), Some(TimestampExtractor::RecordField(_)))
-    }
-
-    /// The time extractor used for `rotate.interval.ms` and the wall-clock bucket of a file set.
-    pub fn extractor(&self) -> Option<&TimestampExtractor> {
-        match &self.partitioner {
-            Partitioner::Time { extractor, .. } => Some(extractor),
-            _ => None,
-        }
+            || matches!(self.timestamp_extractor, TimestampExtractor::RecordField(_))
     }
 }
 
@@ -350,13 +601,7 @@ fn key(name: &'static str, kind: ConfigType, doc: &'static str) -> ConfigKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use sluice_connector_api::testing::props;
 
     #[test]
     fn every_cross_key_error_is_reported_at_once() {

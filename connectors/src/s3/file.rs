@@ -8,7 +8,8 @@
 //! knows of the topic ([`KnownColumns`]); after that a record that needs a new column or a wider
 //! type asks for the file to be closed ([`Admit::Roll`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
@@ -226,7 +227,7 @@ impl OpenFile {
             if let Some(known) = &self.known
                 && self.pending.iter().all(|v| matches!(v, Value::Struct(_)))
             {
-                let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut known = known.lock();
                 t = known.complete(&t);
                 known.learn(&t);
             }

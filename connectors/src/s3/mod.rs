@@ -31,8 +31,8 @@ mod tests;
 use std::sync::Arc;
 
 use sluice_connector_api::{
-    ConfigDef, ConfigValueReport, ConnectError, ConnectResult, Connector, ConnectorContext, Props,
-    SinkConnector, SinkTask, async_trait,
+    ConfigDef, ConfigValueReport, ConnectResult, Connector, ConnectorConfig, ConnectorContext,
+    Props, SinkConnector, SinkTask, async_trait,
 };
 
 pub use config::S3SinkConfig;
@@ -58,7 +58,7 @@ impl Connector for S3SinkConnector {
     }
 
     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-        S3SinkConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?;
+        S3SinkConfig::from_props(props)?;
         self.props = props.clone();
         Ok(())
     }

@@ -10,14 +10,13 @@
 //! it to fence a stale writer (DESIGN.md). The local directory checks the same condition under a
 //! lock of the process, which is enough for one worker developing against it.
 //!
-//! Every S3 call gives up after [`OPERATION_TIMEOUT`] (all attempts together), well inside the
-//! consumer's session and poll timeouts, so that a writer does not act minutes after it lost its
-//! partitions.
+//! Every S3 call gives up after `aws.api.call.timeout.ms` (30 s by default, all attempts
+//! together), well inside the consumer's session and poll timeouts, so that a writer does not act
+//! minutes after it lost its partitions. Errors are classified by [`crate::aws::classify`].
 
 use std::path::{Path, PathBuf};
 #[cfg(any(test, feature = "testing"))]
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -27,11 +26,7 @@ use bytes::Bytes;
 use sluice_connector_api::{ConnectError, ConnectResult};
 
 use super::config::StoreTarget;
-
-/// Longest time one S3 call may take, retries included.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest time one attempt of an S3 call may take (a 25 MiB part needs 1.3 MB/s).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::aws::classify;
 
 /// What a conditional write expects the object to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,35 +80,12 @@ impl Store {
             StoreTarget::Local(dir) => Backend::Local(dir.clone()),
             StoreTarget::S3 {
                 bucket,
-                region,
-                endpoint,
                 path_style,
-                credentials,
+                aws,
             } => {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(region.clone()))
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(5))
-                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                            .operation_timeout(OPERATION_TIMEOUT)
-                            .build(),
-                    );
-                if let Some((id, secret)) = credentials {
-                    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                        id,
-                        secret,
-                        None,
-                        None,
-                        "sluice-config",
-                    ));
-                }
-                let shared = loader.load().await;
-                let mut config =
+                let shared = aws.sdk_config().await;
+                let config =
                     aws_sdk_s3::config::Builder::from(&shared).force_path_style(*path_style);
-                if let Some(url) = endpoint {
-                    config = config.endpoint_url(url);
-                }
                 Backend::S3 {
                     client: aws_sdk_s3::Client::from_conf(config.build()),
                     bucket: bucket.clone(),
@@ -509,51 +481,11 @@ fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// Network trouble, timeouts, throttling and 5xx are worth retrying; a refusal is not.
-fn classify<E>(operation: &str, key: &str, e: SdkError<E, HttpResponse>) -> ConnectError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = match &e {
-        SdkError::ServiceError(s) => format!(
-            "{operation} {key} failed: {} {}",
-            s.err().code().unwrap_or("error"),
-            s.err().message().unwrap_or_default()
-        ),
-        other => format!(
-            "{operation} {key} failed: {}",
-            aws_sdk_s3::error::DisplayErrorContext(other)
-        ),
-    };
-    let retriable = match &e {
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or_default();
-            matches!(
-                code,
-                "SlowDown"
-                    | "InternalError"
-                    | "ServiceUnavailable"
-                    | "RequestTimeout"
-                    | "RequestTimeTooSkewed"
-            ) || status >= 500
-                || status == 429
-        }
-        // A request that could not even be built (bad settings, no credentials) fails the same
-        // way every time.
-        SdkError::ConstructionFailure(_) => false,
-        _ => true,
-    };
-    if retriable {
-        ConnectError::retriable(message)
-    } else {
-        ConnectError::external(message)
-    }
-}
-
 /// Faults a test injects into a [`Store`]: calls that fail for a while, calls held until released.
 #[cfg(any(test, feature = "testing"))]
 pub mod faults {
-    use std::sync::{Arc, Mutex, PoisonError};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
 
     use sluice_connector_api::{ConnectError, ConnectResult};
     use tokio::sync::Semaphore;
@@ -592,16 +524,12 @@ pub mod faults {
         pub fn fail(&self, operation: &str, key_part: &str) {
             self.failing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
                 .push((operation.into(), key_part.into()));
         }
 
         /// Every call succeeds again (holds stay).
         pub fn heal(&self) {
-            self.failing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            self.failing.lock().clear();
         }
 
         /// The next `operation` on a key containing `key_part` waits until released.
@@ -612,16 +540,13 @@ pub mod faults {
                 reached: Semaphore::new(0),
                 released: Semaphore::new(0),
             });
-            self.holds
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Arc::clone(&hold));
+            self.holds.lock().push(Arc::clone(&hold));
             hold
         }
 
         pub(super) async fn apply(&self, operation: &str, key: &str) -> ConnectResult<()> {
             let held = {
-                let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut holds = self.holds.lock();
                 let at = holds
                     .iter()
                     .position(|h| h.operation == operation && key.contains(&h.key_part));
@@ -634,7 +559,6 @@ pub mod faults {
             let failing = self
                 .failing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .any(|(op, part)| op == operation && key.contains(part.as_str()));
             if failing {

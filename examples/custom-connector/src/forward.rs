@@ -10,16 +10,26 @@ use std::sync::Arc;
 
 use sluice_connector_api::convert::{Converter, JsonConverter};
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector, ConnectorContext,
-    Importance, ProducerRecord, Props, SinkConnector, SinkRecord, SinkTask, SinkTaskContext,
-    Validator, async_trait,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectError, ConnectResult, Connector,
+    ConnectorConfig, ConnectorContext, Importance, ParsedConfig, ProducerRecord, Props,
+    SinkConnector, SinkRecord, SinkTask, SinkTaskContext, Validator, async_trait,
 };
 
 /// The plugin's class name.
 pub const CLASS: &str = "com.example.sluice.ForwardConnector";
 
-fn def() -> ConfigDef {
-    ConfigDef::new()
+/// Forward's typed settings.
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// Where records go.
+    pub destination: String,
+    /// Puts with records that fail retriably before anything is forwarded.
+    pub retriable_failures: u32,
+}
+
+impl ConnectorConfig for ForwardConfig {
+    fn def() -> ConfigDef {
+        ConfigDef::new()
         .define(
             ConfigKey::new(
                 "destination.topic",
@@ -39,6 +49,14 @@ fn def() -> ConfigDef {
             .default_value("0")
             .validator(Validator::at_least(0.0)),
         )
+    }
+
+    fn build(p: &ParsedConfig, _errors: &mut ConfigErrors) -> Self {
+        Self {
+            destination: p.string("destination.topic"),
+            retriable_failures: p.int("simulate.retriable.failures").max(0) as u32,
+        }
+    }
 }
 
 /// Forwards records to another topic.
@@ -50,11 +68,11 @@ pub struct ForwardConnector {
 #[async_trait]
 impl Connector for ForwardConnector {
     fn config_def(&self) -> ConfigDef {
-        def()
+        ForwardConfig::def()
     }
 
     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-        def().parse(props)?;
+        ForwardConfig::from_props(props)?;
         self.props = props.clone();
         Ok(())
     }
@@ -75,15 +93,15 @@ impl SinkConnector for ForwardConnector {
 pub struct ForwardTask {
     ctx: Option<SinkTaskContext>,
     destination: String,
-    failures_left: i32,
+    failures_left: u32,
 }
 
 #[async_trait]
 impl SinkTask for ForwardTask {
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
-        let config = def().parse(props)?;
-        self.destination = config.string("destination.topic");
-        self.failures_left = config.int("simulate.retriable.failures");
+        let config = ForwardConfig::from_props(props)?;
+        self.destination = config.destination;
+        self.failures_left = config.retriable_failures;
         self.ctx = Some(ctx);
         Ok(())
     }

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sluice_connector_api::{
-    ConfigDef, ConfigKey, ConfigType, ConnectResult, Connector, ConnectorContext, Field,
-    Importance, Plugin, PluginRegistry, Props, Record, Schema, SchemaType, SourceConnector,
-    SourcePartition, SourceRecord, SourceTask, SourceTaskContext, Struct, Validator, Value,
-    async_trait,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConfigValueReport, ConnectError, ConnectResult,
+    Connector, ConnectorConfig, ConnectorContext, Field, Importance, ParsedConfig, Plugin,
+    PluginRegistry, Props, Record, Schema, SchemaType, SourceConnector, SourceRecord, SourceTask,
+    SourceTaskContext, Struct, Validator, Value, async_trait,
 };
 
 pub mod forward;
@@ -40,22 +40,53 @@ pub fn plugins() -> PluginRegistry {
         ))
 }
 
-fn def() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            ConfigKey::new("topic", ConfigType::String, "Topic to write heartbeats to.")
-                .importance(Importance::High)
-                .validator(Validator::NonEmpty),
-        )
-        .define(
-            ConfigKey::new(
-                "interval.ms",
-                ConfigType::Long,
-                "Time between heartbeats, in ms.",
+/// The Heartbeat source's typed settings: one definition, one typed struct, every error at once.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    /// Topic heartbeats go to.
+    pub topic: String,
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// Polls that fail with a retriable error before the first heartbeat (an upstream that is
+    /// still starting): shows that the runtime retries them.
+    pub retriable_failures: u32,
+}
+
+impl ConnectorConfig for HeartbeatConfig {
+    fn def() -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new("topic", ConfigType::String, "Topic to write heartbeats to.")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty),
             )
-            .default_value("1000")
-            .validator(Validator::at_least(10.0)),
-        )
+            .define(
+                ConfigKey::new(
+                    "interval.ms",
+                    ConfigType::Long,
+                    "Time between heartbeats, in ms.",
+                )
+                .default_value("1000")
+                .validator(Validator::at_least(10.0)),
+            )
+            .define(
+                ConfigKey::new(
+                    "simulate.retriable.failures",
+                    ConfigType::Int,
+                    "Polls that fail with a retriable error before the first heartbeat.",
+                )
+                .default_value("0")
+                .validator(Validator::between(0.0, 100.0)),
+            )
+    }
+
+    fn build(p: &ParsedConfig, _errors: &mut ConfigErrors) -> Self {
+        Self {
+            topic: p.string("topic"),
+            interval: Duration::from_millis(p.long("interval.ms").max(10) as u64),
+            retriable_failures: p.int("simulate.retriable.failures").max(0) as u32,
+        }
+    }
 }
 
 /// Emits heartbeats.
@@ -67,11 +98,15 @@ pub struct HeartbeatConnector {
 #[async_trait]
 impl Connector for HeartbeatConnector {
     fn config_def(&self) -> ConfigDef {
-        def()
+        HeartbeatConfig::def()
+    }
+
+    fn validate(&self, props: &Props) -> Vec<ConfigValueReport> {
+        HeartbeatConfig::validate(props)
     }
 
     async fn start(&mut self, _ctx: Arc<dyn ConnectorContext>, props: &Props) -> ConnectResult<()> {
-        def().parse(props)?;
+        HeartbeatConfig::from_props(props)?;
         self.props = props.clone();
         Ok(())
     }
@@ -87,42 +122,53 @@ impl SourceConnector for HeartbeatConnector {
     }
 }
 
-/// The one heartbeat task.
-#[derive(Default)]
-pub struct HeartbeatTask {
-    topic: String,
-    interval: Duration,
+/// The source partition, a typed value: `{"heartbeat": "default"}`.
+#[derive(Debug, Serialize)]
+struct HeartbeatPartition {
+    heartbeat: &'static str,
+}
+
+const PARTITION: HeartbeatPartition = HeartbeatPartition {
+    heartbeat: "default",
+};
+
+/// The offset: `{"beat": <the last heartbeat's number>}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct HeartbeatOffset {
     beat: i64,
 }
 
-fn partition() -> SourcePartition {
-    json!({"heartbeat": "default"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
+/// The one heartbeat task.
+#[derive(Default)]
+pub struct HeartbeatTask {
+    config: Option<HeartbeatConfig>,
+    beat: i64,
+    failed: u32,
 }
 
 #[async_trait]
 impl SourceTask for HeartbeatTask {
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
-        let config = def().parse(props)?;
-        self.topic = config.string("topic");
-        self.interval = Duration::from_millis(config.long("interval.ms") as u64);
+        self.config = Some(HeartbeatConfig::from_props(props)?);
         // Continue counting from the last heartbeat Kafka acknowledged.
         self.beat = ctx
-            .offset(&partition())
-            .and_then(|o| o.get("beat")?.as_i64())
-            .unwrap_or(0);
+            .offset_as::<HeartbeatOffset>(&PARTITION)?
+            .map_or(0, |o| o.beat);
         Ok(())
     }
 
     async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
-        tokio::time::sleep(self.interval).await;
+        let Some(config) = &self.config else {
+            return Err(ConnectError::internal("poll before start"));
+        };
+        tokio::time::sleep(config.interval).await;
+        if self.failed < config.retriable_failures {
+            self.failed += 1;
+            // Retriable: the runtime polls again after a back-off instead of failing the task.
+            return Err(ConnectError::retriable("the upstream is not ready yet"));
+        }
         self.beat += 1;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = sluice_connector_api::now_ms();
         let schema = Schema::structure(vec![
             Field {
                 name: "beat".into(),
@@ -133,25 +179,21 @@ impl SourceTask for HeartbeatTask {
                 schema: Schema::timestamp(),
             },
         ]);
-        Ok(vec![SourceRecord {
-            record: Record::new(
-                &self.topic,
-                Value::Struct(Struct::new().with("beat", self.beat).with("at", now)),
-            )
-            .with_value_schema(schema),
-            source_partition: partition(),
-            source_offset: json!({"beat": self.beat})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }])
+        let record = Record::new(
+            &config.topic,
+            Value::Struct(Struct::new().with("beat", self.beat).with("at", now)),
+        )
+        .with_value_schema(schema);
+        let offset = HeartbeatOffset { beat: self.beat };
+        Ok(vec![SourceRecord::new(record, &PARTITION, &offset)?])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_connector_api::{OffsetReader, SourceOffset, TaskId};
+    use serde_json::json;
+    use sluice_connector_api::{OffsetReader, SourceOffset, SourcePartition, TaskId};
 
     struct Resume;
     impl OffsetReader for Resume {

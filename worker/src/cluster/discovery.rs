@@ -46,7 +46,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
             epoch = node.epoch,
             "member of the worker fleet"
         );
-        *inner.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&node));
+        *inner.node.lock() = Some(Arc::clone(&node));
         let lead = tokio::spawn(leader::run(Arc::clone(&inner), Arc::clone(&node)));
         member::run(&inner, &node).await;
         node.stop.cancel();
@@ -54,7 +54,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
         lead.abort();
         let _ = lead.await;
         {
-            let mut current = inner.node.lock().unwrap_or_else(|e| e.into_inner());
+            let mut current = inner.node.lock();
             if current.as_ref().is_some_and(|n| n.id == node.id)
                 && !inner.leaving.load(Ordering::SeqCst)
             {
@@ -100,7 +100,7 @@ async fn new_node(inner: &Inner, epoch: u64) -> Option<Arc<Node>> {
         epoch,
         raft,
         fleet,
-        leader_contact: std::sync::Mutex::new((Instant::now(), None)),
+        leader_contact: parking_lot::Mutex::new((Instant::now(), None)),
         stop: CancellationToken::new(),
     }))
 }
@@ -254,7 +254,7 @@ async fn join(inner: &Inner, node: &Arc<Node>, url: &str) -> bool {
         return false;
     }
     // The leader replicates to the node before the join call returns: let RPCs reach it.
-    *inner.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(node));
+    *inner.node.lock() = Some(Arc::clone(node));
     let request = JoinRequest {
         node: node.id,
         url: inner.url.clone(),

@@ -22,9 +22,10 @@ mod leader;
 mod member;
 pub mod raft;
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -54,10 +55,7 @@ impl Node {
     /// Records contact with the fleet: a leader's RPC (`leader` is its id) or, as leader, a
     /// quorum's answer.
     fn touch_leader_contact(&self, leader: Option<NodeId>) {
-        let mut contact = self
-            .leader_contact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut contact = self.leader_contact.lock();
         let now = Instant::now();
         contact.0 = now;
         if let Some(l) = leader.filter(|l| *l != self.id) {
@@ -66,19 +64,12 @@ impl Node {
     }
 
     fn since_leader_contact(&self) -> Duration {
-        self.leader_contact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .elapsed()
+        self.leader_contact.lock().0.elapsed()
     }
 
     /// The last leader this node heard from, and when.
     fn last_leader(&self) -> Option<(NodeId, Instant)> {
-        self.leader_contact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
+        self.leader_contact.lock().1
     }
 
     fn is_leader(&self) -> bool {
@@ -259,7 +250,7 @@ impl Cluster {
 
 impl Inner {
     fn node(&self) -> Option<Arc<Node>> {
-        self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.node.lock().clone()
     }
 
     fn session_timeout(&self) -> Duration {

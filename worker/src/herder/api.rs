@@ -141,10 +141,7 @@ impl Herder {
         include_tasks: bool,
         only_failed: bool,
     ) -> Result<(), ApiError> {
-        let requested_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let requested_at_ms = sluice_connector_api::now_ms();
         let request = RestartRequest {
             connector: name.to_owned(),
             task,

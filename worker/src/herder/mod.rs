@@ -15,9 +15,10 @@
 mod api;
 mod validate;
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_connector_api::{ConnectorContext, ConnectorInstance, PluginRegistry, Props, TaskId};
@@ -234,7 +235,7 @@ impl Herder {
         let restart = view.restart.clone();
         let (live, generation) = (view.live, view.generation);
         self.generation.store(generation, Ordering::SeqCst);
-        *self.view.lock().unwrap_or_else(|e| e.into_inner()) = view;
+        *self.view.lock() = view;
         self.reconcile().await;
         if let Some((seq, request)) = restart
             && seq > self.restart_seq.swap(seq, Ordering::SeqCst)
@@ -248,10 +249,7 @@ impl Herder {
     }
 
     async fn on_restart(&self, r: RestartRequest) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = sluice_connector_api::now_ms();
         if now - r.requested_at_ms > 30_000 {
             return; // an old request replayed to a worker that joined later
         }
@@ -306,10 +304,7 @@ impl Herder {
                 .await;
             }
             TaskReport::TopicUsed(topic) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now = sluice_connector_api::now_ms();
                 if let Err(e) = self
                     .statuses
                     .put_topic(&topic, &event.id.connector, &event.id.to_string(), now)
@@ -329,7 +324,6 @@ impl Herder {
             let fresh = self
                 .published_errors
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .get(&key)
                 .is_none_or(|(v, _)| *v != version);
             if !fresh || !self.task_assigned_here(&id) {
@@ -338,7 +332,6 @@ impl Herder {
             let summary = self.metrics.task(&id).summary();
             self.published_errors
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .insert(key.clone(), (version, summary));
             if let Some((state, trace)) = self.state_of(&key) {
                 self.write_status(&key, &state, trace).await;
@@ -350,7 +343,6 @@ impl Herder {
     fn local_errors(&self, key: &str) -> Option<TaskErrors> {
         self.published_errors
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .map(|(_, summary)| summary.clone())
     }
@@ -359,7 +351,7 @@ impl Herder {
     /// newest generation's).
     async fn set_state(&self, key: &str, state: &str, trace: Option<String>) {
         {
-            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            let mut states = self.states.lock();
             if states.get(key) == Some(&(state.to_owned(), trace.clone())) {
                 return;
             }
@@ -384,39 +376,25 @@ impl Herder {
     }
 
     async fn forget_state(&self, key: &str) {
-        let known = self
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)
-            .is_some();
+        let known = self.states.lock().remove(key).is_some();
         if known || self.statuses.get(key).is_some() {
             let _ = self.statuses.put(key, None).await;
         }
     }
 
     fn state_of(&self, key: &str) -> Option<(String, Option<String>)> {
-        self.states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.states.lock().get(key).cloned()
     }
 
     /// Whether the fleet assigned the instance of `connector` here.
     fn assigned_here(&self, connector: &str) -> bool {
-        self.view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .connectors
-            .contains(connector)
+        self.view.lock().connectors.contains(connector)
     }
 
     /// Whether the fleet assigned task `id` here.
     fn task_assigned_here(&self, id: &TaskId) -> bool {
         self.view
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .tasks
             .contains(&(id.connector.clone(), id.task))
     }
@@ -673,7 +651,7 @@ impl Herder {
 
     /// Whether the status `key` belongs to a connector or task assigned here.
     fn assigned_key(&self, key: &str) -> bool {
-        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let view = self.view.lock();
         view.connectors.iter().any(|c| connector_key(c) == key)
             || view.tasks.iter().any(|(c, n)| task_key(c, *n) == key)
     }
@@ -681,17 +659,14 @@ impl Herder {
     /// Drops the local state of work no longer assigned here: its new owner reports it.
     fn retain_local_states(&self) {
         let keep: std::collections::BTreeSet<String> = {
-            let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            let view = self.view.lock();
             view.connectors
                 .iter()
                 .map(|c| connector_key(c))
                 .chain(view.tasks.iter().map(|(c, n)| task_key(c, *n)))
                 .collect()
         };
-        self.states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| keep.contains(k));
+        self.states.lock().retain(|k, _| keep.contains(k));
     }
 
     /// An unstarted instance of the connector's plugin, to create its tasks.

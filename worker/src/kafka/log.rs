@@ -7,8 +7,9 @@
 //! - [`KafkaLog::read_to_end`] returns only once every record that was in the topic when it was called
 //!   has been applied, so a writer can read its own writes.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
@@ -99,7 +100,7 @@ impl KafkaLog {
                         Ok(msg) => {
                             let (partition, offset) = (msg.partition(), msg.offset());
                             let fresh = {
-                                let next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                let next = progress.next.lock();
                                 offset >= next.get(&partition).copied().unwrap_or(0)
                             };
                             if fresh {
@@ -112,8 +113,7 @@ impl KafkaLog {
                             }
                             // Only now is the record applied: writers waiting for it may go on.
                             {
-                                let mut next =
-                                    progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                                let mut next = progress.next.lock();
                                 let entry = next.entry(partition).or_insert(0);
                                 *entry = (*entry).max(offset + 1);
                             }
@@ -221,12 +221,7 @@ impl KafkaLog {
     /// Whether every end is applied, whether every end is passed by the consumer position, and
     /// what is applied now.
     fn reached(&self, ends: &[(i32, i64, i64)]) -> (bool, bool, BTreeMap<i32, i64>) {
-        let next = self
-            .progress
-            .next
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let next = self.progress.next.lock().clone();
         let positions = self.consumer.position().ok();
         let applied_all = ends
             .iter()

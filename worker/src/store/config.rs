@@ -9,8 +9,9 @@
 //! The topic has one partition, so this order is total. Only the writer of task configs (the
 //! leader) writes `task-` and `commit-` records; the rest is applied by every worker alike.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use sluice_connector_api::Props;
@@ -262,7 +263,7 @@ impl ConfigStore {
                         return;
                     }
                 };
-                let mut state = apply_state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = apply_state.lock();
                 if let Err(e) = state.apply_at(record.offset, &key, value.as_ref()) {
                     tracing::warn!(topic = topic_name, offset = record.offset, key = %key, "{e}");
                 }
@@ -284,16 +285,12 @@ impl ConfigStore {
 
     /// A copy of the current state.
     pub fn snapshot(&self) -> ClusterConfig {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state.lock().clone()
     }
 
     /// A copy of the fleet's formation records.
     pub fn fleet_records(&self) -> FleetRecords {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .fleet
-            .clone()
+        self.state.lock().fleet.clone()
     }
 
     /// Notified with the offset of each applied record.

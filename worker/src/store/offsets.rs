@@ -4,8 +4,9 @@
 //! a tombstone forgets the partition. Lookups ignore the order of keys inside a partition object,
 //! as Kafka Connect compares them as maps.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use sluice_connector_api::{OffsetReader, SourceOffset, SourcePartition};
@@ -79,7 +80,7 @@ impl OffsetStore {
                 return;
             };
             let key = (connector, canonical(&partition));
-            let mut offsets = apply_offsets.lock().unwrap_or_else(|e| e.into_inner());
+            let mut offsets = apply_offsets.lock();
             match record.value.as_deref().map(serde_json::from_slice::<Json>) {
                 None => {
                     offsets.remove(&key);
@@ -107,7 +108,7 @@ impl OffsetStore {
 
     /// The stored offset of a connector's partition.
     pub fn offset(&self, connector: &str, partition: &SourcePartition) -> Option<SourceOffset> {
-        let offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        let offsets = self.offsets.lock();
         offsets
             .get(&(connector.to_owned(), canonical(partition)))
             .map(|(_, o)| o.clone())
@@ -115,7 +116,7 @@ impl OffsetStore {
 
     /// Every stored partition and offset of a connector.
     pub fn connector_offsets(&self, connector: &str) -> Vec<(SourcePartition, SourceOffset)> {
-        let offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        let offsets = self.offsets.lock();
         offsets
             .iter()
             .filter(|((c, _), _)| c == connector)
@@ -136,7 +137,7 @@ impl OffsetStore {
             async move { self.log.send(&key, Some(value.as_bytes())).await }
         });
         futures::future::try_join_all(sends).await?;
-        let mut map = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.offsets.lock();
         for (partition, offset) in offsets {
             map.insert(
                 (connector.to_owned(), canonical(partition)),

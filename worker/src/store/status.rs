@@ -6,8 +6,9 @@
 //! older generation than the one stored for the same key is ignored, so a late write from a worker
 //! that lost its assignment never overwrites a newer status.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +78,7 @@ impl StatusStore {
             let Some(key) = record.key.and_then(|k| String::from_utf8(k).ok()) else {
                 return;
             };
-            let mut statuses = apply.lock().unwrap_or_else(|e| e.into_inner());
+            let mut statuses = apply.lock();
             if key.starts_with("topic-") {
                 match record.value.as_deref().and_then(parse_topic_record) {
                     Some(entry) => statuses.topics.insert(key, entry),
@@ -126,19 +127,13 @@ impl StatusStore {
 
     /// The stored status under `key`.
     pub fn get(&self, key: &str) -> Option<ConnectorStatus> {
-        self.statuses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_key
-            .get(key)
-            .cloned()
+        self.statuses.lock().by_key.get(key).cloned()
     }
 
     /// The highest generation any stored status carries.
     pub fn max_generation(&self) -> i64 {
         self.statuses
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .by_key
             .values()
             .map(|s| s.generation)
@@ -150,7 +145,6 @@ impl StatusStore {
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.statuses
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .by_key
             .keys()
             .filter(|k| k.starts_with(prefix))
@@ -165,7 +159,7 @@ impl StatusStore {
         status: Option<&ConnectorStatus>,
     ) -> Result<(), WorkerError> {
         {
-            let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+            let mut statuses = self.statuses.lock();
             match status {
                 Some(s) => statuses.by_key.insert(key.to_owned(), s.clone()),
                 None => statuses.by_key.remove(key),
@@ -177,7 +171,7 @@ impl StatusStore {
 
     /// Topics a connector has used.
     pub fn topics(&self, connector: &str) -> Vec<String> {
-        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let statuses = self.statuses.lock();
         let mut topics: Vec<String> = statuses
             .topics
             .values()
@@ -201,7 +195,6 @@ impl StatusStore {
         let value = serde_json::json!({"topic": {"name": topic, "connector": connector, "task": task, "discoverTimestamp": now_ms}});
         self.statuses
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .topics
             .insert(key.clone(), (connector.to_owned(), topic.to_owned()));
         self.log
@@ -213,7 +206,7 @@ impl StatusStore {
     /// Forgets every topic a connector has used.
     pub async fn reset_topics(&self, connector: &str) -> Result<(), WorkerError> {
         let keys: Vec<String> = {
-            let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+            let mut statuses = self.statuses.lock();
             let keys: Vec<String> = statuses
                 .topics
                 .iter()

@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{FutureExt, StreamExt};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{
@@ -207,7 +208,7 @@ impl Control {
     async fn original(&self, tp: &TopicPartition, offset: i64) -> ConnectResult<Original> {
         let (clients, reader, tp) = (self.clients.clone(), Arc::clone(&self.reader), tp.clone());
         tokio::task::spawn_blocking(move || {
-            let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reader = reader.lock();
             if reader.is_none() {
                 *reader = Some(Reader::new(&clients).map_err(|e| {
                     ConnectError::retriable(format!("creating a consumer failed: {e}"))
@@ -238,20 +239,15 @@ impl SinkTaskControl for Control {
     fn pause(&self, partitions: &[TopicPartition]) {
         self.paused_by_task
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .extend(partitions.iter().cloned());
     }
     fn resume(&self, partitions: &[TopicPartition]) {
-        let mut paused = self
-            .paused_by_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut paused = self.paused_by_task.lock();
         for p in partitions {
             paused.remove(p);
         }
         self.resumed_by_task
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .extend(partitions.iter().cloned());
     }
     fn request_commit(&self) {
@@ -259,12 +255,7 @@ impl SinkTaskControl for Control {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     fn assignment(&self) -> Vec<TopicPartition> {
-        self.assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.assignment.lock().iter().cloned().collect()
     }
 
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
@@ -378,7 +369,6 @@ impl SinkTaskControl for Control {
     fn reset_offsets(&self, offsets: &Offsets) {
         self.resets
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
     }
 }
@@ -516,7 +506,7 @@ impl SinkTaskRunner {
                         .await?;
                 }
                 {
-                    let assignment = control.assignment.lock().unwrap_or_else(|e| e.into_inner());
+                    let assignment = control.assignment.lock();
                     batch.retain(|r| assignment.contains(&r.origin));
                     done_without_put.retain(|(tp, _)| assignment.contains(tp));
                 }
@@ -534,7 +524,7 @@ impl SinkTaskRunner {
                     // back-off, for as long as it lasts: they are read again from where the batch
                     // began (nothing is held), and nothing of it is committed meanwhile.
                     Err(e) if e.is_retriable() => {
-                        let delay = self.errors.redelivery_delay(put_retries, &e);
+                        let delay = self.errors.retry_delay(put_retries, "put", &e);
                         put_retries = put_retries.saturating_add(1);
                         control.reset_offsets(&firsts);
                         apply_resets(&consumer, &control, &mut current)?;
@@ -594,11 +584,7 @@ impl SinkTaskRunner {
                 for topic in parts.iter().map(|p| &p.topic).collect::<BTreeSet<_>>() {
                     self.reporter.topic_used(topic);
                 }
-                control
-                    .assignment
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(parts.iter().cloned());
+                control.assignment.lock().extend(parts.iter().cloned());
                 if paused {
                     let _ = consumer.pause(&tpl_of(&parts));
                 }
@@ -614,8 +600,7 @@ impl SinkTaskRunner {
                     tracing::warn!(task = %self.id, "committing before revocation failed: {e}");
                 }
                 {
-                    let mut assignment =
-                        control.assignment.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut assignment = control.assignment.lock();
                     for p in &parts {
                         assignment.remove(p);
                         current.remove(p);
@@ -634,30 +619,20 @@ impl SinkTaskRunner {
         control: &Control,
         paused: bool,
     ) {
-        let assignment = control
-            .assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let assignment = control.assignment.lock().clone();
         let by_task: Vec<_> = control
             .paused_by_task
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .intersection(&assignment)
             .cloned()
             .collect();
         if !by_task.is_empty() {
             let _ = consumer.pause(&tpl_of(&by_task));
         }
-        let resumed: Vec<_> = std::mem::take(
-            &mut *control
-                .resumed_by_task
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
-        .into_iter()
-        .filter(|p| assignment.contains(p))
-        .collect();
+        let resumed: Vec<_> = std::mem::take(&mut *control.resumed_by_task.lock())
+            .into_iter()
+            .filter(|p| assignment.contains(p))
+            .collect();
         if !resumed.is_empty() && !paused {
             let _ = consumer.resume(&tpl_of(&resumed));
         }
@@ -725,12 +700,8 @@ fn apply_resets(
     control: &Control,
     current: &mut Offsets,
 ) -> Result<(), String> {
-    let resets = std::mem::take(&mut *control.resets.lock().unwrap_or_else(|e| e.into_inner()));
-    let assignment = control
-        .assignment
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let resets = std::mem::take(&mut *control.resets.lock());
+    let assignment = control.assignment.lock().clone();
     for (tp, offset) in resets.into_iter().filter(|(tp, _)| assignment.contains(tp)) {
         blocking(|| {
             consumer.seek(

@@ -94,6 +94,7 @@ impl SourceTaskRunner {
         let interval = self.task_settings.offset_flush_interval;
         let mut next_flush = Instant::now() + interval;
         let mut shown = None;
+        let mut poll_retries = 0u32;
         let result: Result<(), String> = async {
             loop {
                 let desired = *self.desired.borrow_and_update();
@@ -117,11 +118,24 @@ impl SourceTaskRunner {
                     let _ = tokio::time::timeout_at(next_flush, self.desired.changed()).await;
                     continue;
                 }
-                let batch = self
-                    .task
-                    .poll()
-                    .await
-                    .map_err(|e| format!("poll failed: {}", e.trace()))?;
+                let batch = match self.task.poll().await {
+                    Ok(batch) => {
+                        poll_retries = 0;
+                        batch
+                    }
+                    // As in Kafka Connect, a retriable error (a database restarting) is retried
+                    // for as long as it lasts, after a back-off; the task keeps its offsets.
+                    Err(e) if e.is_retriable() => {
+                        let delay = self.errors.retry_delay(poll_retries, "poll", &e);
+                        poll_retries = poll_retries.saturating_add(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.desired.changed() => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(format!("poll failed: {}", e.trace())),
+                };
                 for record in batch {
                     self.send(record, &mut in_flight, &mut acked).await?;
                 }

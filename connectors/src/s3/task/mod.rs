@@ -22,13 +22,15 @@
 //!   that finds another writer's intent drops what it holds of the partition and reads it again
 //!   from the committed offset, so two writers never publish different cuts of the same offsets.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
+use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::{
-    ConnectData, ConnectError, ConnectResult, Offsets, Props, SinkRecord, SinkTask,
-    SinkTaskContext, TopicPartition, Value, async_trait,
+    ConnectData, ConnectError, ConnectResult, ConnectorConfig, Offsets, Props, SinkRecord,
+    SinkTask, SinkTaskContext, TopicPartition, Value, async_trait, now_ms,
 };
 use tokio::time::Instant;
 
@@ -150,17 +152,10 @@ struct Running {
     writer: String,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[async_trait]
 impl SinkTask for S3SinkTask {
     async fn start(&mut self, ctx: SinkTaskContext, props: &Props) -> ConnectResult<()> {
-        let config =
-            S3SinkConfig::from_props(props).map_err(|e| ConnectError::user(e.to_string()))?;
+        let config = S3SinkConfig::from_props(props)?;
         let compression = match config.codec {
             Codec::None => parquet::basic::Compression::UNCOMPRESSED,
             Codec::Snappy => parquet::basic::Compression::SNAPPY,
@@ -523,24 +518,7 @@ impl Running {
         }
         let replay = state.replay.filter(|i| i.start <= offset && offset < i.end);
         let opened_at = replay.map_or(now, |i| i.opened_at);
-        let mut deadline = None;
-        let tz = match &self.config.partitioner {
-            Partitioner::Time { timezone, .. } => *timezone,
-            _ => chrono_tz::Tz::UTC,
-        };
-        if let Some(period) = self.config.rotate_schedule_interval_ms {
-            deadline = Some(bucket_start(opened_at, period, &tz) + period);
-        }
-        if let Partitioner::Time {
-            duration_ms,
-            extractor: TimestampExtractor::Wallclock,
-            timezone,
-            ..
-        } = &self.config.partitioner
-        {
-            let end = bucket_start(opened_at, *duration_ms, timezone) + duration_ms;
-            deadline = Some(deadline.map_or(end, |d: i64| d.min(end)));
-        }
+        let deadline = wall_clock_deadline(&self.config, opened_at);
         state.open = Some(FileSet {
             start: offset,
             opened_at,
@@ -667,7 +645,7 @@ impl Running {
         match failure {
             Some(e) if e.is_retriable() => {
                 let attempts = self.part_retry.map_or(1, |(_, n)| n + 1);
-                let backoff = backoff(self.config.retry_backoff_ms, attempts);
+                let backoff = backoff(&self.config, attempts);
                 self.part_retry = Some((Instant::now() + backoff, attempts));
                 tracing::warn!(
                     attempt = attempts,
@@ -688,9 +666,31 @@ impl Running {
     }
 }
 
+/// When a file set opened at `opened_at` closes by the wall clock: at the next multiple of
+/// `rotate.schedule.interval.ms` in `timezone` (whatever the partitioner), or at the end of its
+/// directory's time bucket for a time-based partitioner on `Wallclock` time; `None` when neither.
+fn wall_clock_deadline(config: &S3SinkConfig, opened_at: i64) -> Option<i64> {
+    let schedule = config
+        .rotate_schedule_interval_ms
+        .map(|period| bucket_start(opened_at, period, &config.timezone) + period);
+    let bucket = match &config.partitioner {
+        Partitioner::Time {
+            duration_ms,
+            extractor: TimestampExtractor::Wallclock,
+            timezone,
+            ..
+        } => Some(bucket_start(opened_at, *duration_ms, timezone) + duration_ms),
+        _ => None,
+    };
+    match (schedule, bucket) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A record's time as `timestamp.extractor` says (for `rotate.interval.ms`).
 fn time_of(config: &S3SinkConfig, record: &SinkRecord, opened_at: i64) -> Option<i64> {
-    let extractor = config.extractor().unwrap_or(&TimestampExtractor::Record);
-    record_time(extractor, record, opened_at).ok()
+    record_time(&config.timestamp_extractor, record, opened_at).ok()
 }
 
 /// `rotate.interval.ms`: the record's time is at least the interval past the set's first record.
@@ -701,10 +701,11 @@ fn rotate_on_record_time(config: &S3SinkConfig, set: &FileSet, record: &SinkReco
     time_of(config, record, set.opened_at).is_some_and(|t| t - first >= interval)
 }
 
-fn backoff(initial_ms: u64, attempts: u32) -> Duration {
-    Duration::from_millis(initial_ms)
-        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF)
+/// The wait before retry number `attempts` (from 1) of an upload or publish: jittered, from
+/// `s3.retry.backoff.ms` doubling up to 30 s.
+fn backoff(config: &S3SinkConfig, attempts: u32) -> Duration {
+    Backoff::new(Duration::from_millis(config.retry_backoff_ms), MAX_BACKOFF)
+        .delay(attempts.saturating_sub(1))
 }
 
 /// `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<zero-padded start offset>.parquet`.
@@ -715,4 +716,30 @@ pub fn object_key(config: &S3SinkConfig, dir: &str, tp: &TopicPartition, start: 
         "{prefix}{}/{dir}/{}+{}+{start:0width$}.parquet",
         tp.topic, tp.topic, tp.partition
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_connector_api::ConnectorConfig;
+    use sluice_connector_api::testing::props;
+
+    use super::*;
+
+    /// Issue 14: the schedule of `rotate.schedule.interval.ms` is in `timezone`, also with the
+    /// default partitioner.
+    #[test]
+    fn the_rotation_schedule_follows_the_timezone_with_any_partitioner() {
+        let config = S3SinkConfig::from_props(&props(&[
+            ("store.url", "file:///tmp/unused"),
+            ("rotate.schedule.interval.ms", "86400000"),
+            ("timezone", "Asia/Kolkata"),
+        ]))
+        .expect("valid");
+        // 2026-01-01T00:00:00Z is 05:30 in Kolkata: the next local midnight is 18:30 UTC.
+        let opened_at = 1_767_225_600_000;
+        assert_eq!(
+            wall_clock_deadline(&config, opened_at),
+            Some(opened_at + 18 * 3_600_000 + 30 * 60_000)
+        );
+    }
 }

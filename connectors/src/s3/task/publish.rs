@@ -2,8 +2,9 @@
 //! saw, make its objects appear), fencing by another writer's intent, reading a partition's intent
 //! at assignment, and the topic's known columns in the store. See `DESIGN.md` in this folder.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -111,7 +112,7 @@ impl Running {
             Err(e) if e.is_retriable() => {
                 let sealed = state.sealed.as_mut().expect("due");
                 sealed.attempts += 1;
-                let backoff = backoff(self.config.retry_backoff_ms, sealed.attempts);
+                let backoff = backoff(&self.config, sealed.attempts);
                 sealed.retry_at = Instant::now() + backoff;
                 tracing::warn!(partition = %tp, attempt = sealed.attempts, ?backoff, "publishing a file set failed; its data stays buffered and is retried: {}", e.trace());
                 self.pause_all();
@@ -299,7 +300,7 @@ impl Running {
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     attempts += 1;
                     tracing::warn!(key, "reading failed; retrying: {}", e.trace());
-                    tokio::time::sleep(backoff(self.config.retry_backoff_ms, attempts)).await;
+                    tokio::time::sleep(backoff(&self.config, attempts)).await;
                 }
                 Err(e) => return Err(e.context(format!("reading {key}"))),
             }
@@ -334,26 +335,16 @@ impl Running {
         let Some(known) = self.known.get(topic).cloned() else {
             return;
         };
-        if !known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take_changed()
-        {
+        if !known.lock().take_changed() {
             return;
         }
         let key = columns_key(&self.config, &self.ctx.task_id.connector, topic);
         let store = self.store.clone();
         let saved = async {
             if let Some(now) = store.get(&key).await? {
-                known
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .learn_json(&now);
+                known.lock().learn_json(&now);
             }
-            let body = known
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .to_json();
+            let body = known.lock().to_json();
             store.put(&key, body.into()).await
         }
         .await;
@@ -363,10 +354,7 @@ impl Running {
                 "writing the known columns failed; the next publish tries again: {}",
                 e.trace()
             );
-            known
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .mark_changed();
+            known.lock().mark_changed();
         }
     }
 
@@ -393,9 +381,11 @@ impl Running {
     }
 }
 
-/// Test hook: with `SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH` set, the process aborts right after a file
-/// set's objects appear and before its offsets are committed, the one crash point a test cannot
-/// reach by timing alone (the commit follows within milliseconds).
+/// Test hook of a build with the `testing` feature (never a release build): with
+/// `SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH` set, the process aborts right after a file set's objects
+/// appear and before its offsets are committed, the one crash point a test cannot reach by timing
+/// alone (the commit follows within milliseconds).
+#[cfg(feature = "testing")]
 fn abort_if_injected() {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ENABLED.get_or_init(|| std::env::var_os("SLUICE_S3_FAULT_ABORT_AFTER_PUBLISH").is_some()) {
@@ -403,6 +393,9 @@ fn abort_if_injected() {
         std::process::abort();
     }
 }
+
+#[cfg(not(feature = "testing"))]
+fn abort_if_injected() {}
 
 /// `<topics.dir>/_sluice/<connector>/<topic>+<partition>.intent.json`: outside every topic's
 /// folder, and `_`-prefixed, which lake engines skip.

@@ -5,9 +5,10 @@
 //! recorded in [`Liveness`], which is how the leader tells a live worker from a dead one. When the
 //! worker is isolated by fault injection, every RPC fails as if the peer were unreachable.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
@@ -39,19 +40,12 @@ pub struct Liveness {
 
 impl Liveness {
     fn touch(&self, node: NodeId) {
-        self.answered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node, Instant::now());
+        self.answered.lock().insert(node, Instant::now());
     }
 
     /// When `node` last answered, if ever.
     pub fn last_answer(&self, node: NodeId) -> Option<Instant> {
-        self.answered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .copied()
+        self.answered.lock().get(&node).copied()
     }
 }
 

@@ -4,11 +4,12 @@
 //! worker is a new node. The state machine publishes every applied [`FleetState`] on a watch
 //! channel, which is how the rest of the worker learns about assignments.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -37,8 +38,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, LogInner> {
+        self.inner.lock()
     }
 }
 
@@ -169,8 +170,8 @@ impl StateMachine {
         (sm, rx)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SmInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, SmInner> {
+        self.inner.lock()
     }
 }
 

@@ -23,14 +23,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::dead_letter::{self, Stage};
 use sluice_connector_api::{
     ConnectError, Headers, ProducerRecord, SourceOffset, SourcePartition, TaskId,
 };
 use sluice_rest_api::model::LastError;
 use tokio::sync::OnceCell;
-use tokio::time::Instant;
 
 use crate::kafka::{KafkaClients, Producer, TopicSpec, future_record};
 use crate::metrics::TaskMetrics;
@@ -193,7 +192,7 @@ pub struct ErrorHandler {
     clients: KafkaClients,
     /// Created on the first dead letter, after the topic is known to exist.
     producer: OnceCell<Producer>,
-    breaker: Option<std::sync::Mutex<Breaker>>,
+    breaker: Option<parking_lot::Mutex<Breaker>>,
 }
 
 impl ErrorHandler {
@@ -206,7 +205,7 @@ impl ErrorHandler {
     ) -> Self {
         let breaker = policy
             .breaker
-            .map(|settings| std::sync::Mutex::new(Breaker::new(settings)));
+            .map(|settings| parking_lot::Mutex::new(Breaker::new(settings)));
         Self {
             task,
             policy,
@@ -224,7 +223,14 @@ impl ErrorHandler {
 
     /// Whether retriable failures are retried at all.
     pub fn retries(&self) -> bool {
-        self.policy.retry_timeout != Some(Duration::ZERO)
+        self.backoff().retries_at_all()
+    }
+
+    /// The policy's back-off: from [`FIRST_RETRY_DELAY`] up to `errors.retry.delay.max.ms`, within
+    /// `errors.retry.timeout`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(FIRST_RETRY_DELAY, self.policy.retry_delay_max)
+            .with_budget(self.policy.retry_timeout)
     }
 
     /// Whether a failed record's bytes will be used (dead-lettered); when not, callers need not
@@ -239,34 +245,29 @@ impl ErrorHandler {
         &self,
         mut op: impl FnMut() -> Result<T, StageError>,
     ) -> Result<T, StageError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
+        let mut retries = self.backoff().retries();
         loop {
             let error = match op() {
                 Ok(v) => return Ok(v),
                 Err(e) if !e.error.is_retriable() => return Err(e),
                 Err(e) => e,
             };
-            let left = match self.policy.retry_timeout {
-                None => Duration::MAX,
-                Some(timeout) => timeout.saturating_sub(started.elapsed()),
-            };
-            if left.is_zero() {
+            let Some(delay) = retries.next_delay() else {
                 return Err(error);
-            }
-            let delay = backoff(attempt, self.policy.retry_delay_max, &mut rand::rng()).min(left);
+            };
             tracing::debug!(task = %self.task, stage = %error.stage, ?delay, "retrying: {}", error.error);
             self.metrics.retried();
             tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
         }
     }
 
-    /// How long to wait before redelivering a batch whose `put` failed with a retriable error, for
-    /// the `attempt`th time in a row (from 0); logs the error and counts the retry.
-    pub fn redelivery_delay(&self, attempt: u32, error: &ConnectError) -> Duration {
-        let delay = backoff(attempt, self.policy.retry_delay_max, &mut rand::rng());
-        tracing::warn!(task = %self.task, attempt, ?delay, "put failed with a retriable error; redelivering the batch: {}", error.trace());
+    /// How long to wait before trying `operation` (a sink's `put`, a source's `poll`) again after
+    /// a retriable error, for the `attempt`th time in a row (from 0); logs the error and counts
+    /// the retry. Such retries are not bounded by `errors.retry.timeout`: as in Kafka Connect, a
+    /// task whose external system is down waits for it (and shows the error in its status).
+    pub fn retry_delay(&self, attempt: u32, operation: &str, error: &ConnectError) -> Duration {
+        let delay = self.backoff().delay(attempt);
+        tracing::warn!(task = %self.task, attempt, ?delay, "{operation} failed with a retriable error; trying again: {}", error.trace());
         self.metrics.retried();
         delay
     }
@@ -275,10 +276,7 @@ impl ErrorHandler {
     /// breaker; a record a sink reports later counts once more, as failed).
     pub fn succeeded(&self, n: usize) {
         if let Some(breaker) = &self.breaker {
-            breaker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(n, 0);
+            breaker.lock().record(n, 0);
         }
     }
 
@@ -295,7 +293,7 @@ impl ErrorHandler {
             stage: failed.stage.to_string(),
             record: origin.to_string(),
             message: failed.error.trace(),
-            timestamp: now_ms(),
+            timestamp: sluice_connector_api::now_ms(),
         });
         if !self.policy.tolerate_all {
             let error = failed.error;
@@ -321,7 +319,7 @@ impl ErrorHandler {
             None => self.metrics.skipped(),
         }
         let tripped = self.breaker.as_ref().and_then(|b| {
-            let mut breaker = b.lock().unwrap_or_else(|e| e.into_inner());
+            let mut breaker = b.lock();
             breaker.record(0, 1);
             breaker.tripped()
         });
@@ -422,25 +420,6 @@ impl ErrorHandler {
                 ))
             })
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The wait before retry number `attempt` (from 0): [`FIRST_RETRY_DELAY`] doubled per attempt and
-/// capped at `max`, then drawn uniformly from its upper half, so that tasks failing together do not
-/// retry in lockstep.
-fn backoff(attempt: u32, max: Duration, rng: &mut impl Rng) -> Duration {
-    let ceiling = FIRST_RETRY_DELAY
-        .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-        .min(max);
-    let half = ceiling / 2;
-    half + ceiling.saturating_sub(half).mul_f64(rng.random::<f64>())
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 use std::cell::Cell;
+use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use sluice_connector_api::Props;
 
 use super::*;
@@ -36,20 +35,26 @@ const AT: Origin<'static> = Origin::Kafka {
 };
 
 #[test]
-fn backoff_doubles_within_jittered_bounds_and_caps_at_the_maximum() {
-    let mut rng = StdRng::seed_from_u64(7);
-    let max = Duration::from_secs(2);
-    for (attempt, ceiling_ms) in [(0, 300), (1, 600), (2, 1200), (3, 2000), (20, 2000)] {
-        for _ in 0..100 {
-            let d = backoff(attempt, max, &mut rng);
-            let ceiling = Duration::from_millis(ceiling_ms);
-            assert!(
-                d >= ceiling / 2 && d <= ceiling,
-                "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]",
-                ceiling / 2
-            );
-        }
-    }
+fn the_policy_backs_off_from_300_ms_up_to_its_maximum_within_its_timeout() {
+    let (handler, _) = handler(ErrorPolicy {
+        retry_timeout: Some(Duration::from_secs(30)),
+        retry_delay_max: Duration::from_secs(2),
+        ..ErrorPolicy::default()
+    });
+    let backoff = handler.backoff();
+    assert_eq!(backoff.ceiling(0), Duration::from_millis(300));
+    assert_eq!(backoff.ceiling(1), Duration::from_millis(600));
+    assert_eq!(backoff.ceiling(20), Duration::from_secs(2));
+    assert_eq!(backoff.budget(), Some(Duration::from_secs(30)));
+    let (never, _) = handler_never_retrying();
+    assert!(!never.retries());
+}
+
+fn handler_never_retrying() -> (ErrorHandler, Arc<TaskMetrics>) {
+    handler(ErrorPolicy {
+        retry_timeout: Some(Duration::ZERO),
+        ..ErrorPolicy::default()
+    })
 }
 
 #[tokio::test]
