@@ -93,8 +93,8 @@ impl<T> Batcher<T> {
     }
 
     /// Adds an item of `bytes` that came from `offset` of `tp`. Returns the batch that closed to
-    /// make room for it or that it filled, or gives the item back when it is over `max_bytes` by
-    /// itself.
+    /// make room for it or that it filled (never both: a batch with room for another record
+    /// cannot be full with one), or gives the item back when it is over `max_bytes` by itself.
     pub fn push(
         &mut self,
         item: T,
@@ -357,6 +357,11 @@ mod tests {
                 in_flight.extend(batcher.push(offset, *size, &tp(0), offset).expect("fits"));
             }
             in_flight.extend(batcher.take());
+            for batch in &in_flight {
+                prop_assert!(batch.items.len() <= 7 && batch.bytes <= 100, "over a limit");
+            }
+            let items: Vec<i64> = in_flight.iter().flat_map(|b| b.items.clone()).collect();
+            prop_assert_eq!(items, (0..sizes.len() as i64).collect::<Vec<_>>(), "all, in order");
             let current = Offsets::from([(tp(0), sizes.len() as i64)]);
             for pick in order {
                 if in_flight.is_empty() {
