@@ -31,27 +31,6 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
-/// Waits until `child` (a test service named `name`) listens on `port`; panics if it exits first
-/// or does not listen within `timeout`.
-pub fn wait_for_listener(
-    child: &mut std::process::Child,
-    name: &str,
-    port: u16,
-    timeout: Duration,
-) {
-    let deadline = Instant::now() + timeout;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited with {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not listen within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A name unique to this test process and call.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -106,7 +85,9 @@ where
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+/// Waits until `child` (`what`: a broker, a worker, a test service) listens on `port`; panics if
+/// it exits first or does not listen within 30 s.
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {

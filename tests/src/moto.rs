@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::free_port;
 
@@ -45,7 +44,7 @@ impl Moto {
                     binary().display()
                 )
             });
-        crate::wait_for_listener(&mut child, "moto_server", port, Duration::from_secs(30));
+        crate::wait_for_port(port, &mut child, "moto_server");
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             child,

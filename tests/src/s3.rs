@@ -95,7 +95,7 @@ impl S3Server {
                     binary().display()
                 )
             });
-        crate::wait_for_listener(&mut child, "s3s-fs", self.port, Duration::from_secs(20));
+        crate::wait_for_port(self.port, &mut child, "s3s-fs");
         self.child = Some(child);
     }
 
