@@ -33,10 +33,11 @@
 //! # }
 //! ```
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::convert::JsonConverter;
 use crate::{

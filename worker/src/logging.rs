@@ -4,9 +4,9 @@
 //! is the default level. `SLUICE_LOG` (an `EnvFilter` directive string) sets the initial levels, and
 //! `SLUICE_LOG_FORMAT=json` switches to JSON lines.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 
+use parking_lot::Mutex;
 use sluice_rest_api::LogControl;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;

@@ -6,11 +6,11 @@
 //! task's status ([`TaskMetrics::summary`]), which the herder writes to the status topic so that
 //! every worker shows them.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 use sluice_connector_api::TaskId;
 use sluice_rest_api::model::{LastError, TaskErrors};

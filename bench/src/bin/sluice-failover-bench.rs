@@ -12,13 +12,13 @@
 //! documented default, not a measurement: a dead worker's tasks stay unassigned for
 //! `scheduled.rebalance.max.delay.ms` = 300 s (Kafka Connect cannot be downloaded here).
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use parking_lot::Mutex;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;

@@ -6,8 +6,9 @@
 //! with the JSON converter when schemas are enabled. Without schemas, integers come back as
 //! `Int64`, floats as `Float64` and objects as structs in document order.
 
-use parking_lot::Mutex;
 use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
 
 mod decode;
 mod encode;

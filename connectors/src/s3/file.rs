@@ -8,12 +8,12 @@
 //! knows of the topic ([`KnownColumns`]); after that a record that needs a new column or a wider
 //! type asks for the file to be closed ([`Admit::Roll`]).
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use sluice_connector_api::{ConnectError, ConnectResult, Schema, Value};

@@ -484,8 +484,9 @@ fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
 /// Faults a test injects into a [`Store`]: calls that fail for a while, calls held until released.
 #[cfg(any(test, feature = "testing"))]
 pub mod faults {
-    use parking_lot::Mutex;
     use std::sync::Arc;
+
+    use parking_lot::Mutex;
 
     use sluice_connector_api::{ConnectError, ConnectResult};
     use tokio::sync::Semaphore;

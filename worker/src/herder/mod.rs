@@ -15,12 +15,12 @@
 mod api;
 mod validate;
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use sluice_connector_api::{ConnectorContext, ConnectorInstance, PluginRegistry, Props, TaskId};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;

@@ -7,11 +7,11 @@
 //! - [`KafkaLog::read_to_end`] returns only once every record that was in the topic when it was called
 //!   has been applied, so a writer can read its own writes.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;

@@ -9,10 +9,10 @@
 //! The topic has one partition, so this order is total. Only the writer of task configs (the
 //! leader) writes `task-` and `commit-` records; the rest is applied by every worker alike.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::{Value as Json, json};
 use sluice_connector_api::Props;
 use tokio::sync::watch;

@@ -4,10 +4,10 @@
 //! a tombstone forgets the partition. Lookups ignore the order of keys inside a partition object,
 //! as Kafka Connect compares them as maps.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::{Value as Json, json};
 use sluice_connector_api::{OffsetReader, SourceOffset, SourcePartition};
 

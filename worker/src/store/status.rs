@@ -6,10 +6,10 @@
 //! older generation than the one stored for the same key is ignored, so a late write from a worker
 //! that lost its assignment never overwrites a newer status.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::WorkerError;

@@ -22,11 +22,11 @@
 //!   that finds another writer's intent drops what it holds of the partition and reads it again
 //!   from the committed offset, so two writers never publish different cuts of the same offsets.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::{
     ConnectData, ConnectError, ConnectResult, ConnectorConfig, Offsets, Props, SinkRecord,
@@ -701,11 +701,14 @@ fn rotate_on_record_time(config: &S3SinkConfig, set: &FileSet, record: &SinkReco
     time_of(config, record, set.opened_at).is_some_and(|t| t - first >= interval)
 }
 
-/// The wait before retry number `attempts` (from 1) of an upload or publish: jittered, from
-/// `s3.retry.backoff.ms` doubling up to 30 s.
-fn backoff(config: &S3SinkConfig, attempts: u32) -> Duration {
+/// The sink's back-off: jittered, from `s3.retry.backoff.ms` doubling up to 30 s.
+fn retry_backoff(config: &S3SinkConfig) -> Backoff {
     Backoff::new(Duration::from_millis(config.retry_backoff_ms), MAX_BACKOFF)
-        .delay(attempts.saturating_sub(1))
+}
+
+/// The wait before retry number `attempts` (from 1) of an upload or publish.
+fn backoff(config: &S3SinkConfig, attempts: u32) -> Duration {
+    retry_backoff(config).delay(attempts.saturating_sub(1))
 }
 
 /// `<topics.dir>/<topic>/<directory>/<topic>+<partition>+<zero-padded start offset>.parquet`.

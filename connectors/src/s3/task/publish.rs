@@ -2,11 +2,11 @@
 //! saw, make its objects appear), fencing by another writer's intent, reading a partition's intent
 //! at assignment, and the topic's known columns in the store. See `DESIGN.md` in this folder.
 
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::json;
 use sluice_connector_api::{CommittedOffset, ConnectError, ConnectResult, Offsets, TopicPartition};
 use tokio::time::Instant;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::super::config::S3SinkConfig;
 use super::super::known::KnownColumns;
 use super::super::store::{Conditional, Expect};
-use super::{Delivery, PartitionState, Running, backoff};
+use super::{Delivery, PartitionState, Running, backoff, retry_backoff};
 
 /// Version tag of an intent object.
 const INTENT_TAG: &str = "sluice.s3.intent";
@@ -292,18 +292,20 @@ impl Running {
         &mut self,
         key: &str,
     ) -> ConnectResult<Option<(bytes::Bytes, Option<String>)>> {
-        let deadline = Instant::now() + OPEN_RETRY;
-        let mut attempts = 0;
+        let mut retries = retry_backoff(&self.config)
+            .with_budget(Some(OPEN_RETRY))
+            .retries();
         loop {
-            match self.store.get_tagged(key).await {
+            let e = match self.store.get_tagged(key).await {
                 Ok(found) => return Ok(found),
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    attempts += 1;
-                    tracing::warn!(key, "reading failed; retrying: {}", e.trace());
-                    tokio::time::sleep(backoff(&self.config, attempts)).await;
-                }
+                Err(e) if e.is_retriable() => e,
                 Err(e) => return Err(e.context(format!("reading {key}"))),
-            }
+            };
+            let Some(delay) = retries.next_delay() else {
+                return Err(e.context(format!("reading {key}")));
+            };
+            tracing::warn!(key, "reading failed; retrying: {}", e.trace());
+            tokio::time::sleep(delay).await;
         }
     }
 
