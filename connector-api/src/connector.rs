@@ -113,18 +113,69 @@ pub trait OffsetReader: Send + Sync {
     fn offset(&self, partition: &SourcePartition) -> Option<SourceOffset>;
 }
 
+/// What a source task may ask of the runtime besides its offsets.
+#[async_trait]
+pub trait SourceTaskControl: Send + Sync {
+    /// Reports a record the task read but cannot turn into a Kafka record (a payload that does
+    /// not decode). `record` holds what was read, as bytes where it can ([`Value::Bytes`](crate::Value::Bytes)), with
+    /// the source partition and offset it came from. The runtime applies the connector's error
+    /// policy at stage `TASK_POLL`: with `errors.tolerance=none` this returns the error that fails
+    /// the task; with `all` the record is logged, counted and dead-lettered if a DLQ is set, and
+    /// the call returns `Ok`. Its offset is stored with the next record of its source partition.
+    async fn report(&self, record: &SourceRecord, error: ConnectError) -> ConnectResult<()>;
+    /// Adds `n` to a counter of this task named by the connector.
+    fn count(&self, counter: &str, n: u64);
+    /// Sets a gauge of this task named by the connector (for example how far a shard is behind).
+    /// Gauges appear in the task's status and in the worker's metrics.
+    fn gauge(&self, name: &str, value: i64);
+}
+
 /// What a source task is given when it starts.
 #[derive(Clone)]
 pub struct SourceTaskContext {
     /// The task's id.
     pub task_id: TaskId,
     offsets: Arc<dyn OffsetReader>,
+    control: Option<Arc<dyn SourceTaskControl>>,
 }
 
 impl SourceTaskContext {
-    /// A context reading offsets from `offsets`.
+    /// A context reading offsets from `offsets`, without error policy or metrics: a reported
+    /// record fails the task, counters and gauges go nowhere.
     pub fn new(task_id: TaskId, offsets: Arc<dyn OffsetReader>) -> Self {
-        Self { task_id, offsets }
+        Self {
+            task_id,
+            offsets,
+            control: None,
+        }
+    }
+
+    /// This context with the runtime's error policy and metrics.
+    pub fn with_control(mut self, control: Arc<dyn SourceTaskControl>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// See [`SourceTaskControl::report`]; without a runtime, the error itself (the task fails).
+    pub async fn report(&self, record: &SourceRecord, error: ConnectError) -> ConnectResult<()> {
+        match &self.control {
+            Some(control) => control.report(record, error).await,
+            None => Err(error),
+        }
+    }
+
+    /// See [`SourceTaskControl::count`].
+    pub fn count(&self, counter: &str, n: u64) {
+        if let Some(control) = &self.control {
+            control.count(counter, n);
+        }
+    }
+
+    /// See [`SourceTaskControl::gauge`].
+    pub fn gauge(&self, name: &str, value: i64) {
+        if let Some(control) = &self.control {
+            control.gauge(name, value);
+        }
     }
 
     /// The stored offset of `partition`: where to resume.

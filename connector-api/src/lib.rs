@@ -174,7 +174,7 @@ pub use config::{
 pub use connector::{
     CommittedOffset, Connector, ConnectorContext, OffsetReader, Offsets, ProducerRecord,
     SinkConnector, SinkTask, SinkTaskContext, SinkTaskControl, SourceConnector, SourceTask,
-    SourceTaskContext, TaskId,
+    SourceTaskContext, SourceTaskControl, TaskId,
 };
 pub use convert::{ConnectData, Converter};
 pub use error::{ConnectError, ConnectResult, Fault};

@@ -1,5 +1,5 @@
 //! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
-//! (`datagen`, `dlq-router`, `file`, `s3`; all on by default), and the kit they share: [`aws`]
+//! (`datagen`, `dlq-router`, `file`, `kinesis`, `s3`; all on by default), and the kit they share: [`aws`]
 //! (client settings and error classification for every AWS connector).
 //!
 //! - [`datagen`]: generates realistic order, IoT or clickstream events at a set rate, each with a
@@ -8,6 +8,8 @@
 //!   to their topic when due), a parking lot, or an explicit discard.
 //! - [`file`]: Kafka's FileStream source (lines in) and sink (JSON lines out), under Kafka's class
 //!   names so existing configs work unchanged.
+//! - [`kinesis`]: Kinesis Data Streams sink (ordered per partition key) and source (checkpointed
+//!   per shard), with an envelope format that carries a Kafka record through Kinesis unchanged.
 //! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
 #[cfg(feature = "aws")]
@@ -18,6 +20,8 @@ pub mod datagen;
 pub mod dlq_router;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 #[cfg(feature = "s3")]
 pub mod s3;
 
@@ -56,6 +60,25 @@ pub fn builtin() -> PluginRegistry {
         // Dead letters are passed on byte for byte, whatever the worker's converters.
         .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
     );
+    #[cfg(feature = "kinesis")]
+    let registry = registry
+        .with(
+            Plugin::sink::<kinesis::KinesisSinkConnector>(
+                kinesis::SINK_CLASS,
+                &["KinesisSink", "KinesisSinkConnector"],
+                VERSION,
+            )
+            // Bytes pass through unchanged unless the connector names its converters.
+            .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
+        )
+        .with(
+            Plugin::source::<kinesis::KinesisSourceConnector>(
+                kinesis::SOURCE_CLASS,
+                &["KinesisSource", "KinesisSourceConnector"],
+                VERSION,
+            )
+            .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
+        );
     #[cfg(feature = "s3")]
     let registry = registry.with(Plugin::sink::<s3::S3SinkConnector>(
         s3::CLASS,

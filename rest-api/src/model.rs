@@ -103,6 +103,9 @@ pub struct TaskErrors {
     /// Counters the connector keeps (for example records routed per rule by the DLQ router).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
+    /// Gauges the connector sets (for example how far each Kinesis shard is behind, in ms).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, i64>,
     /// The most recent failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,

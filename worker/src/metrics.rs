@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use sluice_connector_api::TaskId;
 use sluice_rest_api::model::{LastError, TaskErrors};
 
@@ -23,6 +25,7 @@ pub struct Metrics {
     dead_lettered: IntCounterVec,
     skipped: IntCounterVec,
     counters: IntCounterVec,
+    gauges: IntGaugeVec,
     tasks: Mutex<BTreeMap<TaskId, Arc<TaskMetrics>>>,
 }
 
@@ -77,6 +80,18 @@ impl Metrics {
                 "Counters kept by connectors, such as records routed per rule by the DLQ router.",
                 &["connector", "task", "counter"],
             ),
+            gauges: {
+                let name = "sluice_connector_gauge";
+                let vec = IntGaugeVec::new(
+                    Opts::new(name, "Gauges set by connectors, such as how far a shard is behind."),
+                    &["connector", "task", "gauge"],
+                )
+                .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+                registry
+                    .register(Box::new(vec.clone()))
+                    .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+                vec
+            },
             registry,
             tasks: Mutex::default(),
         }
@@ -94,6 +109,8 @@ impl Metrics {
                 dead_lettered: self.dead_lettered.with_label_values(&labels),
                 skipped: self.skipped.with_label_values(&labels),
                 counters: self.counters.clone(),
+                gauges: self.gauges.clone(),
+                custom_gauges: Mutex::default(),
                 labels: (id.connector.clone(), task.clone()),
                 custom: Mutex::default(),
                 last_error: Mutex::default(),
@@ -129,8 +146,10 @@ pub struct TaskMetrics {
     dead_lettered: IntCounter,
     skipped: IntCounter,
     counters: IntCounterVec,
+    gauges: IntGaugeVec,
     labels: (String, String),
     custom: Mutex<BTreeMap<String, IntCounter>>,
+    custom_gauges: Mutex<BTreeMap<String, IntGauge>>,
     last_error: Mutex<Option<LastError>>,
     /// Bumped on every change.
     version: AtomicU64,
@@ -181,6 +200,23 @@ impl TaskMetrics {
         self.changed();
     }
 
+    /// Sets a connector-defined gauge.
+    pub fn gauge(&self, name: &str, value: i64) {
+        let mut gauges = self.custom_gauges.lock();
+        let g = gauges.entry(name.to_owned()).or_insert_with(|| {
+            self.gauges.with_label_values(&[
+                self.labels.0.as_str(),
+                self.labels.1.as_str(),
+                name,
+            ])
+        });
+        if g.get() != value {
+            g.set(value);
+            drop(gauges);
+            self.changed();
+        }
+    }
+
     /// The figures shown in the task's status.
     pub fn summary(&self) -> TaskErrors {
         let custom = self.custom.lock();
@@ -190,6 +226,12 @@ impl TaskMetrics {
             records_dead_lettered: self.dead_lettered.get(),
             records_skipped: self.skipped.get(),
             counters: custom.iter().map(|(k, c)| (k.clone(), c.get())).collect(),
+            gauges: self
+                .custom_gauges
+                .lock()
+                .iter()
+                .map(|(k, g)| (k.clone(), g.get()))
+                .collect(),
             last_error: self.last_error.lock().clone(),
         }
     }
@@ -212,6 +254,7 @@ mod tests {
         });
         task.dead_lettered();
         task.count("routed.rule.transient", 2);
+        task.gauge("millis.behind.latest.shardId-000000000000", 1500);
         // The same task asked for again shares the counters.
         metrics.task(&id).retried();
         let summary = task.summary();
@@ -224,6 +267,10 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(summary.counters["routed.rule.transient"], 2);
+        assert_eq!(
+            summary.gauges["millis.behind.latest.shardId-000000000000"],
+            1500
+        );
         assert_eq!(summary.last_error.unwrap().message, "bad json");
         let text = metrics.render();
         assert!(
@@ -236,6 +283,10 @@ mod tests {
             text.contains(r#"counter="routed.rule.transient""#),
             "{text}"
         );
-        assert_eq!(metrics.versions(), [(id, 4)]);
+        assert!(
+            text.contains(r#"gauge="millis.behind.latest.shardId-000000000000"} 1500"#),
+            "{text}"
+        );
+        assert_eq!(metrics.versions(), [(id, 5)]);
     }
 }

@@ -19,7 +19,7 @@ use sluice_connector_api::convert::AsJson;
 use sluice_connector_api::dead_letter::Stage;
 use sluice_connector_api::{
     ConnectError, Fault, ProducerRecord, Props, Record, SourceOffset, SourcePartition,
-    SourceRecord, SourceTask, SourceTaskContext, TaskId, Value,
+    SourceRecord, SourceTask, SourceTaskContext, SourceTaskControl, TaskId, Value, async_trait,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,6 +43,56 @@ struct Tracked {
     pending: Pending,
     partition: SourcePartition,
     offset: SourceOffset,
+}
+
+/// The error policy and metrics as a source task sees them.
+struct Control {
+    errors: Arc<ErrorHandler>,
+    class: String,
+}
+
+/// A reported record's key or value as bytes: bytes and text as they are, anything else as JSON.
+fn reported_bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Null => None,
+        Value::Bytes(b) => Some(b.clone()),
+        Value::String(s) => Some(s.clone().into_bytes()),
+        other => serde_json::to_vec(&AsJson::schemaless(other)).ok(),
+    }
+}
+
+#[async_trait]
+impl SourceTaskControl for Control {
+    async fn report(&self, record: &SourceRecord, error: ConnectError) -> Result<(), ConnectError> {
+        let r = &record.record;
+        let failure = Failure {
+            failed: StageError {
+                stage: Stage::TaskPoll,
+                class: self.class.clone(),
+                error,
+            },
+            origin: Origin::Source {
+                topic: &r.topic,
+                partition: &record.source_partition,
+                offset: &record.source_offset,
+            },
+            original: Original {
+                key: reported_bytes(&r.key),
+                value: reported_bytes(&r.value),
+                headers: r.headers.clone(),
+                timestamp: r.timestamp,
+            },
+        };
+        self.errors.handle(failure).await
+    }
+
+    fn count(&self, counter: &str, n: u64) {
+        self.errors.metrics().count(counter, n);
+    }
+
+    fn gauge(&self, name: &str, value: i64) {
+        self.errors.metrics().gauge(name, value);
+    }
 }
 
 /// Runs one source task.
@@ -83,7 +133,12 @@ impl SourceTaskRunner {
                 .failed(format!("reading the offsets topic failed: {e}"));
             return;
         }
-        let ctx = SourceTaskContext::new(self.id.clone(), self.offsets.reader(&self.id.connector));
+        let control = Arc::new(Control {
+            errors: Arc::clone(&self.errors),
+            class: self.settings.connector_class.clone(),
+        });
+        let ctx = SourceTaskContext::new(self.id.clone(), self.offsets.reader(&self.id.connector))
+            .with_control(control);
         if let Err(e) = self.task.start(ctx, &self.props).await {
             self.reporter
                 .failed(format!("task start failed: {}", e.trace()));
