@@ -35,6 +35,16 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
 fi
 export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs"
 
+# A real Kinesis emulator for the Kinesis connector tests: kinesalite (in memory), run by node;
+# the tests start it on free loopback ports.
+command -v node >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+if [ ! -f "$TOOLS/kinesalite/node_modules/kinesalite/package.json" ]; then
+  echo "installing kinesalite 3.3.3"
+  mkdir -p "$TOOLS/kinesalite"
+  (cd "$TOOLS/kinesalite" && npm install --silent --no-audit --no-fund kinesalite@3.3.3)
+fi
+export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite"
+
 # Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB) and moto's server (STS
 # for the assumed-role tests), in a virtualenv shared with scripts/bench.sh.
 VENV="$HOME/.cache/sluice/venv"

@@ -4,12 +4,14 @@
 //!   process on a free port, with its data in a temporary directory.
 //! - [`Worker`] runs a `sluice` worker process against a broker, with internal topics and group
 //!   unique to the test, and can be killed (SIGKILL), terminated (SIGTERM) and restarted.
+//! - [`kinesis::KinesisEmulator`] runs a Kinesis emulator, [`kinesis::FaultProxy`] throttles in front of it.
 //! - [`eventually`] polls a condition until it holds or a deadline passes.
 //!
 //! The `sluice` binary is built on first use (`cargo build -p sluice-worker --bin sluice`), or
 //! taken from `SLUICE_BIN`.
 
 pub mod kafka;
+pub mod kinesis;
 pub mod moto;
 pub mod s3;
 

@@ -284,7 +284,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"gauge="millis.behind.latest.shardId-000000000000"} 1500"#),
+            text.contains(r#"gauge="millis.behind.latest.shardId-000000000000",task="1"} 1500"#),
             "{text}"
         );
         assert_eq!(metrics.versions(), [(id, 5)]);

@@ -154,26 +154,20 @@ impl Scheduler {
         }
     }
 
-    /// The next call to send: a full batch, else the open batch once its linger ended or when
-    /// refused records came due (they join it first).
+    /// The next call to send: a full batch, else the open batch once its linger ended. Refused
+    /// records that came due join the open batch first (and linger with it: a call carrying only
+    /// retries would spend a round trip on a few records).
     pub fn next_batch(&mut self, now: Instant) -> Option<Batch<Entry>> {
-        let mut retried = false;
         while let Some(entry) = self.retries.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let entry = entry.remove();
             self.stage(entry);
-            retried = true;
         }
-        if let Some(full) = self.closed.pop_front() {
-            return Some(full);
-        }
-        if retried {
-            // A retried record has waited its back-off already: it does not linger again.
-            return self.batcher.take();
-        }
-        self.batcher.take_if_lingered(now)
+        self.closed
+            .pop_front()
+            .or_else(|| self.batcher.take_if_lingered(now))
     }
 
     /// When [`next_batch`](Self::next_batch) may have something new without another record
