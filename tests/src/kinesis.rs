@@ -118,7 +118,12 @@ impl KinesisEmulator {
     pub async fn wait_active(&self, name: &str) {
         let c = self.client().await;
         eventually("stream ACTIVE", Duration::from_secs(30), || async {
-            let s = c.describe_stream_summary().stream_name(name).send().await.ok()?;
+            let s = c
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .ok()?;
             let status = s.stream_description_summary()?.stream_status().clone();
             (status == StreamStatus::Active).then_some(())
         })
@@ -167,7 +172,12 @@ impl KinesisEmulator {
     /// Splits `shard` in two at the middle of its hash key range; waits until ACTIVE again.
     pub async fn split(&self, stream: &str, shard: &str) {
         let c = self.client().await;
-        let shards = c.list_shards().stream_name(stream).send().await.expect("ListShards");
+        let shards = c
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("ListShards");
         let s = shards
             .shards()
             .iter()
@@ -191,7 +201,12 @@ impl KinesisEmulator {
     /// Every record of every shard, each shard from its start, in sequence order per shard.
     pub async fn read_all(&self, stream: &str) -> Vec<StreamRecord> {
         let c = self.client().await;
-        let shards = c.list_shards().stream_name(stream).send().await.expect("ListShards");
+        let shards = c
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("ListShards");
         let mut out = Vec::new();
         for shard in shards.shards() {
             let id = shard.shard_id().to_owned();
@@ -289,7 +304,10 @@ impl FaultProxy {
         let faults = Arc::new(Faults::default());
         let state = Arc::new(ProxyState {
             upstream: upstream.to_owned(),
-            http: reqwest::Client::builder().no_proxy().build().expect("client"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
             faults: Arc::clone(&faults),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -330,8 +348,12 @@ async fn send(state: &ProxyState, headers: &HeaderMap, body: Vec<u8>) -> Answer 
     }
     match request.send().await {
         Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            answer(status, r.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            answer(
+                status,
+                r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+            )
         }
         Err(e) => answer(StatusCode::BAD_GATEWAY, e.to_string().into_bytes()),
     }
@@ -351,7 +373,8 @@ async fn forward(state: &ProxyState, headers: HeaderMap, body: Bytes) -> Answer 
         return send(state, &headers, body.to_vec()).await;
     };
     let records = request["Records"].as_array().cloned().unwrap_or_default();
-    f.most_records.fetch_max(records.len() as u64, Ordering::SeqCst);
+    f.most_records
+        .fetch_max(records.len() as u64, Ordering::SeqCst);
     // Kinesis's limits: 500 records, 5 MiB of data and keys per call, 1 MiB per record.
     let sizes: Vec<usize> = records
         .iter()
@@ -378,13 +401,15 @@ async fn forward(state: &ProxyState, headers: HeaderMap, body: Bytes) -> Answer 
         let body = json!({"__type": "ValidationException", "message": broken.join("; ")});
         return answer(StatusCode::BAD_REQUEST, body.to_string().into_bytes());
     }
-    if f
-        .fail_calls
+    if f.fail_calls
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
         let body = json!({"__type": "InternalFailure", "message": "injected by the test proxy"});
-        return answer(StatusCode::INTERNAL_SERVER_ERROR, body.to_string().into_bytes());
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            body.to_string().into_bytes(),
+        );
     }
     let every = f.refuse_every.load(Ordering::SeqCst);
     let prefix = f.refuse_key_prefix.lock().clone();
@@ -392,9 +417,12 @@ async fn forward(state: &ProxyState, headers: HeaderMap, body: Bytes) -> Answer 
         .iter()
         .map(|r| {
             let n = f.seen.fetch_add(1, Ordering::SeqCst) + 1;
-            let by_key = prefix
-                .as_deref()
-                .is_some_and(|p| r["PartitionKey"].as_str().unwrap_or_default().starts_with(p));
+            let by_key = prefix.as_deref().is_some_and(|p| {
+                r["PartitionKey"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(p)
+            });
             by_key || (every > 0 && n % every == 0)
         })
         .collect();

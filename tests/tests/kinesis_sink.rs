@@ -11,7 +11,6 @@ use sluice_tests::kafka::{Produce, consume_all, create_topic, produce};
 use sluice_tests::kinesis::{FaultProxy, KinesisEmulator, StreamRecord, counts};
 use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
 
-
 const BASE_TS: i64 = 1_764_547_200_000;
 
 fn sink_config(endpoint: &str, stream: &str, topic: &str, extra: Value) -> Value {
@@ -136,14 +135,21 @@ async fn twenty_thousand_records_arrive_once_in_key_order_through_throttling() {
         assert_eq!(e.key, original.key);
         assert_eq!(e.value, original.value);
         assert_eq!(e.timestamp, original.timestamp);
-        assert_eq!(r.key.as_bytes(), original.key.as_deref().unwrap(), "key bytes as partition key");
+        assert_eq!(
+            r.key.as_bytes(),
+            original.key.as_deref().unwrap(),
+            "key bytes as partition key"
+        );
         by_id.push((r.key.clone(), id));
     }
     let unique_ids = counts(by_id.iter().map(|(_, id)| *id));
     assert_eq!(unique_ids.len(), n);
     assert_key_order(&by_id);
     let f = &proxy.faults;
-    assert!(f.refused.load(Ordering::SeqCst) > 1000, "the proxy throttled records");
+    assert!(
+        f.refused.load(Ordering::SeqCst) > 1000,
+        "the proxy throttled records"
+    );
     assert!(f.violations.lock().is_empty(), "{:?}", f.violations.lock());
     assert!(f.most_records.load(Ordering::SeqCst) <= 500);
     // Everything is committed once Kinesis took it.
@@ -168,18 +174,25 @@ async fn sigkill_mid_stream_loses_nothing_and_duplicates_only_what_was_uncommitt
     let mut worker = Worker::start(WorkerSettings::new(&broker)).await;
     let name = unique("kinesis-sink");
     worker
-        .create(&name, sink_config(&proxy.endpoint, &stream, &topic, json!({})))
+        .create(
+            &name,
+            sink_config(&proxy.endpoint, &stream, &topic, json!({})),
+        )
         .await;
     wait_accepted(&proxy, 5_000, Duration::from_secs(120)).await;
     let committed = worker.committed_sink_records(&name).await.unwrap_or(0);
     worker.kill();
     let written_at_kill = proxy.faults.accepted.load(Ordering::SeqCst) as i64;
     worker.restart().await;
-    let stored = eventually("every record in Kinesis", Duration::from_secs(240), || async {
-        let stored = kinesis.read_all(&stream).await;
-        let ids = ids_of_values(&stored);
-        (counts(ids.iter().map(|(_, id)| *id)).len() == n).then_some(ids)
-    })
+    let stored = eventually(
+        "every record in Kinesis",
+        Duration::from_secs(240),
+        || async {
+            let stored = kinesis.read_all(&stream).await;
+            let ids = ids_of_values(&stored);
+            (counts(ids.iter().map(|(_, id)| *id)).len() == n).then_some(ids)
+        },
+    )
     .await;
     let duplicates = stored.len() as i64 - n as i64;
     // What was written but not committed at the kill (plus the calls in flight then: at most
@@ -214,10 +227,16 @@ async fn records_refused_past_the_retry_timeout_go_to_the_dlq_and_their_key_move
         &topic,
         json!({"errors.retry.timeout": "1500", "kinesis.retry.backoff.ms": "50"}),
     );
-    config.as_object_mut().unwrap().extend(dlq(&dead).as_object().cloned().unwrap());
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(dlq(&dead).as_object().cloned().unwrap());
     worker.create(&name, config).await;
     let dead_letters = consume_all(&broker.bootstrap, &dead, 10, Duration::from_secs(120)).await;
-    let mut dead_ids: Vec<i64> = dead_letters.iter().map(|d| d.json()["id"].as_i64().unwrap()).collect();
+    let mut dead_ids: Vec<i64> = dead_letters
+        .iter()
+        .map(|d| d.json()["id"].as_i64().unwrap())
+        .collect();
     dead_ids.sort();
     assert_eq!(dead_ids, (0..20).step_by(2).collect::<Vec<_>>());
     let message = dead_letters[0]
@@ -228,12 +247,20 @@ async fn records_refused_past_the_retry_timeout_go_to_the_dlq_and_their_key_move
     *proxy.faults.refuse_key_prefix.lock() = None;
     let later: Vec<Produce> = (20..30).map(|i| record(i, "stuck")).collect();
     produce(&broker.bootstrap, &topic, &later).await;
-    let stored = eventually("the free and later records", Duration::from_secs(60), || async {
-        let stored = ids_of_values(&kinesis.read_all(&stream).await);
-        (stored.len() == 20).then_some(stored)
-    })
+    let stored = eventually(
+        "the free and later records",
+        Duration::from_secs(60),
+        || async {
+            let stored = ids_of_values(&kinesis.read_all(&stream).await);
+            (stored.len() == 20).then_some(stored)
+        },
+    )
     .await;
-    let stuck: Vec<i64> = stored.iter().filter(|(k, _)| k == "stuck").map(|(_, id)| *id).collect();
+    let stuck: Vec<i64> = stored
+        .iter()
+        .filter(|(k, _)| k == "stuck")
+        .map(|(_, id)| *id)
+        .collect();
     assert_eq!(stuck, (20..30).collect::<Vec<_>>());
     assert_key_order(&stored);
 }
@@ -251,8 +278,11 @@ async fn long_throttling_pauses_the_partitions_then_everything_drains() {
     let n = 2_000;
     let records: Vec<Produce> = (0..n)
         .map(|i| {
-            Produce::bytes((i % 2) as i32, format!("{{\"id\":{i},\"pad\":\"{}\"}}", "p".repeat(4000)).as_bytes())
-                .key(format!("k{}", i % 50).as_bytes())
+            Produce::bytes(
+                (i % 2) as i32,
+                format!("{{\"id\":{i},\"pad\":\"{}\"}}", "p".repeat(4000)).as_bytes(),
+            )
+            .key(format!("k{}", i % 50).as_bytes())
         })
         .collect();
     produce(&broker.bootstrap, &topic, &records).await;
@@ -292,20 +322,30 @@ async fn a_missing_stream_fails_the_task_naming_stream_and_region_without_the_se
     let kinesis = KinesisEmulator::start().await;
     let topic = unique("events");
     create_topic(&broker.bootstrap, &topic, 1).await;
-    produce(&broker.bootstrap, &topic, &[Produce::json(0, &json!({"id": 1}))]).await;
+    produce(
+        &broker.bootstrap,
+        &topic,
+        &[Produce::json(0, &json!({"id": 1}))],
+    )
+    .await;
     let worker = Worker::start(WorkerSettings::new(&broker)).await;
     let name = unique("kinesis-sink");
     let missing = unique("no-such-stream");
     worker
-        .create(&name, sink_config(&kinesis.endpoint, &missing, &topic, json!({})))
+        .create(
+            &name,
+            sink_config(&kinesis.endpoint, &missing, &topic, json!({})),
+        )
         .await;
     let trace = worker.failed_task_trace(&name).await;
-    assert!(trace.contains(&missing) && trace.contains("us-east-1"), "{trace}");
+    assert!(
+        trace.contains(&missing) && trace.contains("us-east-1"),
+        "{trace}"
+    );
     assert!(trace.contains("does not exist"), "{trace}");
     assert!(!trace.contains("test-secret-value"), "{trace}");
     assert!(!worker.log().contains("test-secret-value"));
 }
-
 
 #[tokio::test]
 async fn a_record_over_one_mib_goes_to_the_dlq_with_its_coordinates() {
@@ -329,15 +369,29 @@ async fn a_record_over_one_mib_goes_to_the_dlq_with_its_coordinates() {
         &topic,
         json!({"kinesis.record.format": "envelope"}),
     );
-    config.as_object_mut().unwrap().extend(dlq(&dead).as_object().cloned().unwrap());
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(dlq(&dead).as_object().cloned().unwrap());
     worker.create(&name, config).await;
     let dead_letters = consume_all(&broker.bootstrap, &dead, 1, Duration::from_secs(60)).await;
     assert_eq!(dead_letters.len(), 1);
     let message = dead_letters[0]
         .header("__connect.errors.exception.message")
         .unwrap_or_default();
-    assert!(message.contains("1048576") && message.contains(&format!("{topic}-0/")), "{message}");
-    assert_eq!(dead_letters[0].value.as_ref().map(Vec::len), Some(800_000), "the original bytes");
+    assert!(
+        message.contains("1048576") && message.contains(&format!("{topic}-0/")),
+        "{message}"
+    );
+    assert_eq!(
+        dead_letters[0].value.as_ref().map(Vec::len),
+        Some(800_000),
+        "the original bytes"
+    );
     wait_accepted(&proxy, 10, Duration::from_secs(60)).await;
-    assert_eq!(kinesis.read_all(&stream).await.len(), 10, "nothing truncated, nothing else lost");
+    assert_eq!(
+        kinesis.read_all(&stream).await.len(),
+        10,
+        "nothing truncated, nothing else lost"
+    );
 }

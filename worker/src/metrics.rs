@@ -83,7 +83,10 @@ impl Metrics {
             gauges: {
                 let name = "sluice_connector_gauge";
                 let vec = IntGaugeVec::new(
-                    Opts::new(name, "Gauges set by connectors, such as how far a shard is behind."),
+                    Opts::new(
+                        name,
+                        "Gauges set by connectors, such as how far a shard is behind.",
+                    ),
                     &["connector", "task", "gauge"],
                 )
                 .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
@@ -204,11 +207,8 @@ impl TaskMetrics {
     pub fn gauge(&self, name: &str, value: i64) {
         let mut gauges = self.custom_gauges.lock();
         let g = gauges.entry(name.to_owned()).or_insert_with(|| {
-            self.gauges.with_label_values(&[
-                self.labels.0.as_str(),
-                self.labels.1.as_str(),
-                name,
-            ])
+            self.gauges
+                .with_label_values(&[self.labels.0.as_str(), self.labels.1.as_str(), name])
         });
         if g.get() != value {
             g.set(value);

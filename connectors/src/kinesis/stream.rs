@@ -69,11 +69,7 @@ impl Stream {
     }
 
     /// `operation` failed with `e`, as a connector error naming the stream and region.
-    pub fn error<E>(
-        &self,
-        operation: &str,
-        e: SdkError<E>,
-    ) -> ConnectError
+    pub fn error<E>(&self, operation: &str, e: SdkError<E>) -> ConnectError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -92,7 +88,10 @@ impl Stream {
             .await;
         let summary = match summary {
             Ok(s) => s,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 return Err(ConnectError::external(format!(
                     "{} does not exist (check kinesis.stream and kinesis.region)",
                     self.describe()

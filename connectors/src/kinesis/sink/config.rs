@@ -198,7 +198,10 @@ impl ConnectorConfig for KinesisSinkConfig {
             aws,
             partition_key: parse_partition_key(&p.string(PARTITION_KEY))
                 .unwrap_or(PartitionKeySource::Key),
-            format: if p.string("kinesis.record.format").eq_ignore_ascii_case("envelope") {
+            format: if p
+                .string("kinesis.record.format")
+                .eq_ignore_ascii_case("envelope")
+            {
                 RecordFormat::Envelope
             } else {
                 RecordFormat::Value

@@ -158,8 +158,10 @@ impl Running {
             };
             let id = self.next_call;
             self.next_call += 1;
-            self.in_flight
-                .insert(id, batch.positions.iter().map(|(tp, _)| tp.clone()).collect());
+            self.in_flight.insert(
+                id,
+                batch.positions.iter().map(|(tp, _)| tp.clone()).collect(),
+            );
             let stream = self.d.stream.clone();
             self.calls.spawn(async move {
                 let result = put_records(&stream, &batch.items).await;
@@ -183,10 +185,7 @@ impl Running {
                         .ctx
                         .count("kinesis.records.refused", (sent - accepted) as u64);
                 }
-                let rejected = self
-                    .d
-                    .scheduler
-                    .complete(batch, outcomes, Instant::now());
+                let rejected = self.d.scheduler.complete(batch, outcomes, Instant::now());
                 self.reject(rejected).await;
             }
             Err(error) => {

@@ -156,8 +156,15 @@ mod tests {
         assert_eq!(&*of(Value::Int64(42)), "42");
         let long = Value::String("x".repeat(300));
         let hashed = of(long.clone());
-        assert!(hashed.starts_with("sha256:") && hashed.len() <= 256, "{hashed}");
-        assert_eq!(hashed, of(long), "the same key gives the same partition key");
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() <= 256,
+            "{hashed}"
+        );
+        assert_eq!(
+            hashed,
+            of(long),
+            "the same key gives the same partition key"
+        );
         let binary = of(Value::Bytes(vec![0xff, 0xfe]));
         assert!(binary.starts_with("sha256:"));
         assert!(of(Value::Bytes(Vec::new())).starts_with("sha256:"));
@@ -176,9 +183,16 @@ mod tests {
         let map = Value::Map(vec![(Value::from("device"), Value::Int32(9))]);
         assert_eq!(&*by(map), "9");
         assert_eq!(&*by(Value::Bytes(br#"{"device":"d2"}"#.to_vec())), "d2");
-        assert_eq!(&*by(Value::Bytes(br#"{"other":1}"#.to_vec())), "k", "no field: the key");
+        assert_eq!(
+            &*by(Value::Bytes(br#"{"other":1}"#.to_vec())),
+            "k",
+            "no field: the key"
+        );
         assert_eq!(&*by(Value::Null), "k", "a tombstone: the key");
-        let random = partition_key(&PartitionKeySource::Random, &record(Value::Null, Value::Null));
+        let random = partition_key(
+            &PartitionKeySource::Random,
+            &record(Value::Null, Value::Null),
+        );
         assert_eq!(random.len(), 32);
     }
 
@@ -193,7 +207,10 @@ mod tests {
             (back.key.as_deref(), back.value, back.offset, back.partition),
             (Some(&b"k"[..]), None, Some(7), Some(3))
         );
-        let decoded = record(Value::Null, Value::Map(vec![(Value::from("a"), Value::Int32(1))]));
+        let decoded = record(
+            Value::Null,
+            Value::Map(vec![(Value::from("a"), Value::Int32(1))]),
+        );
         assert_eq!(data(RecordFormat::Value, &decoded), br#"{"a":1}"#);
     }
 }

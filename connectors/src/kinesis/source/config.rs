@@ -99,7 +99,11 @@ impl ConnectorConfig for KinesisSourceConfig {
                     kinesis.shard.timestamp on).",
                 )
                 .default_value("TRIM_HORIZON")
-                .validator(Validator::OneOf(&["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"])),
+                .validator(Validator::OneOf(&[
+                    "TRIM_HORIZON",
+                    "LATEST",
+                    "AT_TIMESTAMP",
+                ])),
             )
             .define(
                 key(
@@ -187,12 +191,17 @@ impl ConnectorConfig for KinesisSourceConfig {
 
     fn build(p: &ParsedConfig, errors: &mut ConfigErrors) -> Self {
         let aws = AWS_KEYS.read(p, errors);
-        let format = if p.string("kinesis.record.format").eq_ignore_ascii_case("envelope") {
+        let format = if p
+            .string("kinesis.record.format")
+            .eq_ignore_ascii_case("envelope")
+        {
             RecordFormat::Envelope
         } else {
             RecordFormat::Value
         };
-        let topic = p.optional_string("kafka.topic").map(|t| t.trim().to_owned());
+        let topic = p
+            .optional_string("kafka.topic")
+            .map(|t| t.trim().to_owned());
         if topic.is_none() && format == RecordFormat::Value {
             errors.push(
                 "kafka.topic",
@@ -275,7 +284,10 @@ mod tests {
         assert_eq!(c.empty_backoff, Duration::from_secs(5));
         assert!(c.shard_filter.is_match("shardId-000000000001"));
         assert!(!c.shard_filter.is_match("shardId-000000000002"));
-        assert!(!c.shard_filter.is_match("xshardId-000000000001"), "whole id");
+        assert!(
+            !c.shard_filter.is_match("xshardId-000000000001"),
+            "whole id"
+        );
     }
 
     #[test]

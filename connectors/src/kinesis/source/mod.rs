@@ -53,7 +53,8 @@ async fn discover(
     loop {
         match shards::list(&stream, &config.shard_filter).await {
             Ok(mut listed) => {
-                let known = initial.get_or_insert_with(|| listed.iter().map(|s| s.id.clone()).collect());
+                let known =
+                    initial.get_or_insert_with(|| listed.iter().map(|s| s.id.clone()).collect());
                 for s in &mut listed {
                     s.new = !known.contains(&s.id);
                 }
@@ -67,7 +68,11 @@ async fn discover(
                 }
             }
             // The tasks report a missing stream or refused credentials; keep the last listing.
-            Err(e) => tracing::warn!("listing the shards of {} failed: {}", stream.describe(), e.message()),
+            Err(e) => tracing::warn!(
+                "listing the shards of {} failed: {}",
+                stream.describe(),
+                e.message()
+            ),
         }
         if let Some(first) = first.take() {
             let _ = first.send(());

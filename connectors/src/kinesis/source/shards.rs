@@ -155,7 +155,10 @@ mod tests {
             .iter()
             .map(|t| t.iter().map(|s| s.id.as_str()).collect())
             .collect();
-        assert_eq!(ids, [vec!["s0", "s4", "s5"], vec!["s1", "s2", "s6"], vec!["s3"]]);
+        assert_eq!(
+            ids,
+            [vec!["s0", "s4", "s5"], vec!["s1", "s2", "s6"], vec!["s3"]]
+        );
         assert_eq!(assign(&shards, 3), tasks, "deterministic");
         assert_eq!(assign(&shards, 10).len(), 3, "no empty task");
         assert_eq!(assign(&shards, 1).len(), 1);
@@ -164,9 +167,18 @@ mod tests {
 
     #[test]
     fn task_configs_round_trip_as_json() {
-        let s = vec![shard("s4", &["s0"]), TaskShard { new: true, ..shard("s9", &[]) }];
+        let s = vec![
+            shard("s4", &["s0"]),
+            TaskShard {
+                new: true,
+                ..shard("s9", &[])
+            },
+        ];
         let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(text, r#"[{"id":"s4","parents":["s0"]},{"id":"s9","new":true}]"#);
+        assert_eq!(
+            text,
+            r#"[{"id":"s4","parents":["s0"]},{"id":"s9","new":true}]"#
+        );
         assert_eq!(serde_json::from_str::<Vec<TaskShard>>(&text).unwrap(), s);
     }
 }

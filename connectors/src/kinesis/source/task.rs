@@ -25,14 +25,14 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sluice_connector_api::{
-    ConnectError, ConnectResult, ConnectorConfig, Headers, Props, Record, SourceRecord,
-    SourceTask, SourceTaskContext, Value, async_trait,
+    ConnectError, ConnectResult, ConnectorConfig, Headers, Props, Record, SourceRecord, SourceTask,
+    SourceTaskContext, Value, async_trait,
 };
 use tokio::time::Instant;
 
 use super::config::{KinesisSourceConfig, StartPosition};
-use crate::kinesis::envelope;
 use crate::kinesis::RecordFormat;
+use crate::kinesis::envelope;
 use crate::kinesis::stream::Stream;
 
 /// Header with the shard a record was read from.
@@ -274,7 +274,10 @@ impl Running {
                 }
                 Ok(())
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 // Past retention: nothing left to read.
                 tracing::info!(shard = %self.shards[i].id, "the shard no longer exists; done with it");
                 self.shards[i].done = true;
@@ -337,7 +340,11 @@ impl Running {
             match restored {
                 Ok(mut restored) => {
                     restored.headers = headers;
-                    out.push(SourceRecord::new(restored, &self.shards[i].partition, &offset)?);
+                    out.push(SourceRecord::new(
+                        restored,
+                        &self.shards[i].partition,
+                        &offset,
+                    )?);
                 }
                 Err(why) => {
                     let raw = Record {

@@ -45,7 +45,10 @@ fn a_key_has_one_record_out_of_its_queue() {
     let first = s.next_batch(now).expect("lingered");
     let keys: Vec<_> = first.items.iter().map(|e| e.offset).collect();
     assert_eq!(keys, [0, 3], "one record of k, and the other key");
-    assert!(s.next_batch(now).is_none(), "k is busy until offset 0 is done");
+    assert!(
+        s.next_batch(now).is_none(),
+        "k is busy until offset 0 is done"
+    );
     let current = Offsets::from([(TopicPartition::new("t", 0), 4)]);
     assert_eq!(s.safe_offsets(&current)[&TopicPartition::new("t", 0)], 0);
     s.complete(first, vec![Outcome::Accepted, Outcome::Accepted], now);
@@ -62,7 +65,10 @@ fn a_refused_record_goes_again_before_the_next_of_its_key() {
     let now = later();
     let batch = s.next_batch(now).unwrap();
     let refused = ConnectError::retriable("ProvisionedThroughputExceededException");
-    assert!(s.complete(batch, vec![Outcome::Refused(refused)], now).is_empty());
+    assert!(
+        s.complete(batch, vec![Outcome::Refused(refused)], now)
+            .is_empty()
+    );
     let again = s.next_batch(now).unwrap();
     assert_eq!((again.items[0].offset, again.items[0].attempts), (0, 1));
 }
@@ -82,7 +88,10 @@ fn a_record_refused_past_the_budget_goes_to_the_error_policy() {
     assert_eq!(rejected.len(), 1);
     assert!(!rejected[0].1.is_retriable());
     assert!(rejected[0].1.message().contains("errors.retry.timeout"));
-    assert!(s.next_batch(later).is_none(), "k waits for the error policy");
+    assert!(
+        s.next_batch(later).is_none(),
+        "k waits for the error policy"
+    );
     let (gone, _) = rejected.into_iter().next().unwrap();
     s.dealt_with(gone);
     assert_eq!(s.next_batch(later).unwrap().items[0].offset, 1);
