@@ -423,7 +423,7 @@ async fn forward(state: &ProxyState, headers: HeaderMap, body: Bytes) -> Answer 
                     .unwrap_or_default()
                     .starts_with(p)
             });
-            by_key || (every > 0 && n % every == 0)
+            by_key || (every > 0 && n.is_multiple_of(every))
         })
         .collect();
     let kept: Vec<Value> = records

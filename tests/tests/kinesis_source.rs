@@ -176,7 +176,7 @@ async fn round_trip_through_kinesis_restores_keys_values_headers_and_timestamps(
     let records: Vec<Produce> = (0..400)
         .map(|n| {
             let k = n % 16;
-            Produce::json((k % 2) as i32, &json!({"n": n}))
+            Produce::json(k % 2, &json!({"n": n}))
                 .key(format!("key-{k}").as_bytes())
                 .header("trace", format!("t{n}").as_bytes())
                 .header("empty", b"")
