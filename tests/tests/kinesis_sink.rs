@@ -215,7 +215,7 @@ async fn records_refused_past_the_retry_timeout_go_to_the_dlq_and_their_key_move
     kinesis.create_stream(&stream, 2).await;
     create_topic(&broker.bootstrap, &topic, 1).await;
     let record = |i: usize, key: &str| Produce::json(0, &json!({"id": i})).key(key.as_bytes());
-    let first: Vec<Produce> = (0..20)
+    let first: Vec<Produce> = (0..10)
         .map(|i| record(i, if i % 2 == 0 { "stuck" } else { "free" }))
         .collect();
     produce(&broker.bootstrap, &topic, &first).await;
@@ -225,34 +225,34 @@ async fn records_refused_past_the_retry_timeout_go_to_the_dlq_and_their_key_move
         &proxy.endpoint,
         &stream,
         &topic,
-        json!({"errors.retry.timeout": "1500", "kinesis.retry.backoff.ms": "50"}),
+        json!({"errors.retry.timeout": "1000", "kinesis.retry.backoff.ms": "50"}),
     );
     config
         .as_object_mut()
         .unwrap()
         .extend(dlq(&dead).as_object().cloned().unwrap());
     worker.create(&name, config).await;
-    let dead_letters = consume_all(&broker.bootstrap, &dead, 10, Duration::from_secs(120)).await;
+    let dead_letters = consume_all(&broker.bootstrap, &dead, 5, Duration::from_secs(120)).await;
     let mut dead_ids: Vec<i64> = dead_letters
         .iter()
         .map(|d| d.json()["id"].as_i64().unwrap())
         .collect();
     dead_ids.sort();
-    assert_eq!(dead_ids, (0..20).step_by(2).collect::<Vec<_>>());
+    assert_eq!(dead_ids, (0..10).step_by(2).collect::<Vec<_>>());
     let message = dead_letters[0]
         .header("__connect.errors.exception.message")
         .unwrap_or_default();
     assert!(message.contains("errors.retry.timeout"), "{message}");
     // Kinesis takes the key again: its later records are written, in order.
     *proxy.faults.refuse_key_prefix.lock() = None;
-    let later: Vec<Produce> = (20..30).map(|i| record(i, "stuck")).collect();
+    let later: Vec<Produce> = (10..20).map(|i| record(i, "stuck")).collect();
     produce(&broker.bootstrap, &topic, &later).await;
     let stored = eventually(
         "the free and later records",
         Duration::from_secs(60),
         || async {
             let stored = ids_of_values(&kinesis.read_all(&stream).await);
-            (stored.len() == 20).then_some(stored)
+            (stored.len() == 15).then_some(stored)
         },
     )
     .await;
@@ -261,7 +261,7 @@ async fn records_refused_past_the_retry_timeout_go_to_the_dlq_and_their_key_move
         .filter(|(k, _)| k == "stuck")
         .map(|(_, id)| *id)
         .collect();
-    assert_eq!(stuck, (20..30).collect::<Vec<_>>());
+    assert_eq!(stuck, (10..20).collect::<Vec<_>>());
     assert_key_order(&stored);
 }
 

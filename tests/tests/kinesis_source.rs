@@ -84,6 +84,20 @@ async fn every_shard_arrives_and_a_sigkilled_worker_resumes_from_the_stored_sequ
         r.key.as_deref().unwrap().starts_with(b"k"),
         "the partition key is the key"
     );
+    // MillisBehindLatest per shard, in the task status.
+    let shards_reported = eventually("lag gauges in status", Duration::from_secs(30), || async {
+        let s = worker.get(&format!("/connectors/{name}/status")).await.body;
+        let gauges: Vec<String> = s["tasks"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["errors"]["gauges"].as_object())
+            .flat_map(|g| g.keys().cloned())
+            .filter(|k| k.starts_with("kinesis.millis.behind.latest.shardId-"))
+            .collect();
+        (gauges.len() == 4).then_some(gauges)
+    })
+    .await;
+    assert_eq!(shards_reported.len(), 4);
     // Once every shard's sequence number is stored, kill it.
     eventually("an offset per shard", Duration::from_secs(30), || async {
         let offsets = worker
