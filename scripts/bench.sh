@@ -4,6 +4,8 @@
 #   scripts/bench.sh failover [trials]  failover and rejoin times of a three-worker fleet (default 10)
 #   scripts/bench.sh s3 [records]       Kafka → S3 Parquet against a bare consumer and a Python
 #                                       baseline (default 1000000)
+#   scripts/bench.sh kinesis [records]  Kafka → Kinesis (kinesalite) against a bare aws-sdk-kinesis
+#                                       loop and a Python boto3 loop (default 200000)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
 set -euo pipefail
@@ -25,6 +27,21 @@ if [ "${1:-}" = s3 ]; then
   fi
   export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/sluice-s3-bench" "$@"
+fi
+if [ "${1:-}" = kinesis ]; then
+  shift
+  TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
+  if [ ! -f "$TOOLS/kinesalite/node_modules/kinesalite/package.json" ]; then
+    mkdir -p "$TOOLS/kinesalite"
+    (cd "$TOOLS/kinesalite" && npm install --silent --no-audit --no-fund kinesalite@3.3.3)
+  fi
+  VENV="$HOME/.cache/sluice/venv"
+  if ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet boto3
+  fi
+  export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite" SLUICE_BENCH_PYTHON="$VENV/bin/python"
+  exec "$CARGO_TARGET_DIR/release/sluice-kinesis-bench" "$@"
 fi
 if [ "${1:-}" = s3-stages ]; then
   shift
