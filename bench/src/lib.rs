@@ -75,6 +75,36 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Resu
     Ok(())
 }
 
+/// The sum of a sink connector's committed offsets (how many records it has committed), from the
+/// worker's REST API; 0 while it does not answer.
+pub async fn committed(http: &reqwest::Client, url: &str, name: &str) -> i64 {
+    let Ok(r) = http
+        .get(format!("{url}/connectors/{name}/offsets"))
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    body["offsets"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .filter_map(|x| x["offset"]["kafka_offset"].as_i64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times.
+pub fn clock_ticks() -> Result<f64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?
+        .stdout;
+    Ok(String::from_utf8(out)?.trim().parse()?)
+}
+
 /// User + system CPU seconds of a process, from /proc.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -84,15 +114,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
         .ok_or("bad stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let hz: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()?
-            .stdout,
-    )?
-    .trim()
-    .parse()?;
-    Ok(ticks / hz)
+    Ok(ticks / clock_ticks()?)
 }
 
 /// A memory figure of a process in MiB: `VmRSS` (now) or `VmHWM` (peak), from /proc.

@@ -44,6 +44,7 @@ pub struct StreamRecord {
 pub struct KinesisEmulator {
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
+    client: Client,
     child: Child,
 }
 
@@ -91,15 +92,17 @@ impl KinesisEmulator {
             .spawn()
             .expect("starting node (scripts/test.sh installs it)");
         crate::wait_for_port(port, &mut child, "kinesalite");
+        let endpoint = format!("http://127.0.0.1:{port}");
         Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            client: client(&endpoint).await,
+            endpoint,
             child,
         }
     }
 
-    /// A client of the emulator.
+    /// A client of the emulator (one per emulator, cloned: clients share their connections).
     pub async fn client(&self) -> Client {
-        client(&self.endpoint).await
+        self.client.clone()
     }
 
     /// Creates a stream of `shards` shards and waits until it is ACTIVE.

@@ -24,8 +24,8 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_topic, free_port, s3_event, sluice_bin, wait_healthy,
-    wait_port,
+    Killed, Result, clock_ticks, committed, cpu_seconds, create_topic, free_port, s3_event,
+    sluice_bin, wait_healthy, wait_port,
 };
 
 const KEYS: u64 = 2_000;
@@ -126,25 +126,6 @@ fn produce(bootstrap: &str, topic: &str, n: u64) -> Result<()> {
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
-}
-
-async fn committed(http: &reqwest::Client, url: &str, name: &str) -> i64 {
-    let Ok(r) = http
-        .get(format!("{url}/connectors/{name}/offsets"))
-        .send()
-        .await
-    else {
-        return 0;
-    };
-    let body: Value = r.json().await.unwrap_or_default();
-    body["offsets"]
-        .as_array()
-        .map(|o| {
-            o.iter()
-                .filter_map(|x| x["offset"]["kafka_offset"].as_i64())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Sluice from the connector's creation to its last commit: (wall, worker CPU).
@@ -329,9 +310,4 @@ fn children_cpu() -> Result<f64> {
     // cutime and cstime (fields 16 and 17 of stat; 13 and 14 after the command).
     let ticks: f64 = f[13].parse::<f64>()? + f[14].parse::<f64>()?;
     Ok(ticks / clock_ticks()?)
-}
-
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?.stdout;
-    Ok(String::from_utf8(out)?.trim().parse()?)
 }

@@ -22,8 +22,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, s3_event, sluice_bin,
-    wait_healthy, wait_port,
+    Killed, Result, committed, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
+    sluice_bin, wait_healthy, wait_port,
 };
 
 const PARTITIONS: i32 = 4;
@@ -140,25 +140,6 @@ fn python() -> PathBuf {
             PathBuf::from(std::env::var("HOME").unwrap_or_default())
                 .join(".cache/sluice/venv/bin/python")
         })
-}
-
-async fn committed(http: &reqwest::Client, url: &str, name: &str) -> i64 {
-    let Ok(r) = http
-        .get(format!("{url}/connectors/{name}/offsets"))
-        .send()
-        .await
-    else {
-        return 0;
-    };
-    let body: Value = r.json().await.unwrap_or_default();
-    body["offsets"]
-        .as_array()
-        .map(|o| {
-            o.iter()
-                .filter_map(|x| x["offset"]["kafka_offset"].as_i64())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The time in the leading RFC 3339 timestamp of the first log line holding `needle`.

@@ -76,6 +76,12 @@ impl ParsedConfig {
         self.optional_long(key).unwrap_or(0)
     }
 
+    /// A `LONG` or `INT` key of milliseconds (`linger.ms`, `*.backoff.ms`) as a duration; negative
+    /// values read as zero.
+    pub fn duration_ms(&self, key: &str) -> std::time::Duration {
+        std::time::Duration::from_millis(self.long(key).max(0) as u64)
+    }
+
     /// A `LONG` or `INT` key, or `None` when unset (a key whose default is `""`).
     pub fn optional_long(&self, key: &str) -> Option<i64> {
         match self.value(key, &[ConfigType::Long, ConfigType::Int]) {

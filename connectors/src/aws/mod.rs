@@ -266,8 +266,8 @@ impl AwsKeys {
                 sts_endpoint: url_key(p, STS_ENDPOINT, errors),
             })
         };
-        let call_timeout = Duration::from_millis(p.long(CALL_TIMEOUT).max(0) as u64);
-        let attempt_timeout = Duration::from_millis(p.long(ATTEMPT_TIMEOUT).max(0) as u64);
+        let call_timeout = p.duration_ms(CALL_TIMEOUT);
+        let attempt_timeout = p.duration_ms(ATTEMPT_TIMEOUT);
         if attempt_timeout > call_timeout {
             errors.push(
                 ATTEMPT_TIMEOUT,

@@ -1,8 +1,6 @@
 //! What the sink and the source share about a stream: the AWS keys, the client, the service's
 //! limits and the check that the stream exists and is ready.
 
-use std::time::Duration;
-
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::StreamStatus;
@@ -116,9 +114,4 @@ impl Stream {
             ))),
         }
     }
-}
-
-/// A duration key in milliseconds.
-pub fn millis(ms: i64) -> Duration {
-    Duration::from_millis(ms.max(0) as u64)
 }

@@ -15,7 +15,7 @@ use sluice_connector_api::{
 use crate::aws::AwsSettings;
 pub use crate::kinesis::RecordFormat;
 use crate::kinesis::stream::{
-    self, AWS_KEYS, MAX_BYTES_PER_CALL, MAX_RECORD_BYTES, MAX_RECORDS_PER_CALL, millis,
+    self, AWS_KEYS, MAX_BYTES_PER_CALL, MAX_RECORD_BYTES, MAX_RECORDS_PER_CALL,
 };
 
 /// How a record's partition key is chosen (`kinesis.partition.key`).
@@ -185,8 +185,8 @@ impl ConnectorConfig for KinesisSinkConfig {
 
     fn build(p: &ParsedConfig, errors: &mut ConfigErrors) -> Self {
         let aws = AWS_KEYS.read(p, errors);
-        let retry_backoff = millis(p.long("kinesis.retry.backoff.ms"));
-        let retry_backoff_max = millis(p.long("kinesis.retry.backoff.max.ms"));
+        let retry_backoff = p.duration_ms("kinesis.retry.backoff.ms");
+        let retry_backoff_max = p.duration_ms("kinesis.retry.backoff.max.ms");
         if retry_backoff_max < retry_backoff {
             errors.push(
                 "kinesis.retry.backoff.max.ms",
@@ -209,7 +209,7 @@ impl ConnectorConfig for KinesisSinkConfig {
             batch: BatchLimits {
                 max_records: p.int("kinesis.batch.max.records").max(1) as usize,
                 max_bytes: p.int("kinesis.batch.max.bytes").max(1) as usize,
-                linger: millis(p.long("kinesis.linger.ms")),
+                linger: p.duration_ms("kinesis.linger.ms"),
             },
             max_in_flight: p.int("kinesis.max.in.flight").max(1) as usize,
             buffer_max_bytes: p.long("kinesis.buffer.max.bytes").max(1) as usize,
@@ -229,7 +229,7 @@ fn retry_timeout(p: &ParsedConfig) -> Option<Duration> {
         .get("errors.retry.timeout")
         .and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|ms| *ms > 0)
-        .map(millis)
+        .map(|ms| Duration::from_millis(ms as u64))
 }
 
 #[cfg(test)]

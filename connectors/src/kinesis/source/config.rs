@@ -11,7 +11,7 @@ use sluice_connector_api::{
 
 use crate::aws::AwsSettings;
 use crate::kinesis::RecordFormat;
-use crate::kinesis::stream::{self, AWS_KEYS, millis};
+use crate::kinesis::stream::{self, AWS_KEYS};
 
 use super::shards::TaskShard;
 
@@ -253,9 +253,9 @@ impl ConnectorConfig for KinesisSourceConfig {
                 Regex::new(".*").unwrap_or_else(|e| unreachable!("a constant regex: {e}"))
             }),
             record_limit: p.int("kinesis.record.limit"),
-            empty_backoff: millis(p.long("kinesis.empty.records.backoff.ms")),
-            throughput_backoff: millis(p.long("kinesis.throughput.exceeded.backoff.ms")),
-            discovery_interval: millis(p.long("kinesis.shard.discovery.interval.ms")),
+            empty_backoff: p.duration_ms("kinesis.empty.records.backoff.ms"),
+            throughput_backoff: p.duration_ms("kinesis.throughput.exceeded.backoff.ms"),
+            discovery_interval: p.duration_ms("kinesis.shard.discovery.interval.ms"),
             topic,
             format,
             shards,
