@@ -6,6 +6,8 @@
 #                                       baseline (default 1000000)
 #   scripts/bench.sh kinesis [records]  Kafka → Kinesis (kinesalite) against a bare aws-sdk-kinesis
 #                                       loop and a Python boto3 loop (default 200000)
+#   scripts/bench.sh kinesis-source [records]  Kinesis → Kafka against a bare GetRecords loop and a
+#                                       Python boto3 loop (default 200000)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
 set -euo pipefail
@@ -28,7 +30,9 @@ if [ "${1:-}" = s3 ]; then
   export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/sluice-s3-bench" "$@"
 fi
-if [ "${1:-}" = kinesis ]; then
+if [ "${1:-}" = kinesis ] || [ "${1:-}" = kinesis-source ]; then
+  bench=sluice-kinesis-bench
+  [ "$1" = kinesis-source ] && bench=sluice-kinesis-source-bench
   shift
   TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
   if [ ! -f "$TOOLS/kinesalite/node_modules/kinesalite/package.json" ]; then
@@ -41,7 +45,7 @@ if [ "${1:-}" = kinesis ]; then
     "$VENV/bin/pip" install --quiet boto3
   fi
   export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite" SLUICE_BENCH_PYTHON="$VENV/bin/python"
-  exec "$CARGO_TARGET_DIR/release/sluice-kinesis-bench" "$@"
+  exec "$CARGO_TARGET_DIR/release/$bench" "$@"
 fi
 if [ "${1:-}" = s3-stages ]; then
   shift

@@ -154,3 +154,5 @@ pub fn s3_event(i: u64) -> Vec<u8> {
     });
     serde_json::to_vec(&v).unwrap_or_default()
 }
+
+pub mod kinesis;

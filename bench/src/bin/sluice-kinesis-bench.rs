@@ -1,7 +1,7 @@
 //! Benchmark: Kafka topic → Kinesis stream, side by side in one run (see bench/README.md):
 //!
 //! - **bare SDK loop** (the limit): aws-sdk-kinesis `PutRecords` of 500 records, five calls in
-//!   flight, from memory, with no ordering rule and no Kafka;
+//!   flight, from events made before the clock starts, with no ordering rule and no Kafka;
 //! - **Sluice**: a release `sluice` worker running the Kinesis sink (one task, five calls in
 //!   flight, records of one partition key in order) from a 4-partition topic;
 //! - **boto3 loop** (the hand-written alternative): `bench/python/kinesis_boto3_baseline.py`,
@@ -9,96 +9,37 @@
 //!
 //! All three send the same N records (~380-byte JSON events, 2,000 partition keys) to their own
 //! 4-shard stream in one kinesalite process. The emulator bounds records/s; the figure to compare
-//! is CPU seconds per million records of each contender's own process.
+//! is CPU seconds per million records of each contender's own process, for its work only (the
+//! loops measure themselves after start-up and imports; the worker from the connector's creation
+//! to its last commit).
 //!
 //! usage: sluice-kinesis-bench [records]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use rdkafka::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use serde_json::{Value, json};
+use serde_json::json;
+use sluice_bench::kinesis::{
+    Emulator, KEYS, Run, child_run, client, create_stream, events, key, put_events, table,
+};
 use sluice_bench::{
-    Killed, Result, clock_ticks, committed, cpu_seconds, create_topic, free_port, s3_event,
-    sluice_bin, wait_healthy, wait_port,
+    Killed, Result, committed, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
+    wait_healthy, wait_port,
 };
 
-const KEYS: u64 = 2_000;
 const IN_FLIGHT: usize = 5;
 
-fn key(i: u64) -> String {
-    format!("device-{}", i % KEYS)
-}
-
-async fn client(endpoint: &str) -> Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "bench", "bench", None, None, "bench",
-        ))
-        .build();
-    Client::from_conf(config)
-}
-
-async fn create_stream(c: &Client, name: &str) -> Result<()> {
-    c.create_stream()
-        .stream_name(name)
-        .shard_count(4)
-        .send()
-        .await?;
-    loop {
-        let s = c.describe_stream_summary().stream_name(name).send().await?;
-        let active = s
-            .stream_description_summary()
-            .is_some_and(|d| d.stream_status() == &StreamStatus::Active);
-        if active {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The bare loop, run as a child process so that its CPU is its own: prints `{"wall": s}`.
+/// The bare loop, run as a child process so that its CPU is its own: prints `{"wall", "cpu"}`.
 async fn bare_sdk(endpoint: &str, stream: &str, n: u64) -> Result<()> {
     let c = client(endpoint).await;
-    let started = Instant::now();
-    let mut calls = tokio::task::JoinSet::new();
-    let mut i = 0;
-    while i < n || !calls.is_empty() {
-        while i < n && calls.len() < IN_FLIGHT {
-            let entries: Vec<PutRecordsRequestEntry> = (i..(i + 500).min(n))
-                .map(|j| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(key(j))
-                        .data(Blob::new(s3_event(j)))
-                        .build()
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            i = (i + 500).min(n);
-            let (c, stream) = (c.clone(), stream.to_owned());
-            calls.spawn(async move {
-                c.put_records()
-                    .stream_name(stream)
-                    .set_records(Some(entries))
-                    .send()
-                    .await
-            });
-        }
-        if let Some(done) = calls.join_next().await {
-            let out = done??;
-            if out.failed_record_count().unwrap_or(0) > 0 {
-                return Err("the emulator refused records".into());
-            }
-        }
-    }
-    println!("{}", json!({"wall": started.elapsed().as_secs_f64()}));
+    let events = events(n);
+    let (started, cpu0) = (Instant::now(), cpu_seconds(std::process::id())?);
+    put_events(&c, stream, &events, IN_FLIGHT).await?;
+    let cpu = cpu_seconds(std::process::id())? - cpu0;
+    println!("{}", json!({"wall": started.elapsed().as_secs_f64(), "cpu": cpu}));
     Ok(())
 }
 
@@ -135,7 +76,7 @@ async fn through_sluice(
     endpoint: &str,
     stream: &str,
     n: u64,
-) -> Result<(f64, f64)> {
+) -> Result<Run> {
     let http = reqwest::Client::new();
     let port = free_port()?;
     let id = format!("kbench-{}", std::process::id());
@@ -184,16 +125,12 @@ async fn through_sluice(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok((started.elapsed().as_secs_f64(), cpu_seconds(pid)? - cpu0))
-}
-
-fn row(name: &str, n: u64, wall: f64, cpu: f64, base_cpu: f64) -> String {
-    let per_million = cpu / n as f64 * 1e6;
-    format!(
-        "| {name} | {:.0} | {per_million:.1} | {:.2}x |",
-        n as f64 / wall,
-        per_million / (base_cpu / n as f64 * 1e6)
-    )
+    Ok(Run {
+        name: "Sluice Kinesis sink (worker process)".into(),
+        records: n,
+        wall: started.elapsed().as_secs_f64(),
+        cpu: cpu_seconds(pid)? - cpu0,
+    })
 }
 
 #[tokio::main]
@@ -215,20 +152,8 @@ async fn main() -> Result<()> {
     );
     wait_port(kafka_port)?;
     let bootstrap = format!("127.0.0.1:{kafka_port}");
-    let kinesalite = std::env::var("SLUICE_KINESALITE")?;
-    let k_port = free_port()?;
-    let script = format!(
-        "require({kinesalite:?})({{shardLimit: 100, createStreamMs: 50}}).listen({k_port}, '127.0.0.1')"
-    );
-    let _kinesis = Killed(
-        Command::new("node")
-            .args(["-e", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(k_port)?;
-    let endpoint = format!("http://127.0.0.1:{k_port}");
+    let kinesis = Emulator::start()?;
+    let endpoint = kinesis.endpoint.clone();
     let c = client(&endpoint).await;
     let topic = format!("kinesis-bench-{}", std::process::id());
     create_topic(&bootstrap, &topic, 4).await?;
@@ -236,78 +161,30 @@ async fn main() -> Result<()> {
 
     eprintln!("bare SDK loop ...");
     create_stream(&c, "bare").await?;
-    let out = Command::new(std::env::current_exe()?)
-        .args(["bare-sdk", &endpoint, "bare", &n.to_string()])
-        .stdout(Stdio::piped())
-        .output()?;
-    let bare: Value = serde_json::from_slice(&out.stdout)?;
-    let bare_wall = bare["wall"].as_f64().ok_or("no wall")?;
-    // The CPU of a finished child is in this process's children total.
-    let bare_cpu = children_cpu()?;
+    let bare = child_run(
+        "bare aws-sdk-kinesis loop",
+        n,
+        Command::new(std::env::current_exe()?).args(["bare-sdk", &endpoint, "bare", &n.to_string()]),
+    )?;
 
     eprintln!("sluice ...");
     create_stream(&c, "sluice").await?;
-    let (sluice_wall, sluice_cpu) =
-        through_sluice(&bootstrap, &topic, &endpoint, "sluice", n).await?;
+    let sluice = through_sluice(&bootstrap, &topic, &endpoint, "sluice", n).await?;
 
     eprintln!("boto3 loop ...");
     create_stream(&c, "boto3").await?;
-    let before = children_cpu()?;
     let python = std::env::var("SLUICE_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/python/kinesis_boto3_baseline.py"
     );
-    let out = Command::new(python)
-        .args([
-            script,
-            &endpoint,
-            "boto3",
-            &n.to_string(),
-            &KEYS.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .output()?;
-    let boto: Value = serde_json::from_slice(&out.stdout)?;
-    let boto_wall = boto["wall"].as_f64().ok_or("no wall")?;
-    let boto_cpu = children_cpu()? - before;
+    let boto = child_run(
+        "Python boto3 loop",
+        n,
+        Command::new(python).args([script, &endpoint, "boto3", &n.to_string(), &KEYS.to_string()]),
+    )?;
 
     println!("{n} records (~380 B JSON, {KEYS} keys) into 4-shard kinesalite streams, one run:\n");
-    println!("| contender | records/s | CPU s per million records | CPU vs bare SDK |");
-    println!("|---|---|---|---|");
-    println!(
-        "{}",
-        row(
-            "bare aws-sdk-kinesis loop (limit)",
-            n,
-            bare_wall,
-            bare_cpu,
-            bare_cpu
-        )
-    );
-    println!(
-        "{}",
-        row(
-            "Sluice Kinesis sink (worker process)",
-            n,
-            sluice_wall,
-            sluice_cpu,
-            bare_cpu
-        )
-    );
-    println!(
-        "{}",
-        row("Python boto3 loop", n, boto_wall, boto_cpu, bare_cpu)
-    );
+    print!("{}", table(&[bare, sluice, boto]));
     Ok(())
-}
-
-/// User + system CPU seconds of every waited-for child of this process so far.
-fn children_cpu() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // cutime and cstime (fields 16 and 17 of stat; 13 and 14 after the command).
-    let ticks: f64 = f[13].parse::<f64>()? + f[14].parse::<f64>()?;
-    Ok(ticks / clock_ticks()?)
 }

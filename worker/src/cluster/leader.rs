@@ -54,7 +54,11 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     // A membership change in flight blocks only further membership changes, not assignments.
-    let changing = membership.get_joint_config().len() > 1;
+    // A committed joint config is not in flight: it is what is left when a change was cut short
+    // (its caller timed out between the two steps, or a concurrent join was appended between
+    // them), and [`repair_membership`] finishes it.
+    let in_flight = metrics.membership_config.log_id() > &metrics.last_applied;
+    let joint = membership.get_joint_config().len() > 1;
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
     state.first_seen.retain(|id, _| members.contains(id));
@@ -95,10 +99,10 @@ async fn lead_once(inner: &Inner, node: &Node, state: &mut LeaderState) {
         return; // nothing can be committed; the member loop gives up after the session timeout
     }
 
-    if publish_assignment(inner, node, state, &fleet, &alive).await || changing {
+    if publish_assignment(inner, node, state, &fleet, &alive).await || in_flight {
         return;
     }
-    repair_membership(inner, node, &fleet, &voters, &members, &alive).await;
+    repair_membership(inner, node, &fleet, &voters, joint, &members, &alive).await;
 }
 
 async fn answer_probe(inner: &Inner, node: &Node, state: &mut LeaderState, quorum_ok: bool) {
@@ -215,6 +219,7 @@ async fn repair_membership(
     node: &Node,
     fleet: &FleetState,
     voters: &BTreeSet<NodeId>,
+    joint: bool,
     members: &BTreeSet<NodeId>,
     alive: &BTreeSet<NodeId>,
 ) {
@@ -245,8 +250,10 @@ async fn repair_membership(
         }
         new_voters.insert(*c);
     }
-    if !new_voters.is_empty() && new_voters != *voters {
-        tracing::info!(?voters, ?new_voters, "changing the Raft voters");
+    // From a joint config, replacing the voters with its last config ends the joint phase in one
+    // step; with any other set it moves on to a joint config towards that set.
+    if !new_voters.is_empty() && (new_voters != *voters || joint) {
+        tracing::info!(?voters, ?new_voters, joint, "changing the Raft voters");
         // Demoted voters stay as learners: a leaving worker must keep receiving the assignment
         // until its work has moved; removal is the step below.
         change_membership(
