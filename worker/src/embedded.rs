@@ -53,6 +53,25 @@ pub fn resolved_path(url: &Url) -> PathBuf {
     path
 }
 
+/// Indexes record headers by record. tansu 0.6 looks up the headers of every record it fetches
+/// by `(topition, offset_id)` in a table with no index on those columns, so each record fetched
+/// scans every header the broker holds: with 50,000 records with a header each, fetches took
+/// over a minute and the broker stopped answering anything else. `build` has created the tables
+/// by now; the index is created once and kept in the file.
+async fn index_headers(file: &Path) -> Result<(), WorkerError> {
+    let failed = |e: libsql::Error| WorkerError::Broker(format!("indexing headers in {}: {e}", file.display()));
+    let db = libsql::Builder::new_local(file).build().await.map_err(failed)?;
+    db.connect()
+        .map_err(failed)?
+        .execute(
+            "create index if not exists sluice_header_by_record on header (topition, offset_id)",
+            (),
+        )
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
 /// Starts the broker on `127.0.0.1:port` with data in `data_dir`, and waits until it accepts
 /// connections.
 pub async fn start(data_dir: &Path, port: u16) -> Result<EmbeddedBroker, WorkerError> {
@@ -69,11 +88,12 @@ pub async fn start(data_dir: &Path, port: u16) -> Result<EmbeddedBroker, WorkerE
         .incarnation_id(uuid::Uuid::new_v4())
         .advertised_listener(listener.clone())
         .listener(listener)
-        .storage(storage)
+        .storage(storage.clone())
         .silent(true)
         .build()
         .await
         .map_err(|e| WorkerError::Broker(format!("{e:?}")))?;
+    index_headers(&resolved_path(&storage)).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
             tracing::error!("embedded broker stopped: {e:?}");
