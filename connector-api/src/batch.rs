@@ -191,7 +191,15 @@ pub struct CommitTracker {
 impl CommitTracker {
     /// The record at `offset` of `tp` was delivered and is not done yet.
     pub fn track(&mut self, tp: &TopicPartition, offset: i64) {
-        self.pending.entry(tp.clone()).or_default().insert(offset);
+        // Not `entry(tp.clone())`: that copies the topic name for every record.
+        match self.pending.get_mut(tp) {
+            Some(set) => {
+                set.insert(offset);
+            }
+            None => {
+                self.pending.insert(tp.clone(), BTreeSet::from([offset]));
+            }
+        }
     }
 
     /// The record at `offset` of `tp` is done (sent, or dealt with by the error policy).

@@ -26,7 +26,7 @@ use sluice_bench::kinesis::{
     Emulator, KEYS, Run, child_run, client, create_stream, events, key, put_events, table,
 };
 use sluice_bench::{
-    Killed, Result, committed, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
+    Killed, Result, CommittedOffsets, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
     wait_healthy, wait_port,
 };
 
@@ -119,7 +119,8 @@ async fn through_sluice(
         return Err(format!("creating the connector: {}", r.text().await?).into());
     }
     let deadline = Instant::now() + Duration::from_secs(1800);
-    while committed(&http, &url, name).await < n as i64 {
+    let offsets = CommittedOffsets::new(bootstrap, name, topic, 4)?;
+    while tokio::task::block_in_place(|| offsets.sum()) < n as i64 {
         if Instant::now() > deadline {
             return Err("the sink did not commit every record within 30 minutes".into());
         }

@@ -22,7 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, committed, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
+    Killed, Result, CommittedOffsets, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
     sluice_bin, wait_healthy, wait_port,
 };
 
@@ -203,7 +203,8 @@ async fn through_sluice(
         return Err(format!("creating the connector: {}", r.text().await?).into());
     }
     let deadline = Instant::now() + Duration::from_secs(1800);
-    while committed(&http, &url, name).await < n as i64 {
+    let offsets = CommittedOffsets::new(bootstrap, name, topic, PARTITIONS)?;
+    while tokio::task::block_in_place(|| offsets.sum()) < n as i64 {
         if Instant::now() > deadline {
             return Err("the sink did not commit every record within 30 minutes".into());
         }

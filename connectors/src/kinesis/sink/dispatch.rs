@@ -158,10 +158,10 @@ impl Running {
             };
             let id = self.next_call;
             self.next_call += 1;
-            self.in_flight.insert(
-                id,
-                batch.positions.iter().map(|(tp, _)| tp.clone()).collect(),
-            );
+            let partitions: BTreeSet<&TopicPartition> =
+                batch.positions.iter().map(|(tp, _)| tp).collect();
+            self.in_flight
+                .insert(id, partitions.into_iter().cloned().collect());
             let stream = self.d.stream.clone();
             self.calls.spawn(async move {
                 let result = put_records(&stream, &batch.items).await;

@@ -16,12 +16,14 @@
 //!
 //! Pure state, no I/O: the dispatcher feeds it records and call outcomes.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::hash_map::Entry as Slot;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::batch::{Batch, BatchLimits, Batcher, CommitTracker};
+use rustc_hash::{FxHashMap, FxHashSet};
 use sluice_connector_api::{ConnectError, Offsets, TopicPartition};
 
 /// One record on its way to Kinesis.
@@ -80,9 +82,9 @@ pub type Rejected = (Entry, ConnectError);
 /// The records of one task between `put` and Kinesis's acknowledgement.
 pub struct Scheduler {
     /// Records waiting behind their key's head, per key, in offer order.
-    waiting: HashMap<Arc<str>, VecDeque<Entry>>,
+    waiting: FxHashMap<Arc<str>, VecDeque<Entry>>,
     /// Keys with a head out of their queue.
-    busy: HashSet<Arc<str>>,
+    busy: FxHashSet<Arc<str>>,
     batcher: Batcher<Entry>,
     /// Batches closed by count or bytes, not sent yet.
     closed: VecDeque<Batch<Entry>>,
@@ -101,8 +103,8 @@ impl Scheduler {
     /// An empty scheduler.
     pub fn new(limits: BatchLimits, backoff: Backoff, retry_timeout: Option<Duration>) -> Self {
         Self {
-            waiting: HashMap::new(),
-            busy: HashSet::new(),
+            waiting: FxHashMap::default(),
+            busy: FxHashSet::default(),
             batcher: Batcher::new(limits),
             closed: VecDeque::new(),
             retries: BTreeMap::new(),
@@ -117,17 +119,18 @@ impl Scheduler {
 
     /// Takes a record delivered by the runtime (records of one partition in offset order).
     pub fn offer(&mut self, entry: Entry) {
-        self.revoked.remove(&entry.origin);
+        if !self.revoked.is_empty() {
+            self.revoked.remove(&entry.origin);
+        }
         self.tracker.track(&entry.origin, entry.offset);
         self.bytes += entry.size();
-        if self.busy.contains(&entry.key) {
+        if self.busy.insert(Arc::clone(&entry.key)) {
+            self.stage(entry);
+        } else {
             self.waiting
                 .entry(Arc::clone(&entry.key))
                 .or_default()
                 .push_back(entry);
-        } else {
-            self.busy.insert(Arc::clone(&entry.key));
-            self.stage(entry);
         }
     }
 
@@ -191,7 +194,7 @@ impl Scheduler {
     ) -> Vec<Rejected> {
         let mut rejected = Vec::new();
         for (mut entry, outcome) in batch.items.into_iter().zip(outcomes) {
-            if self.revoked.contains(&entry.origin) {
+            if !self.revoked.is_empty() && self.revoked.contains(&entry.origin) {
                 // The next owner reads it again from the committed offset.
                 self.finish(entry);
                 continue;
@@ -247,10 +250,16 @@ impl Scheduler {
 
     /// The key's head is done: its next record, if any, becomes the head.
     fn release(&mut self, key: &Arc<str>) {
-        let next = self.waiting.get_mut(key).and_then(VecDeque::pop_front);
-        if self.waiting.get(key).is_some_and(VecDeque::is_empty) {
-            self.waiting.remove(key);
-        }
+        let next = match self.waiting.entry(Arc::clone(key)) {
+            Slot::Occupied(mut queue) => {
+                let next = queue.get_mut().pop_front();
+                if queue.get().is_empty() {
+                    queue.remove();
+                }
+                next
+            }
+            Slot::Vacant(_) => None,
+        };
         match next {
             Some(next) => self.stage(next),
             None => {
