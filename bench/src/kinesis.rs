@@ -128,7 +128,10 @@ pub fn child_run(name: &str, records: u64, command: &mut Command) -> Result<Run>
         return Err(format!("{name} failed: {}", out.status).into());
     }
     let text = String::from_utf8(out.stdout)?;
-    let last = text.lines().last().ok_or_else(|| format!("{name} printed nothing"))?;
+    let last = text
+        .lines()
+        .last()
+        .ok_or_else(|| format!("{name} printed nothing"))?;
     let v: serde_json::Value = serde_json::from_str(last)?;
     let field = |f: &str| {
         v[f].as_f64()

@@ -59,8 +59,13 @@ pub fn resolved_path(url: &Url) -> PathBuf {
 /// over a minute and the broker stopped answering anything else. `build` has created the tables
 /// by now; the index is created once and kept in the file.
 async fn index_headers(file: &Path) -> Result<(), WorkerError> {
-    let failed = |e: libsql::Error| WorkerError::Broker(format!("indexing headers in {}: {e}", file.display()));
-    let db = libsql::Builder::new_local(file).build().await.map_err(failed)?;
+    let failed = |e: libsql::Error| {
+        WorkerError::Broker(format!("indexing headers in {}: {e}", file.display()))
+    };
+    let db = libsql::Builder::new_local(file)
+        .build()
+        .await
+        .map_err(failed)?;
     db.connect()
         .map_err(failed)?
         .execute(

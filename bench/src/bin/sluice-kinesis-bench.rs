@@ -26,7 +26,7 @@ use sluice_bench::kinesis::{
     Emulator, KEYS, Run, child_run, client, create_stream, events, key, put_events, table,
 };
 use sluice_bench::{
-    Killed, Result, CommittedOffsets, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
+    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
     wait_healthy, wait_port,
 };
 
@@ -39,7 +39,10 @@ async fn bare_sdk(endpoint: &str, stream: &str, n: u64) -> Result<()> {
     let (started, cpu0) = (Instant::now(), cpu_seconds(std::process::id())?);
     put_events(&c, stream, &events, IN_FLIGHT).await?;
     let cpu = cpu_seconds(std::process::id())? - cpu0;
-    println!("{}", json!({"wall": started.elapsed().as_secs_f64(), "cpu": cpu}));
+    println!(
+        "{}",
+        json!({"wall": started.elapsed().as_secs_f64(), "cpu": cpu})
+    );
     Ok(())
 }
 
@@ -165,7 +168,12 @@ async fn main() -> Result<()> {
     let bare = child_run(
         "bare aws-sdk-kinesis loop",
         n,
-        Command::new(std::env::current_exe()?).args(["bare-sdk", &endpoint, "bare", &n.to_string()]),
+        Command::new(std::env::current_exe()?).args([
+            "bare-sdk",
+            &endpoint,
+            "bare",
+            &n.to_string(),
+        ]),
     )?;
 
     eprintln!("sluice ...");
@@ -182,7 +190,13 @@ async fn main() -> Result<()> {
     let boto = child_run(
         "Python boto3 loop",
         n,
-        Command::new(python).args([script, &endpoint, "boto3", &n.to_string(), &KEYS.to_string()]),
+        Command::new(python).args([
+            script,
+            &endpoint,
+            "boto3",
+            &n.to_string(),
+            &KEYS.to_string(),
+        ]),
     )?;
 
     println!("{n} records (~380 B JSON, {KEYS} keys) into 4-shard kinesalite streams, one run:\n");

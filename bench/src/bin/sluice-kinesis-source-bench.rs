@@ -24,7 +24,9 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-use sluice_bench::kinesis::{Emulator, Run, child_run, client, create_stream, events, put_events, table};
+use sluice_bench::kinesis::{
+    Emulator, Run, child_run, client, create_stream, events, put_events, table,
+};
 use sluice_bench::{
     Killed, Result, cpu_seconds, create_topic, free_port, sluice_bin, wait_healthy, wait_port,
 };
@@ -83,7 +85,10 @@ async fn bare_sdk(endpoint: &str, n: u64) -> Result<()> {
         return Err(format!("read {records} records, not {n}").into());
     }
     let cpu = cpu_seconds(std::process::id())? - cpu0;
-    println!("{}", json!({"wall": started.elapsed().as_secs_f64(), "cpu": cpu}));
+    println!(
+        "{}",
+        json!({"wall": started.elapsed().as_secs_f64(), "cpu": cpu})
+    );
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, CommittedOffsets, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
+    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
     sluice_bin, wait_healthy, wait_port,
 };
 

@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::batch::{Batch, BatchLimits, Batcher, CommitTracker};
-use rustc_hash::{FxHashMap, FxHashSet};
 use sluice_connector_api::{ConnectError, Offsets, TopicPartition};
 
 /// One record on its way to Kinesis.
