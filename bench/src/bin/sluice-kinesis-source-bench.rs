@@ -14,7 +14,7 @@
 //! themselves after start-up; the worker from the connector's creation until the topic holds
 //! every record).
 //!
-//! usage: sluice-kinesis-source-bench [records]
+//! usage: sluice-kinesis-source-bench [records]  (`SLUICE_BENCH_RECORD_LIMIT`: records per call)
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +31,14 @@ use sluice_bench::{
     Killed, Result, cpu_seconds, create_topic, free_port, sluice_bin, wait_healthy, wait_port,
 };
 
-const LIMIT: i32 = 500;
+/// Records per `GetRecords` call for all three: `SLUICE_BENCH_RECORD_LIMIT`, else the connector's
+/// default (500); Kinesis allows up to 10,000.
+fn limit() -> i32 {
+    std::env::var("SLUICE_BENCH_RECORD_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
 const STREAM: &str = "source";
 
 /// Reads one shard from its start to its end; returns the records read.
@@ -54,7 +61,7 @@ async fn read_to_end(c: Client, shard: String) -> Result<u64> {
         let page = c
             .get_records()
             .shard_iterator(&iterator)
-            .limit(LIMIT)
+            .limit(limit())
             .send()
             .await?;
         records += page.records().len() as u64;
@@ -136,7 +143,7 @@ async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> 
         "connector.class": "KinesisSource", "tasks.max": "1", "kafka.topic": topic,
         "kinesis.stream": STREAM, "kinesis.region": "us-east-1", "kinesis.endpoint": endpoint,
         "aws.access.key.id": "bench", "aws.secret.access.key": "bench",
-        "kinesis.position": "TRIM_HORIZON", "kinesis.record.limit": LIMIT.to_string()
+        "kinesis.position": "TRIM_HORIZON", "kinesis.record.limit": limit().to_string()
     }});
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
@@ -211,7 +218,7 @@ async fn main() -> Result<()> {
     let boto = child_run(
         "Python boto3 loop",
         n,
-        Command::new(python).args([script, &endpoint, STREAM, &LIMIT.to_string()]),
+        Command::new(python).args([script, &endpoint, STREAM, &limit().to_string()]),
     )?;
 
     println!("{n} records (~380 B JSON) read from a 4-shard kinesalite stream, one run:\n");
