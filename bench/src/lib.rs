@@ -1,8 +1,8 @@
 //! Helpers shared by the benchmarks: free ports, child processes that die with the benchmark, and
 //! waiting for a worker to become healthy.
 
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Errors of a benchmark run.
@@ -54,6 +54,42 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `sluice broker` on a free port with its data under `dir`; returns the process (killed when
+/// dropped) and its bootstrap address, once it accepts connections.
+pub fn start_broker(dir: &Path) -> Result<(Killed, String)> {
+    let port = free_port()?;
+    let broker = Killed(
+        Command::new(sluice_bin()?)
+            .args(["broker", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(port)?;
+    Ok((broker, format!("127.0.0.1:{port}")))
+}
+
+/// The command for a worker of its own fleet: group `<id>-cluster`, internal topics `<id>-configs`,
+/// `<id>-offsets` and `<id>-status`, REST on `127.0.0.1:port`, warnings only, output discarded. The
+/// caller adds its settings (the `fetch.wait.max.ms` the test broker needs, for example) and spawns it.
+pub fn worker_command(bootstrap: &str, id: &str, port: u16) -> Result<Command> {
+    let mut command = Command::new(sluice_bin()?);
+    command
+        .env("SLUICE_BOOTSTRAP_SERVERS", bootstrap)
+        .env("SLUICE_GROUP_ID", format!("{id}-cluster"))
+        .env("SLUICE_CONFIG_STORAGE_TOPIC", format!("{id}-configs"))
+        .env("SLUICE_OFFSET_STORAGE_TOPIC", format!("{id}-offsets"))
+        .env("SLUICE_STATUS_STORAGE_TOPIC", format!("{id}-status"))
+        .env("SLUICE_REST_PORT", port.to_string())
+        .env("SLUICE_REST_HOST_NAME", "127.0.0.1")
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Ok(command)
 }
 
 /// Creates a topic with the broker's default replication factor.

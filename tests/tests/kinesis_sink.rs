@@ -1,4 +1,4 @@
-//! The Kinesis sink against a real Kinesis emulator (kinesis-local) and a real broker, with a
+//! The Kinesis sink against a real Kinesis emulator (kinesalite) and a real broker, with a
 //! test proxy in front of the emulator that throttles chosen records (the emulator never does)
 //! and checks Kinesis's request limits.
 

@@ -15,7 +15,7 @@
 //!
 //! usage: sluice-kinesis-bench [records]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -26,8 +26,8 @@ use sluice_bench::kinesis::{
     Emulator, KEYS, Run, child_run, client, create_stream, events, key, put_events, table,
 };
 use sluice_bench::{
-    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, s3_event, sluice_bin,
-    wait_healthy, wait_port,
+    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, s3_event, start_broker,
+    wait_healthy, worker_command,
 };
 
 const IN_FLIGHT: usize = 5;
@@ -84,21 +84,10 @@ async fn through_sluice(
     let port = free_port()?;
     let id = format!("kbench-{}", std::process::id());
     let worker = Killed(
-        Command::new(sluice_bin()?)
-            .env("SLUICE_BOOTSTRAP_SERVERS", bootstrap)
-            .env("SLUICE_GROUP_ID", format!("{id}-cluster"))
-            .env("SLUICE_CONFIG_STORAGE_TOPIC", format!("{id}-configs"))
-            .env("SLUICE_OFFSET_STORAGE_TOPIC", format!("{id}-offsets"))
-            .env("SLUICE_STATUS_STORAGE_TOPIC", format!("{id}-status"))
-            .env("SLUICE_REST_PORT", port.to_string())
-            .env("SLUICE_REST_HOST_NAME", "127.0.0.1")
+        worker_command(bootstrap, &id, port)?
             .env("SLUICE_CONSUMER_FETCH_WAIT_MAX_MS", "50")
             // Commits show when the last record is in: every second, not every minute.
             .env("SLUICE_OFFSET_FLUSH_INTERVAL_MS", "1000")
-            .env("SLUICE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()?,
     );
     let pid = worker.0.id();
@@ -145,17 +134,7 @@ async fn main() -> Result<()> {
     }
     let n: u64 = args.get(1).map_or(Ok(200_000), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
-    let kafka_port = free_port()?;
-    let _broker = Killed(
-        Command::new(sluice_bin()?)
-            .args(["broker", "--port", &kafka_port.to_string(), "--data-dir"])
-            .arg(dir.path().join("kafka"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(kafka_port)?;
-    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    let (_broker, bootstrap) = start_broker(&dir.path().join("kafka"))?;
     let kinesis = Emulator::start()?;
     let endpoint = kinesis.endpoint.clone();
     let c = client(&endpoint).await;

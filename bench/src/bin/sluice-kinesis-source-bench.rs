@@ -16,7 +16,7 @@
 //!
 //! usage: sluice-kinesis-source-bench [records]  (`SLUICE_BENCH_RECORD_LIMIT`: records per call)
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
@@ -28,7 +28,8 @@ use sluice_bench::kinesis::{
     Emulator, Run, child_run, client, create_stream, events, put_events, table,
 };
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_topic, free_port, sluice_bin, wait_healthy, wait_port,
+    Killed, Result, cpu_seconds, create_topic, free_port, start_broker, wait_healthy,
+    worker_command,
 };
 
 /// Records per `GetRecords` call for all three: `SLUICE_BENCH_RECORD_LIMIT`, else the connector's
@@ -118,21 +119,7 @@ async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> 
     let id = format!("ksbench-{}", std::process::id());
     let topic = format!("{id}-records");
     create_topic(bootstrap, &topic, 4).await?;
-    let worker = Killed(
-        Command::new(sluice_bin()?)
-            .env("SLUICE_BOOTSTRAP_SERVERS", bootstrap)
-            .env("SLUICE_GROUP_ID", format!("{id}-cluster"))
-            .env("SLUICE_CONFIG_STORAGE_TOPIC", format!("{id}-configs"))
-            .env("SLUICE_OFFSET_STORAGE_TOPIC", format!("{id}-offsets"))
-            .env("SLUICE_STATUS_STORAGE_TOPIC", format!("{id}-status"))
-            .env("SLUICE_REST_PORT", port.to_string())
-            .env("SLUICE_REST_HOST_NAME", "127.0.0.1")
-            .env("SLUICE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let worker = Killed(worker_command(bootstrap, &id, port)?.spawn()?);
     let pid = worker.0.id();
     wait_healthy(&http, port).await?;
     let consumer: BaseConsumer = ClientConfig::new()
@@ -182,17 +169,7 @@ async fn main() -> Result<()> {
     }
     let n: u64 = args.get(1).map_or(Ok(200_000), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
-    let kafka_port = free_port()?;
-    let _broker = Killed(
-        Command::new(sluice_bin()?)
-            .args(["broker", "--port", &kafka_port.to_string(), "--data-dir"])
-            .arg(dir.path().join("kafka"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(kafka_port)?;
-    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    let (_broker, bootstrap) = start_broker(&dir.path().join("kafka"))?;
     let kinesis = Emulator::start()?;
     let endpoint = kinesis.endpoint.clone();
     let c = client(&endpoint).await;

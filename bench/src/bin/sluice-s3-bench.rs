@@ -23,7 +23,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde_json::{Value, json};
 use sluice_bench::{
     CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
-    sluice_bin, wait_healthy, wait_port,
+    start_broker, wait_healthy, wait_port, worker_command,
 };
 
 const PARTITIONS: i32 = 4;
@@ -166,18 +166,9 @@ async fn through_sluice(
     let id = format!("s3bench-{}", std::process::id());
     let log = dir.join("worker.log");
     let worker = Killed(
-        Command::new(sluice_bin()?)
-            .env("SLUICE_BOOTSTRAP_SERVERS", bootstrap)
-            .env("SLUICE_GROUP_ID", format!("{id}-cluster"))
-            .env("SLUICE_CONFIG_STORAGE_TOPIC", format!("{id}-configs"))
-            .env("SLUICE_OFFSET_STORAGE_TOPIC", format!("{id}-offsets"))
-            .env("SLUICE_STATUS_STORAGE_TOPIC", format!("{id}-status"))
-            .env("SLUICE_REST_PORT", port.to_string())
-            .env("SLUICE_REST_HOST_NAME", "127.0.0.1")
+        worker_command(bootstrap, &id, port)?
             .env("SLUICE_CONSUMER_FETCH_WAIT_MAX_MS", FETCH_WAIT_MAX_MS)
             .env("SLUICE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?,
     );
@@ -240,17 +231,7 @@ async fn main() -> Result<()> {
     let flush: u64 = args.get(2).map_or(Ok(50_000), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
 
-    let kafka_port = free_port()?;
-    let _broker = Killed(
-        Command::new(sluice_bin()?)
-            .args(["broker", "--port", &kafka_port.to_string(), "--data-dir"])
-            .arg(dir.path().join("kafka"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(kafka_port)?;
-    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    let (_broker, bootstrap) = start_broker(&dir.path().join("kafka"))?;
     let s3_port = free_port()?;
     std::fs::create_dir_all(dir.path().join("s3"))?;
     let _s3 = Killed(
