@@ -63,6 +63,43 @@ pub struct Batch<T> {
     sizes: Vec<usize>,
 }
 
+impl<T> Batch<T> {
+    /// Splits the batch into its first half and the rest, each keeping its items' order and
+    /// positions (a service refused the batch as too large). A batch of one item gives it back
+    /// as `Err`.
+    pub fn split(mut self) -> Result<(Batch<T>, Batch<T>), Batch<T>> {
+        if self.items.len() < 2 {
+            return Err(self);
+        }
+        let at = self.items.len() / 2;
+        let sizes = self.sizes.split_off(at);
+        let back = Batch {
+            bytes: sizes.iter().sum(),
+            items: self.items.split_off(at),
+            positions: self.positions.split_off(at),
+            sizes,
+        };
+        self.bytes -= back.bytes;
+        Ok((self, back))
+    }
+
+    /// Keeps only the items whose partition `keep` accepts (the others were revoked).
+    pub fn retain(&mut self, keep: impl Fn(&TopicPartition) -> bool) {
+        let items = std::mem::take(&mut self.items);
+        let positions = std::mem::take(&mut self.positions);
+        let sizes = std::mem::take(&mut self.sizes);
+        self.bytes = 0;
+        for ((item, position), size) in items.into_iter().zip(positions).zip(sizes) {
+            if keep(&position.0) {
+                self.items.push(item);
+                self.positions.push(position);
+                self.sizes.push(size);
+                self.bytes += size;
+            }
+        }
+    }
+}
+
 /// An item larger than `max_bytes` on its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Oversized<T> {
@@ -150,21 +187,15 @@ impl<T> Batcher<T> {
     /// Drops the items of these partitions from the open batch (they were revoked: the next
     /// owner reads them again from the committed offset).
     pub fn forget(&mut self, partitions: &[TopicPartition]) {
-        let open = std::mem::replace(&mut self.open, empty());
-        let mut kept = empty();
-        let entries = open.items.into_iter().zip(open.positions).zip(open.sizes);
-        for ((item, position), size) in entries {
-            if !partitions.contains(&position.0) {
-                kept.items.push(item);
-                kept.positions.push(position);
-                kept.sizes.push(size);
-                kept.bytes += size;
-            }
-        }
-        if kept.items.is_empty() {
+        self.open.retain(|tp| !partitions.contains(tp));
+        if self.open.items.is_empty() {
             self.opened_at = None;
         }
-        self.open = kept;
+    }
+
+    /// Bytes of the items waiting in the open batch.
+    pub fn held_bytes(&self) -> usize {
+        self.open.bytes
     }
 
     /// Whether no item is waiting.
@@ -249,6 +280,33 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_batch_splits_in_order_and_keeps_its_sizes() {
+        let mut batcher = Batcher::new(limits(10, 1000));
+        for offset in 0..5 {
+            let tp = tp((offset % 2) as i32);
+            assert!(
+                batcher
+                    .push(offset, 10 + offset as usize, &tp, offset)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let batch = batcher.take().unwrap();
+        let (front, back) = batch.split().unwrap();
+        assert_eq!(
+            (front.items.clone(), back.items.clone()),
+            (vec![0, 1], vec![2, 3, 4])
+        );
+        assert_eq!((front.bytes, back.bytes), (21, 39));
+        assert_eq!(back.positions[0], (tp(0), 2));
+        let (one, _) = front.split().unwrap();
+        assert!(one.split().is_err());
+        let mut mixed = back;
+        mixed.retain(|t| t.partition == 0);
+        assert_eq!((mixed.items, mixed.bytes), (vec![2, 4], 26));
+    }
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition::new("t", p)

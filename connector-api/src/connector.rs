@@ -261,6 +261,17 @@ pub trait SinkTaskControl: Send + Sync {
     /// Kafka acknowledged it. Sinks that emit records (results, dead letters, retries) use this and
     /// return offsets from `pre_commit` only for input whose output was acknowledged.
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()>;
+    /// Writes records to Kafka in this order and waits until Kafka acknowledged all of them: all
+    /// are queued before the first acknowledgement is awaited, so a batch costs one round trip,
+    /// and records that share a partition land in this order. An `Err` says that at least one
+    /// was not acknowledged (which ones may have landed is unknown: write them again). The
+    /// default sends them one at a time.
+    async fn send_all(&self, records: &[ProducerRecord]) -> ConnectResult<()> {
+        for record in records {
+            self.send(record.clone()).await?;
+        }
+        Ok(())
+    }
     /// The group's committed offsets (with metadata) of these partitions; partitions without a
     /// committed offset are left out.
     async fn committed(
@@ -281,6 +292,9 @@ pub trait SinkTaskControl: Send + Sync {
     /// Adds `n` to a counter of this task named by the connector (for example records routed by
     /// one rule). Counters appear in the task's status and in the worker's metrics.
     fn count(&self, counter: &str, n: u64);
+    /// Sets a gauge of this task named by the connector (for example invocations in flight);
+    /// shown beside the counters. The default keeps nothing.
+    fn gauge(&self, _name: &str, _value: i64) {}
     /// Reads these partitions again from these offsets (Kafka Connect's
     /// `SinkTaskContext.offset(Map)`): a task that cannot take a record yet (it is not due) rewinds
     /// to it and pauses the partition instead of holding what follows in memory. Applied when the
@@ -334,6 +348,11 @@ impl SinkTaskContext {
         self.control.send(record).await
     }
 
+    /// See [`SinkTaskControl::send_all`].
+    pub async fn send_all(&self, records: &[ProducerRecord]) -> ConnectResult<()> {
+        self.control.send_all(records).await
+    }
+
     /// See [`SinkTaskControl::committed`].
     pub async fn committed(
         &self,
@@ -358,6 +377,11 @@ impl SinkTaskContext {
     /// See [`SinkTaskControl::count`].
     pub fn count(&self, counter: &str, n: u64) {
         self.control.count(counter, n);
+    }
+
+    /// See [`SinkTaskControl::gauge`].
+    pub fn gauge(&self, name: &str, value: i64) {
+        self.control.gauge(name, value);
     }
 
     /// See [`SinkTaskControl::reset_offsets`].

@@ -100,6 +100,7 @@ pub struct FakeSinkControl {
     /// Errors the next reports return (a dead-letter produce that failed), in order.
     report_errors: Mutex<VecDeque<ConnectError>>,
     counters: Mutex<BTreeMap<String, u64>>,
+    gauges: Mutex<BTreeMap<String, i64>>,
     resets: Mutex<Vec<Offsets>>,
     converter: JsonConverter,
 }
@@ -176,6 +177,11 @@ impl FakeSinkControl {
     /// The task's counters.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.counters.lock().clone()
+    }
+
+    /// The task's gauges, as last set.
+    pub fn gauges(&self) -> BTreeMap<String, i64> {
+        self.gauges.lock().clone()
     }
 
     /// The rewinds the task asked for since the last call, in order.
@@ -266,6 +272,10 @@ impl SinkTaskControl for FakeSinkControl {
 
     fn count(&self, counter: &str, n: u64) {
         *self.counters.lock().entry(counter.to_owned()).or_default() += n;
+    }
+
+    fn gauge(&self, name: &str, value: i64) {
+        self.gauges.lock().insert(name.to_owned(), value);
     }
 
     fn reset_offsets(&self, offsets: &Offsets) {

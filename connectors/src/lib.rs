@@ -1,5 +1,5 @@
 //! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
-//! (`datagen`, `dlq-router`, `file`, `kinesis`, `s3`; all on by default), and the kit they share: [`aws`]
+//! (`datagen`, `dlq-router`, `file`, `kinesis`, `lambda`, `s3`; all on by default), and the kit they share: [`aws`]
 //! (client settings and error classification for every AWS connector).
 //!
 //! - [`datagen`]: generates realistic order, IoT or clickstream events at a set rate, each with a
@@ -10,6 +10,8 @@
 //!   names so existing configs work unchanged.
 //! - [`kinesis`]: Kinesis Data Streams sink (ordered per partition key) and source (checkpointed
 //!   per shard), with an envelope format that carries a Kafka record through Kinesis unchanged.
+//! - [`lambda`]: the Lambda inference sink: batches, many invocations in flight, results back in
+//!   Kafka in each partition's order, under Confluent's class and config names.
 //! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
 #[cfg(feature = "aws")]
@@ -22,6 +24,8 @@ pub mod dlq_router;
 pub mod file;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 #[cfg(feature = "s3")]
 pub mod s3;
 
@@ -79,6 +83,12 @@ pub fn builtin() -> PluginRegistry {
             )
             .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
         );
+    #[cfg(feature = "lambda")]
+    let registry = registry.with(Plugin::sink::<lambda::LambdaSinkConnector>(
+        lambda::CLASS,
+        &["LambdaSink", "AwsLambdaSinkConnector"],
+        VERSION,
+    ));
     #[cfg(feature = "s3")]
     let registry = registry.with(Plugin::sink::<s3::S3SinkConnector>(
         s3::CLASS,

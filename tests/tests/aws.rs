@@ -13,6 +13,7 @@ const KEYS: AwsKeys = AwsKeys {
     default_region: "us-east-1",
     endpoint: Some("test.endpoint"),
     retries: "aws.retries.max",
+    default_retries: "3",
     group: "AWS",
 };
 

@@ -45,6 +45,9 @@ pub struct AwsKeys {
     pub endpoint: Option<&'static str>,
     /// The key of the SDK's retries within one call (`s3.part.retries`, `aws.retries.max`).
     pub retries: &'static str,
+    /// Its default: `"3"` where the SDK's retries help, `"0"` where the connector retries every
+    /// call itself and counts each failure (the Lambda sink's throttles).
+    pub default_retries: &'static str,
     /// The group the keys are listed under.
     pub group: &'static str,
 }
@@ -219,7 +222,7 @@ impl AwsKeys {
                 "Retries of a failed AWS call by the SDK, within aws.api.call.timeout.ms; the \
                 connector retries further with its own back-off.",
             )
-            .default_value("3")
+            .default_value(self.default_retries)
             .validator(Validator::between(0.0, 20.0)),
         )
     }
@@ -284,6 +287,19 @@ impl AwsKeys {
             retries: p.int(self.retries).max(0) as u32,
         }
     }
+}
+
+/// `errors.retry.timeout` (the worker checked it): a positive value bounds how long calls the
+/// service refuses with a retriable error (throttling, 5xx) are retried before their records go
+/// to the error policy. Throttling is not a record's fault, so with the default 0 (which in Kafka
+/// Connect governs converters and transforms) and with -1 the connector retries as long as it
+/// takes, pausing its partitions once its buffer is full.
+pub fn retry_timeout(p: &ParsedConfig) -> Option<Duration> {
+    p.originals()
+        .get("errors.retry.timeout")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(|ms| Duration::from_millis(ms as u64))
 }
 
 /// An optional `http(s)://` URL key.

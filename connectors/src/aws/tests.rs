@@ -20,6 +20,7 @@ const KEYS: AwsKeys = AwsKeys {
     default_region: "",
     endpoint: Some("kinesis.endpoint"),
     retries: "aws.retries.max",
+    default_retries: "3",
     group: "AWS",
 };
 

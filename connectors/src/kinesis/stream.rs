@@ -14,6 +14,7 @@ pub const AWS_KEYS: AwsKeys = AwsKeys {
     default_region: "",
     endpoint: Some("kinesis.endpoint"),
     retries: "aws.retries.max",
+    default_retries: "3",
     group: "Kinesis",
 };
 

@@ -20,7 +20,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use sluice_connector_api::{Headers, ProducerRecord, Props};
 
 pub use log::{KafkaLog, LogRecord};
-pub use producer::{Delivered, DeliveryFuture, Producer, Undelivered};
+pub use producer::{Delivered, DeliveryFuture, Producer, Undelivered, acknowledged};
 pub use reader::Reader;
 
 use crate::error::WorkerError;

@@ -41,6 +41,14 @@ pub type DeliveryFuture = oneshot::Receiver<Result<(i32, i64), Undelivered>>;
 /// extra microsecond.
 const POLL_SLICE: Duration = Duration::from_micros(1_000_001);
 
+/// Waits for a queued record's acknowledgement.
+pub async fn acknowledged(delivery: DeliveryFuture) -> Delivered {
+    match delivery.await {
+        Ok(delivered) => delivered.map_err(|u| u.error),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
 /// Routes each delivery report to the future of its record.
 struct Deliveries;
 
@@ -140,13 +148,14 @@ impl Producer {
         }
     }
 
-    /// Sends a record and waits for its acknowledgement; while librdkafka's queue is full, retries
-    /// for up to `queue_timeout`.
-    pub async fn send<K, P>(
+    /// Queues a record and gives the future of its acknowledgement; while librdkafka's queue is
+    /// full, retries for up to `queue_timeout`. Records queued one after another keep that order
+    /// within a partition (the producer is idempotent).
+    pub async fn queue<K, P>(
         &self,
         mut record: FutureRecord<'_, K, P>,
         queue_timeout: Duration,
-    ) -> Delivered
+    ) -> Result<DeliveryFuture, KafkaError>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
@@ -154,12 +163,7 @@ impl Producer {
         let deadline = tokio::time::Instant::now() + queue_timeout;
         loop {
             match self.send_result(record) {
-                Ok(delivery) => {
-                    return match delivery.await {
-                        Ok(delivered) => delivered.map_err(|u| u.error),
-                        Err(_) => Err(KafkaError::Canceled),
-                    };
-                }
+                Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if tokio::time::Instant::now() < deadline =>
                 {
@@ -169,6 +173,20 @@ impl Producer {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Sends a record and waits for its acknowledgement; while librdkafka's queue is full, retries
+    /// for up to `queue_timeout`.
+    pub async fn send<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> Delivered
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        acknowledged(self.queue(record, queue_timeout).await?).await
     }
 
     /// Fetches `topic`'s partition leaders now rather than on the first send (blocking, up to

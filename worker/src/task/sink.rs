@@ -35,10 +35,12 @@ use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
-use crate::kafka::{KafkaClients, Reader, headers_of};
+use crate::kafka::{KafkaClients, Producer, Reader, headers_of};
 
 /// Largest batch handed to `put`.
 const MAX_BATCH: usize = 1000;
+/// How long a record a task writes may wait for room in the producer's queue.
+const SEND_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to gather a batch.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 
@@ -130,7 +132,7 @@ struct Control {
     /// Destination topics known to exist.
     topics: tokio::sync::Mutex<BTreeSet<String>>,
     /// Created on first `send`: most sinks never produce.
-    producer: tokio::sync::OnceCell<crate::kafka::Producer>,
+    producer: tokio::sync::OnceCell<Producer>,
     assignment: Mutex<BTreeSet<TopicPartition>>,
     paused_by_task: Mutex<BTreeSet<TopicPartition>>,
     resumed_by_task: Mutex<BTreeSet<TopicPartition>>,
@@ -226,6 +228,38 @@ impl Control {
         .map_err(|e| ConnectError::internal(format!("reading a record failed: {e}")))?
     }
 
+    /// Creates `topic` when topic creation is on and this task has not seen it yet.
+    async fn ensure_topic(&self, topic: &str) -> ConnectResult<()> {
+        let Some((partitions, replication_factor)) = self.settings.topic_creation else {
+            return Ok(());
+        };
+        let mut known = self.topics.lock().await;
+        if !known.contains(topic) {
+            let spec = crate::kafka::TopicSpec {
+                name: topic,
+                partitions,
+                replication_factor,
+                compacted: false,
+            };
+            self.clients.ensure_topic(spec).await.map_err(|e| {
+                ConnectError::retriable(format!("creating topic {topic} failed: {e}"))
+            })?;
+            known.insert(topic.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The producer for records the task writes, created on first use.
+    async fn producer(&self) -> ConnectResult<&Producer> {
+        let client_id = format!("connector-producer-{}", self.id);
+        self.producer
+            .get_or_try_init(|| async {
+                self.clients.producer(&[("client.id", client_id.as_str())])
+            })
+            .await
+            .map_err(|e| ConnectError::retriable(format!("creating a producer failed: {e}")))
+    }
+
     /// The task's consumer (set right after the context is built, before the task starts).
     fn consumer(&self) -> ConnectResult<&Arc<StreamConsumer<GroupContext>>> {
         self.consumer
@@ -259,39 +293,28 @@ impl SinkTaskControl for Control {
     }
 
     async fn send(&self, record: ProducerRecord) -> ConnectResult<()> {
-        if let Some((partitions, replication_factor)) = self.settings.topic_creation {
-            let mut known = self.topics.lock().await;
-            if !known.contains(&record.topic) {
-                let spec = crate::kafka::TopicSpec {
-                    name: &record.topic,
-                    partitions,
-                    replication_factor,
-                    compacted: false,
-                };
-                self.clients.ensure_topic(spec).await.map_err(|e| {
-                    ConnectError::retriable(format!("creating topic {} failed: {e}", record.topic))
-                })?;
-                known.insert(record.topic.clone());
-            }
+        self.send_all(std::slice::from_ref(&record)).await
+    }
+
+    async fn send_all(&self, records: &[ProducerRecord]) -> ConnectResult<()> {
+        for topic in records.iter().map(|r| r.topic.as_str()) {
+            self.ensure_topic(topic).await?;
         }
-        let client_id = format!("connector-producer-{}", self.id);
-        let producer = self
-            .producer
-            .get_or_try_init(|| async {
-                self.clients.producer(&[("client.id", client_id.as_str())])
-            })
-            .await
-            .map_err(|e| ConnectError::retriable(format!("creating a producer failed: {e}")))?;
-        producer
-            .send(
-                crate::kafka::future_record(&record),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                ConnectError::retriable(format!("producing to {} failed: {e}", record.topic))
-            })
+        let producer = self.producer().await?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            let delivery = producer
+                .queue(crate::kafka::future_record(record), SEND_QUEUE_TIMEOUT)
+                .await
+                .map_err(|e| produce_failed(&record.topic, &e))?;
+            deliveries.push(delivery);
+        }
+        for (delivery, record) in deliveries.into_iter().zip(records) {
+            crate::kafka::acknowledged(delivery)
+                .await
+                .map_err(|e| produce_failed(&record.topic, &e))?;
+        }
+        Ok(())
     }
 
     async fn committed(
@@ -349,6 +372,10 @@ impl SinkTaskControl for Control {
 
     fn count(&self, counter: &str, n: u64) {
         self.errors.metrics().count(counter, n);
+    }
+
+    fn gauge(&self, name: &str, value: i64) {
+        self.errors.metrics().gauge(name, value);
     }
 
     async fn decode_value(&self, record: &SinkRecord) -> ConnectResult<Option<ConnectData>> {
@@ -854,4 +881,8 @@ fn to_sink_record(
         offset: msg.offset(),
         value_is_json,
     }))
+}
+/// A record a task writes was not acknowledged: retriable, as Kafka Connect treats it.
+fn produce_failed(topic: &str, e: &rdkafka::error::KafkaError) -> ConnectError {
+    ConnectError::retriable(format!("producing to {topic} failed: {e}"))
 }

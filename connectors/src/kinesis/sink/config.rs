@@ -215,21 +215,9 @@ impl ConnectorConfig for KinesisSinkConfig {
             buffer_max_bytes: p.long("kinesis.buffer.max.bytes").max(1) as usize,
             retry_backoff,
             retry_backoff_max,
-            retry_timeout: retry_timeout(p),
+            retry_timeout: crate::aws::retry_timeout(p),
         }
     }
-}
-
-/// `errors.retry.timeout` (the worker checked it): a positive value bounds how long records
-/// Kinesis refuses are retried. Throttling is not a record's fault, so with the default 0 (which
-/// in Kafka Connect governs converters and transforms) and with -1 the sink retries as long as it
-/// takes, pausing its partitions once its buffer is full.
-fn retry_timeout(p: &ParsedConfig) -> Option<Duration> {
-    p.originals()
-        .get("errors.retry.timeout")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(|ms| Duration::from_millis(ms as u64))
 }
 
 #[cfg(test)]

@@ -135,6 +135,7 @@ pub(super) const AWS_KEYS: AwsKeys = AwsKeys {
     default_region: "us-east-1",
     endpoint: None,
     retries: "s3.part.retries",
+    default_retries: "3",
     group: "S3",
 };
 
