@@ -12,6 +12,7 @@
 
 pub mod kafka;
 pub mod kinesis;
+pub mod lambda;
 pub mod moto;
 pub mod s3;
 
