@@ -8,6 +8,9 @@
 #                                       loop and a Python boto3 loop (default 200000)
 #   scripts/bench.sh kinesis-source [records]  Kinesis → Kafka against a bare GetRecords loop and a
 #                                       Python boto3 loop (default 200000)
+#   scripts/bench.sh lambda [records]   Kafka → Lambda (serverless-offline) → Kafka against a bare
+#                                       aws-sdk-lambda invoke loop, batch 1/20 × 1/8 in flight
+#                                       (default 20000)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
 set -euo pipefail
@@ -46,6 +49,16 @@ if [ "${1:-}" = kinesis ] || [ "${1:-}" = kinesis-source ]; then
   fi
   export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/$bench" "$@"
+fi
+if [ "${1:-}" = lambda ]; then
+  shift
+  TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
+  if [ ! -f "$TOOLS/serverless/node_modules/serverless-offline/package.json" ]; then
+    mkdir -p "$TOOLS/serverless"
+    (cd "$TOOLS/serverless" && npm install --silent --no-audit --no-fund serverless@3.40.0 serverless-offline@13.10.1)
+  fi
+  export SLUICE_SERVERLESS="$TOOLS/serverless"
+  exec "$CARGO_TARGET_DIR/release/sluice-lambda-bench" "$@"
 fi
 if [ "${1:-}" = s3-stages ]; then
   shift

@@ -45,6 +45,15 @@ if [ ! -f "$TOOLS/kinesalite/node_modules/kinesalite/package.json" ]; then
 fi
 export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite"
 
+# A real Lambda runtime for the Lambda sink tests: serverless-offline serving the Invoke API for
+# Node handlers the tests write; the tests start it on free loopback ports.
+if [ ! -f "$TOOLS/serverless/node_modules/serverless-offline/package.json" ]; then
+  echo "installing serverless 3.40.0 and serverless-offline 13.10.1"
+  mkdir -p "$TOOLS/serverless"
+  (cd "$TOOLS/serverless" && npm install --silent --no-audit --no-fund serverless@3.40.0 serverless-offline@13.10.1)
+fi
+export SLUICE_SERVERLESS="$TOOLS/serverless"
+
 # Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB) and moto's server (STS
 # for the assumed-role tests), in a virtualenv shared with scripts/bench.sh.
 VENV="$HOME/.cache/sluice/venv"

@@ -37,10 +37,11 @@ use sluice_connector_api::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::config::{InvocationType, LambdaSinkConfig, OnError};
+use super::config::{InvocationType, LambdaSinkConfig};
 use super::invoke::{Answer, Function, function_error_message};
 use super::order::{Filled, ResultOrder};
 use super::payload;
+use super::report::{BATCH_BUCKETS, LATENCY_BUCKETS_MS, deal_with, histogram, request};
 
 /// One record as it waits in a batch.
 #[derive(Debug)]
@@ -84,33 +85,6 @@ pub struct Shared {
     pub fatal: Mutex<Option<ConnectError>>,
     /// Bytes held, for the task's back-pressure.
     pub held_bytes: AtomicUsize,
-}
-
-/// Invocation latency buckets (ms), as a Prometheus histogram's `le` bounds.
-const LATENCY_BUCKETS_MS: &[u64] = &[1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
-/// Batch size buckets (records).
-const BATCH_BUCKETS: &[u64] = &[1, 5, 10, 20, 50, 100, 500, 1000];
-
-/// Applies `behavior.on.error` to one record: `Ok` once it is dealt with, `Err` when the task
-/// must fail (`fail` with `errors.tolerance=none`).
-pub async fn deal_with(
-    ctx: &SinkTaskContext,
-    on_error: OnError,
-    record: &SinkRecord,
-    error: ConnectError,
-) -> ConnectResult<()> {
-    match on_error {
-        OnError::Fail => ctx.report(record, error).await,
-        OnError::Log => {
-            tracing::warn!(task = %ctx.task_id, "skipping {}/{}: {}", record.origin, record.offset, error.trace());
-            ctx.count("lambda.records.errors.logged", 1);
-            Ok(())
-        }
-        OnError::Ignore => {
-            ctx.count("lambda.records.errors.ignored", 1);
-            Ok(())
-        }
-    }
 }
 
 /// A batch waiting to be invoked, new or to be retried.
@@ -227,13 +201,22 @@ impl Running {
             .gauge("lambda.invocations.in.flight", self.calls.len() as i64);
     }
 
+    /// When the loop has something to do without a command or an answer: a batch's linger ends,
+    /// a batch may be invoked (only while there is room in flight: otherwise the next answer
+    /// wakes it), a failed write is due again.
     fn next_wake(&self) -> Option<Instant> {
-        let retry = self.queue.iter().map(|q| q.not_before);
+        let room = !self.failed() && self.calls.len() < self.d.config.max_in_flight;
+        let queued = self
+            .queue
+            .iter()
+            .map(|q| q.not_before)
+            .min()
+            .filter(|_| room);
         let writes = self.retry_writes.iter().map(|(at, _)| *at);
         self.batcher
             .deadline()
             .into_iter()
-            .chain(retry)
+            .chain(queued)
             .chain(writes)
             .min()
     }
@@ -294,12 +277,12 @@ impl Running {
 
     /// Closes a lingered batch and invokes what is due, up to the in-flight limit.
     fn launch(&mut self) {
-        if self.failed() {
-            return;
-        }
         let now = Instant::now();
         if let Some(batch) = self.batcher.take_if_lingered(now) {
             self.queue.push_back(Queued::new(batch));
+        }
+        if self.failed() {
+            return;
         }
         while self.calls.len() < self.d.config.max_in_flight {
             let Some(i) = self.queue.iter().position(|q| q.not_before <= now) else {
@@ -611,20 +594,4 @@ impl Queued {
             not_before: Instant::now(),
         }
     }
-}
-
-/// ` (request 1234)` when Lambda gave a request id.
-fn request(id: &Option<String>) -> String {
-    id.as_deref()
-        .map_or_else(String::new, |id| format!(" (request {id})"))
-}
-
-/// Counts `value` into cumulative `<name>.le.<bound>` counters and `<name>.count`, the shape of a
-/// Prometheus histogram; `.le.inf` counts every observation.
-fn histogram(ctx: &SinkTaskContext, name: &str, value: u64, bounds: &[u64]) {
-    for bound in bounds.iter().filter(|b| value <= **b) {
-        ctx.count(&format!("{name}.le.{bound}"), 1);
-    }
-    ctx.count(&format!("{name}.le.inf"), 1);
-    ctx.count(&format!("{name}.count"), 1);
 }

@@ -23,6 +23,7 @@ mod dispatch;
 mod invoke;
 pub mod order;
 pub mod payload;
+mod report;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,9 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::LambdaSinkConfig;
 use config::PayloadFormat;
-use dispatch::{Command, Dispatcher, Item, Offered, Shared, deal_with};
+use dispatch::{Command, Dispatcher, Item, Offered, Shared};
 use invoke::Function;
 use payload::EncodeError;
+use report::deal_with;
 
 /// Class name: Confluent's, so that existing connector configs work unchanged.
 pub const CLASS: &str = "io.confluent.connect.aws.lambda.AwsLambdaSinkConnector";
