@@ -475,3 +475,56 @@ async fn async_invocations_reach_every_record() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn throttled_past_the_retry_timeout_records_go_to_the_dlq_then_the_sink_moves_on() {
+    let broker = Broker::start();
+    let lambda = LambdaEmulator::start(HANDLERS, FUNCTIONS);
+    let proxy = ThrottleProxy::start(&lambda.endpoint).await;
+    // Every invocation is throttled until the test says otherwise.
+    proxy.throttling.every.store(1, Ordering::SeqCst);
+    let (topic, scores, dead) = (unique("features"), unique("scores"), unique("dlq"));
+    create_topic(&broker.bootstrap, &topic, 1).await;
+    let first: Vec<Produce> = (0..10).map(|i| Produce::json(0, &features(i))).collect();
+    produce(&broker.bootstrap, &topic, &first).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("lambda-sink");
+    let config = sink_config(
+        &proxy.endpoint,
+        "score",
+        &topic,
+        json!({"errors.retry.timeout": "1000", "aws.lambda.response.topic": scores,
+               "tasks.max": "1"}),
+    );
+    worker.create(&name, with_dlq(config, &dead)).await;
+    let dead_letters = consume_all(&broker.bootstrap, &dead, 10, Duration::from_secs(60)).await;
+    let mut ids: Vec<i64> = dead_letters
+        .iter()
+        .map(|d| d.json()["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..10).collect::<Vec<_>>());
+    let message = dead_letters[0]
+        .header("__connect.errors.exception.message")
+        .unwrap_or_default();
+    assert!(
+        message.contains("kept failing for errors.retry.timeout")
+            && message.contains("TooManyRequestsException"),
+        "{message}"
+    );
+    assert!(
+        proxy.throttling.throttled.load(Ordering::SeqCst) > 2,
+        "retried before giving up"
+    );
+    // Lambda takes calls again: later records get their results, and everything is committed.
+    proxy.throttling.every.store(0, Ordering::SeqCst);
+    let later: Vec<Produce> = (10..20).map(|i| Produce::json(0, &features(i))).collect();
+    produce(&broker.bootstrap, &topic, &later).await;
+    let results = consume_all(&broker.bootstrap, &scores, 10, Duration::from_secs(60)).await;
+    let offsets: Vec<i64> = results.iter().map(|r| input_of(r).1).collect();
+    assert_eq!(offsets, (10..20).collect::<Vec<_>>());
+    eventually("all offsets committed", Duration::from_secs(60), || async {
+        (worker.committed_sink_records(&name).await? == 20).then_some(())
+    })
+    .await;
+}

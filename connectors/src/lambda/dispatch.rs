@@ -363,7 +363,7 @@ impl Running {
                 }
                 Err(one) => {
                     let error = error.context("the record alone is over Lambda's payload limit");
-                    self.reject(one, ConnectError::user(error.trace())).await;
+                    self.reject(one, ConnectError::user(error.message())).await;
                 }
             },
             Answer::Retriable { error, throttled } => {
@@ -459,7 +459,7 @@ impl Running {
     /// Hands every record of a batch to `behavior.on.error`, in order.
     async fn reject(&mut self, batch: Batch<Item>, error: ConnectError) {
         for (tp, offset) in batch.positions {
-            let copy = ConnectError::new(error.fault(), error.is_retriable(), error.trace());
+            let copy = ConnectError::new(error.fault(), error.is_retriable(), error.message());
             if !self.reject_one(&tp, offset, copy).await {
                 return;
             }
