@@ -485,6 +485,8 @@ async fn throttled_past_the_retry_timeout_records_go_to_the_dlq_then_the_sink_mo
     proxy.throttling.every.store(1, Ordering::SeqCst);
     let (topic, scores, dead) = (unique("features"), unique("scores"), unique("dlq"));
     create_topic(&broker.bootstrap, &topic, 1).await;
+    // One partition: results of unkeyed inputs go where the producer's partitioner sends them.
+    create_topic(&broker.bootstrap, &scores, 1).await;
     let first: Vec<Produce> = (0..10).map(|i| Produce::json(0, &features(i))).collect();
     produce(&broker.bootstrap, &topic, &first).await;
     let worker = Worker::start(WorkerSettings::new(&broker)).await;

@@ -10,7 +10,9 @@
 //!   in that topic per run, with the input's key and headers plus `lambda.request.id` (when
 //!   Lambda gives one), `lambda.function.version` (likewise), `lambda.latency.ms`,
 //!   `lambda.input.topic`, `lambda.input.partition` and `lambda.input.offset`; results of one
-//!   input partition are in its offset order;
+//!   input partition are written in its offset order (each lands in the response-topic partition
+//!   its key chooses, so a reader sees that order within each response partition; results of
+//!   unkeyed inputs spread over the partitions as the producer's partitioner sends them);
 //! - `pre_commit` returns, per partition, only offsets below which every record is done (its
 //!   result acknowledged by Kafka; or run, for sync without results; or accepted, for async): a
 //!   crash invokes again at most what was in flight or waiting, so functions should be idempotent
