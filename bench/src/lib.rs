@@ -92,6 +92,24 @@ pub fn worker_command(bootstrap: &str, id: &str, port: u16) -> Result<Command> {
     Ok(command)
 }
 
+/// Creates a connector on the worker at `port` (`config` is `{"name", "config"}`), failing with the
+/// worker's error body if it refuses.
+pub async fn create_connector(
+    http: &reqwest::Client,
+    port: u16,
+    config: &serde_json::Value,
+) -> Result<()> {
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/connectors"))
+        .json(config)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        return Err(format!("creating the connector: {}", r.text().await?).into());
+    }
+    Ok(())
+}
+
 /// Creates a topic with the broker's default replication factor.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -1,6 +1,7 @@
 //! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
 //! (`datagen`, `dlq-router`, `file`, `kinesis`, `lambda`, `s3`; all on by default), and the kit they share: [`aws`]
-//! (client settings and error classification for every AWS connector).
+//! (client settings and error classification for every AWS connector) and `dispatched` (the state
+//! a sink task shares with its dispatcher, and its back-pressure).
 //!
 //! - [`datagen`]: generates realistic order, IoT or clickstream events at a set rate, each with a
 //!   per-task sequence number so that tests and users can prove nothing was lost or duplicated.
@@ -18,6 +19,8 @@
 pub mod aws;
 #[cfg(feature = "datagen")]
 pub mod datagen;
+#[cfg(any(feature = "kinesis", feature = "lambda"))]
+pub mod dispatched;
 #[cfg(feature = "dlq-router")]
 pub mod dlq_router;
 #[cfg(feature = "file")]

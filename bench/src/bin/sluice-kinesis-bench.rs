@@ -26,8 +26,8 @@ use sluice_bench::kinesis::{
     Emulator, KEYS, Run, child_run, client, create_stream, events, key, put_events, table,
 };
 use sluice_bench::{
-    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, s3_event, start_broker,
-    wait_healthy, worker_command,
+    CommittedOffsets, Killed, Result, cpu_seconds, create_connector, create_topic, free_port,
+    s3_event, start_broker, wait_healthy, worker_command,
 };
 
 const IN_FLIGHT: usize = 5;
@@ -92,7 +92,6 @@ async fn through_sluice(
     );
     let pid = worker.0.id();
     wait_healthy(&http, port).await?;
-    let url = format!("http://127.0.0.1:{port}");
     let name = "kinesis-bench";
     let config = json!({"name": name, "config": {
         "connector.class": "KinesisSink", "topics": topic, "tasks.max": "1",
@@ -102,14 +101,7 @@ async fn through_sluice(
     }});
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
-    let r = http
-        .post(format!("{url}/connectors"))
-        .json(&config)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(format!("creating the connector: {}", r.text().await?).into());
-    }
+    create_connector(&http, port, &config).await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     let offsets = CommittedOffsets::new(bootstrap, name, topic, 4)?;
     while tokio::task::block_in_place(|| offsets.sum()) < n as i64 {

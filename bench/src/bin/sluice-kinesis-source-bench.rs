@@ -28,8 +28,8 @@ use sluice_bench::kinesis::{
     Emulator, Run, child_run, client, create_stream, events, put_events, table,
 };
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_topic, free_port, start_broker, wait_healthy,
-    worker_command,
+    Killed, Result, cpu_seconds, create_connector, create_topic, free_port, start_broker,
+    wait_healthy, worker_command,
 };
 
 /// Records per `GetRecords` call for all three: `SLUICE_BENCH_RECORD_LIMIT`, else the connector's
@@ -134,14 +134,7 @@ async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> 
     }});
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
-    let r = http
-        .post(format!("http://127.0.0.1:{port}/connectors"))
-        .json(&config)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(format!("creating the connector: {}", r.text().await?).into());
-    }
+    create_connector(&http, port, &config).await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let c = tokio::task::block_in_place(|| records_in(&consumer, &topic));

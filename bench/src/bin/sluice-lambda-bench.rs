@@ -28,7 +28,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice_bench::{
-    Killed, Result, create_topic, free_port, start_broker, wait_healthy, worker_command,
+    Killed, Result, create_connector, create_topic, free_port, start_broker, wait_healthy,
+    worker_command,
 };
 use sluice_tests::lambda::LambdaEmulator;
 
@@ -307,14 +308,7 @@ async fn main() -> Result<()> {
             "aws.lambda.linger.ms": "2",
             "aws.lambda.response.topic": output,
         }});
-        let r = http
-            .post(format!("http://127.0.0.1:{port}/connectors"))
-            .json(&config)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            return Err(format!("creating the connector: {}", r.text().await?).into());
-        }
+        create_connector(&http, port, &config).await?;
         let backlog = tokio::task::block_in_place(|| {
             read_results(&consumer, through as usize, Duration::from_secs(900))
         })?;

@@ -22,8 +22,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sluice_bench::{
-    CommittedOffsets, Killed, Result, cpu_seconds, create_topic, free_port, memory_mib, s3_event,
-    start_broker, wait_healthy, wait_port, worker_command,
+    CommittedOffsets, Killed, Result, cpu_seconds, create_connector, create_topic, free_port,
+    memory_mib, s3_event, start_broker, wait_healthy, wait_port, worker_command,
 };
 
 const PARTITIONS: i32 = 4;
@@ -174,7 +174,6 @@ async fn through_sluice(
     );
     let pid = worker.0.id();
     wait_healthy(&http, port).await?;
-    let url = format!("http://127.0.0.1:{port}");
     let name = "s3-bench";
     let config = json!({"name": name, "config": {
         "connector.class": "S3SinkConnector", "topics": topic, "tasks.max": "1",
@@ -185,14 +184,7 @@ async fn through_sluice(
     }});
     let cpu0 = cpu_seconds(pid)?;
     let created = Instant::now();
-    let r = http
-        .post(format!("{url}/connectors"))
-        .json(&config)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(format!("creating the connector: {}", r.text().await?).into());
-    }
+    create_connector(&http, port, &config).await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     let offsets = CommittedOffsets::new(bootstrap, name, topic, PARTITIONS)?;
     while tokio::task::block_in_place(|| offsets.sum()) < n as i64 {

@@ -23,10 +23,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use rustc_hash::FxHashSet;
 use sluice_connector_api::backoff::{Backoff, Retries};
 use sluice_connector_api::batch::{Batch, Batcher, CommitTracker};
@@ -36,6 +35,8 @@ use sluice_connector_api::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+
+use crate::dispatched::Shared;
 
 use super::config::{InvocationType, LambdaSinkConfig};
 use super::invoke::{Answer, Function, function_error_message};
@@ -76,15 +77,6 @@ pub enum Command {
     /// These partitions were revoked: drop what is held of them, answer once nothing in flight
     /// holds them.
     Close(Vec<TopicPartition>, oneshot::Sender<()>),
-}
-
-/// What the dispatcher tells the task without being asked.
-#[derive(Default)]
-pub struct Shared {
-    /// The error that failed the task, if any.
-    pub fatal: Mutex<Option<ConnectError>>,
-    /// Bytes held, for the task's back-pressure.
-    pub held_bytes: AtomicUsize,
 }
 
 /// A batch waiting to be invoked, new or to be retried.
@@ -182,12 +174,11 @@ impl Dispatcher {
 
 impl Running {
     fn failed(&self) -> bool {
-        self.d.shared.fatal.lock().is_some()
+        self.d.shared.failed()
     }
 
     fn fail(&self, error: ConnectError) {
-        tracing::error!(task = %self.d.ctx.task_id, "the Lambda sink failed: {}", error.trace());
-        self.d.shared.fatal.lock().get_or_insert(error);
+        self.d.shared.fail(&self.d.ctx, "Lambda sink", error);
     }
 
     /// Tells the task what it holds, and the gauges.

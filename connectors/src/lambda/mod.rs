@@ -28,7 +28,6 @@ pub mod payload;
 mod report;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sluice_connector_api::{
     ConfigDef, ConfigValueReport, ConnectError, ConnectResult, Connector, ConnectorConfig,
@@ -39,10 +38,12 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::LambdaSinkConfig;
 use config::PayloadFormat;
-use dispatch::{Command, Dispatcher, Item, Offered, Shared};
+use dispatch::{Command, Dispatcher, Item, Offered};
 use invoke::Function;
 use payload::EncodeError;
 use report::deal_with;
+
+use crate::dispatched::{BackPressure, Shared};
 
 /// Class name: Confluent's, so that existing connector configs work unchanged.
 pub const CLASS: &str = "io.confluent.connect.aws.lambda.AwsLambdaSinkConnector";
@@ -91,36 +92,14 @@ struct Running {
     config: Arc<LambdaSinkConfig>,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
-    paused: bool,
+    back_pressure: BackPressure,
 }
 
 impl Running {
-    fn check_failed(&self) -> ConnectResult<()> {
-        match self.shared.fatal.lock().as_ref() {
-            Some(e) => Err(ConnectError::new(e.fault(), false, e.message())),
-            None => Ok(()),
-        }
-    }
-
     fn send(&self, command: Command) -> ConnectResult<()> {
         self.commands
             .send(command)
             .map_err(|_| ConnectError::internal("the Lambda dispatcher stopped"))
-    }
-
-    /// Pauses every partition above the buffer bound, resumes below half of it.
-    fn apply_back_pressure(&mut self) {
-        let held = self.shared.held_bytes.load(Ordering::Relaxed);
-        let max = self.config.buffer_max_bytes;
-        if !self.paused && held > max {
-            let assigned = self.ctx.assignment();
-            tracing::info!(task = %self.ctx.task_id, held, max, "pausing {} partitions until Lambda takes what is held", assigned.len());
-            self.ctx.pause(&assigned);
-            self.paused = true;
-        } else if self.paused && held < max / 2 {
-            self.ctx.resume(&self.ctx.assignment());
-            self.paused = false;
-        }
     }
 
     /// A record as its item in a batch; `None` when the error policy took it.
@@ -204,12 +183,13 @@ impl SinkTask for LambdaSinkTask {
             shared: Arc::clone(&shared),
         };
         tokio::spawn(dispatcher.run(receiver));
+        let back_pressure = BackPressure::new(config.buffer_max_bytes);
         self.running = Some(Running {
             ctx,
             config,
             commands,
             shared,
-            paused: false,
+            back_pressure,
         });
         Ok(())
     }
@@ -222,7 +202,7 @@ impl SinkTask for LambdaSinkTask {
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
         let r = self.running()?;
-        r.check_failed()?;
+        r.shared.check_failed()?;
         let mut offered = Vec::with_capacity(records.len());
         for record in records {
             if let Some(o) = r.item(record).await? {
@@ -232,13 +212,13 @@ impl SinkTask for LambdaSinkTask {
         if !offered.is_empty() {
             r.send(Command::Offer(offered))?;
         }
-        r.apply_back_pressure();
+        r.back_pressure.apply(&r.ctx, &r.shared, "Lambda");
         Ok(())
     }
 
     async fn pre_commit(&mut self, offsets: Offsets) -> ConnectResult<Offsets> {
         let r = self.running()?;
-        r.check_failed()?;
+        r.shared.check_failed()?;
         let (reply, answer) = oneshot::channel();
         r.send(Command::SafeOffsets(offsets, reply))?;
         answer

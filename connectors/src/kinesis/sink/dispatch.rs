@@ -14,18 +14,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use parking_lot::Mutex;
 use sluice_connector_api::batch::Batch;
 use sluice_connector_api::{
     ConnectError, Offsets, Record, SinkRecord, SinkTaskContext, TopicPartition,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+
+use crate::dispatched::Shared;
 
 use super::scheduler::{Entry, Outcome, Rejected, Scheduler};
 use crate::kinesis::stream::Stream;
@@ -47,15 +48,6 @@ pub enum Command {
     /// These partitions were revoked: drop what is held of them, answer once no call in flight
     /// holds them.
     Close(Vec<TopicPartition>, oneshot::Sender<()>),
-}
-
-/// What the dispatcher tells the task without being asked.
-#[derive(Default)]
-pub struct Shared {
-    /// The error that failed the task, if any.
-    pub fatal: Mutex<Option<ConnectError>>,
-    /// Bytes held, for the task's back-pressure.
-    pub held_bytes: AtomicUsize,
 }
 
 /// A call's result: an outcome per record, or an error that fails the task.
@@ -121,12 +113,11 @@ impl Dispatcher {
 
 impl Running {
     fn failed(&self) -> bool {
-        self.d.shared.fatal.lock().is_some()
+        self.d.shared.failed()
     }
 
     fn fail(&self, error: ConnectError) {
-        tracing::error!(task = %self.d.ctx.task_id, "the Kinesis sink failed: {}", error.trace());
-        self.d.shared.fatal.lock().get_or_insert(error);
+        self.d.shared.fail(&self.d.ctx, "Kinesis sink", error);
     }
 
     fn command(&mut self, command: Command) {

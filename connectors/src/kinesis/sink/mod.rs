@@ -28,7 +28,9 @@ use sluice_connector_api::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::KinesisSinkConfig;
-use dispatch::{Command, Dispatcher, Shared};
+use dispatch::{Command, Dispatcher};
+
+use crate::dispatched::{BackPressure, Shared};
 use scheduler::{Entry, Scheduler};
 
 use super::stream::{MAX_RECORD_BYTES, Stream};
@@ -83,36 +85,14 @@ struct Running {
     shared: Arc<Shared>,
     /// The stream was found ready.
     ready: bool,
-    paused: bool,
+    back_pressure: BackPressure,
 }
 
 impl Running {
-    fn check_failed(&self) -> ConnectResult<()> {
-        match self.shared.fatal.lock().as_ref() {
-            Some(e) => Err(ConnectError::new(e.fault(), false, e.message())),
-            None => Ok(()),
-        }
-    }
-
     fn send(&self, command: Command) -> ConnectResult<()> {
         self.commands
             .send(command)
             .map_err(|_| ConnectError::internal("the Kinesis dispatcher stopped"))
-    }
-
-    /// Pauses every partition above the buffer bound, resumes below half of it.
-    fn apply_back_pressure(&mut self) {
-        let held = self.shared.held_bytes.load(Ordering::Relaxed);
-        let max = self.config.buffer_max_bytes;
-        if !self.paused && held > max {
-            let assigned = self.ctx.assignment();
-            tracing::info!(task = %self.ctx.task_id, held, max, "pausing {} partitions until Kinesis takes what is held", assigned.len());
-            self.ctx.pause(&assigned);
-            self.paused = true;
-        } else if self.paused && held < max / 2 {
-            self.ctx.resume(&self.ctx.assignment());
-            self.paused = false;
-        }
     }
 }
 
@@ -143,6 +123,7 @@ impl SinkTask for KinesisSinkTask {
             max_in_flight: config.max_in_flight,
         };
         tokio::spawn(dispatcher.run(receiver));
+        let back_pressure = BackPressure::new(config.buffer_max_bytes);
         self.running = Some(Running {
             ctx,
             config,
@@ -150,14 +131,14 @@ impl SinkTask for KinesisSinkTask {
             commands,
             shared,
             ready: false,
-            paused: false,
+            back_pressure,
         });
         Ok(())
     }
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> ConnectResult<()> {
         let r = self.running()?;
-        r.check_failed()?;
+        r.shared.check_failed()?;
         if !r.ready {
             if records.is_empty() {
                 return Ok(());
@@ -186,13 +167,13 @@ impl SinkTask for KinesisSinkTask {
             r.shared.held_bytes.fetch_add(added, Ordering::Relaxed);
             r.send(Command::Offer(entries))?;
         }
-        r.apply_back_pressure();
+        r.back_pressure.apply(&r.ctx, &r.shared, "Kinesis");
         Ok(())
     }
 
     async fn pre_commit(&mut self, offsets: Offsets) -> ConnectResult<Offsets> {
         let r = self.running()?;
-        r.check_failed()?;
+        r.shared.check_failed()?;
         let (reply, answer) = oneshot::channel();
         r.send(Command::SafeOffsets(offsets, reply))?;
         answer
