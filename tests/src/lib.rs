@@ -26,12 +26,46 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a server this test starts.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`): a port the kernel hands out
+/// for `:0` is also the kind it hands to outgoing connections, so between this check and the
+/// server's bind a Kafka client elsewhere on the machine could take it (CI saw "Address already
+/// in use" that way). Below the range only another test's server competes, and each test process
+/// starts its search at a different random point.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static NEXT: OnceLock<std::sync::Mutex<u32>> = OnceLock::new();
+    let (low, high) = below_ephemeral_range();
+    let span = u32::from(high - low);
+    let next = NEXT.get_or_init(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            ^ std::process::id().wrapping_mul(2_654_435_761);
+        std::sync::Mutex::new(seed % span)
+    });
+    let mut next = next
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..span {
+        // Steps of a prime apart, so neighbouring test processes do not walk into each other.
+        *next = (*next + 7919) % span;
+        let port = low + u16::try_from(*next).expect("span fits u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}")
+}
+
+/// The lower half of the ports below the kernel's ephemeral range (32768 by default).
+fn below_ephemeral_range() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    ((start / 2).max(1024), start.max(2048))
 }
 
 /// A name unique to this test process and call.
@@ -218,30 +252,47 @@ impl Worker {
 
     /// Starts a worker from another binary (one built with extra plugins).
     pub async fn start_binary(settings: WorkerSettings, bin: PathBuf) -> Self {
-        let mut settings = settings;
-        let port = match settings.props.get("rest.port") {
-            Some(p) => p.parse().expect("rest.port"),
-            None => free_port(),
-        };
-        settings
-            .props
-            .insert("rest.port".to_owned(), port.to_string());
-        let logdir = tempfile::tempdir().expect("tempdir");
-        let log = logdir.path().join("worker.log");
-        let mut worker = Self {
-            url: format!("http://127.0.0.1:{port}"),
-            settings,
-            child: None,
-            bin,
-            log,
-            _logdir: logdir,
-            http: reqwest::Client::new(),
-        };
-        worker.spawn().await;
-        worker
+        let chosen = settings.props.contains_key("rest.port");
+        let mut attempts = 0;
+        loop {
+            let mut settings = settings.clone();
+            let port = match settings.props.get("rest.port") {
+                Some(p) => p.parse().expect("rest.port"),
+                None => free_port(),
+            };
+            settings
+                .props
+                .insert("rest.port".to_owned(), port.to_string());
+            let logdir = tempfile::tempdir().expect("tempdir");
+            let log = logdir.path().join("worker.log");
+            let mut worker = Self {
+                url: format!("http://127.0.0.1:{port}"),
+                settings,
+                child: None,
+                bin: bin.clone(),
+                log,
+                _logdir: logdir,
+                http: reqwest::Client::new(),
+            };
+            match worker.try_spawn().await {
+                Ok(()) => return worker,
+                // Another test's server took the free port between the check and the bind.
+                Err(log) if !chosen && attempts < 5 && log.contains("Address already in use") => {
+                    attempts += 1;
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
     }
 
     async fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn().await {
+            panic!("{log}");
+        }
+    }
+
+    /// Starts the process and waits until it is healthy; on exit during start-up, the log.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -276,13 +327,14 @@ impl Worker {
             if let Ok(r) = http.get(format!("{url}/health")).send().await
                 && r.status().is_success()
             {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "worker exited with {status} during start-up; log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
