@@ -30,6 +30,11 @@ use crate::{
 /// Sink offsets: for each partition, the offset of the next record to read (Kafka's commit convention).
 pub type Offsets = BTreeMap<TopicPartition, i64>;
 
+/// Kafka's acknowledgement of records already queued (see [`SinkTaskControl::queue_all`]):
+/// resolves once every one of them is acknowledged, or with the error of one that was not.
+pub type Acknowledgement =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ConnectResult<()>> + Send + 'static>>;
+
 /// A consumer-group offset with the metadata string Kafka stores beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommittedOffset {
@@ -272,6 +277,16 @@ pub trait SinkTaskControl: Send + Sync {
         }
         Ok(())
     }
+    /// Queues records for Kafka in this order and returns once all are queued, with the future
+    /// of their acknowledgement. Records of a later call that share a partition with these land
+    /// after them, so a sink that makes its calls one after another (awaiting each `queue_all`,
+    /// not each acknowledgement) keeps several writes in flight and their order. An `Err` from
+    /// the call or the acknowledgement says as much as [`send_all`](Self::send_all)'s. The default
+    /// waits for the acknowledgement before it returns.
+    async fn queue_all(&self, records: &[ProducerRecord]) -> ConnectResult<Acknowledgement> {
+        self.send_all(records).await?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
     /// The group's committed offsets (with metadata) of these partitions; partitions without a
     /// committed offset are left out.
     async fn committed(
@@ -351,6 +366,11 @@ impl SinkTaskContext {
     /// See [`SinkTaskControl::send_all`].
     pub async fn send_all(&self, records: &[ProducerRecord]) -> ConnectResult<()> {
         self.control.send_all(records).await
+    }
+
+    /// See [`SinkTaskControl::queue_all`].
+    pub async fn queue_all(&self, records: &[ProducerRecord]) -> ConnectResult<Acknowledgement> {
+        self.control.queue_all(records).await
     }
 
     /// See [`SinkTaskControl::committed`].

@@ -172,9 +172,9 @@ pub use config::{
     ConnectorConfig, Importance, ParsedConfig, Password, Props, Validator,
 };
 pub use connector::{
-    CommittedOffset, Connector, ConnectorContext, OffsetReader, Offsets, ProducerRecord,
-    SinkConnector, SinkTask, SinkTaskContext, SinkTaskControl, SourceConnector, SourceTask,
-    SourceTaskContext, SourceTaskControl, TaskId,
+    Acknowledgement, CommittedOffset, Connector, ConnectorContext, OffsetReader, Offsets,
+    ProducerRecord, SinkConnector, SinkTask, SinkTaskContext, SinkTaskControl, SourceConnector,
+    SourceTask, SourceTaskContext, SourceTaskControl, TaskId,
 };
 pub use convert::{ConnectData, Converter};
 pub use error::{ConnectError, ConnectResult, Fault};

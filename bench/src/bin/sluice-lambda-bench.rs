@@ -24,7 +24,7 @@ use aws_sdk_lambda::primitives::Blob;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice_bench::{
@@ -148,6 +148,10 @@ fn response_consumer(bootstrap: &str, topic: &str) -> Result<BaseConsumer> {
 struct Arrivals {
     /// Each input's latency (arrival − `sent`), in ms.
     latency: HashMap<u64, f64>,
+    /// Each input's latency in stages, in ms, from the result's Kafka timestamp (set when the
+    /// worker queued it) and its `lambda.latency.ms` header: (sent → result queued, of which the
+    /// invocation, result queued → read).
+    stages: HashMap<u64, [f64; 3]>,
     /// When the first and the last result arrived.
     first: Instant,
     last: Instant,
@@ -165,6 +169,7 @@ impl Arrivals {
 fn read_results(consumer: &BaseConsumer, n: usize, within: Duration) -> Result<Arrivals> {
     let deadline = Instant::now() + within;
     let mut seen = HashMap::with_capacity(n);
+    let mut stages = HashMap::with_capacity(n);
     let mut first = None;
     while seen.len() < n {
         if Instant::now() > deadline {
@@ -182,11 +187,23 @@ fn read_results(consumer: &BaseConsumer, n: usize, within: Duration) -> Result<A
             .as_u64()
             .or_else(|| v["id"].as_u64())
             .unwrap_or(u64::MAX);
-        seen.entry(offset)
-            .or_insert(arrived - v["sent"].as_f64().unwrap_or(arrived));
+        let sent = v["sent"].as_f64().unwrap_or(arrived);
+        seen.entry(offset).or_insert(arrived - sent);
+        let invoked = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "lambda.latency.ms")
+                .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<f64>().ok())
+        });
+        if let (Some(queued), Some(invoked)) = (m.timestamp().to_millis(), invoked) {
+            let queued = queued as f64;
+            stages
+                .entry(offset)
+                .or_insert([queued - sent, invoked, arrived - queued]);
+        }
     }
     Ok(Arrivals {
         latency: seen,
+        stages,
         first: first.unwrap_or_else(Instant::now),
         last: Instant::now(),
     })
@@ -218,10 +235,19 @@ fn steady(
 }
 
 /// Latency percentiles (p50, p99) of a run.
-fn percentiles(arrivals: Arrivals) -> (f64, f64) {
-    let mut ms: Vec<f64> = arrivals.latency.into_values().collect();
+fn percentiles(arrivals: &Arrivals) -> (f64, f64) {
+    let mut ms: Vec<f64> = arrivals.latency.values().copied().collect();
     ms.sort_by(f64::total_cmp);
     (percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+/// Percentiles (p50, p99) of each stage of a run.
+fn stage_percentiles(arrivals: &Arrivals) -> [(f64, f64); 3] {
+    std::array::from_fn(|i| {
+        let mut ms: Vec<f64> = arrivals.stages.values().map(|s| s[i]).collect();
+        ms.sort_by(f64::total_cmp);
+        (percentile(&ms, 0.5), percentile(&ms, 0.99))
+    })
 }
 
 struct Row {
@@ -233,6 +259,7 @@ struct Row {
     rate: f64,
     p50: f64,
     p99: f64,
+    stages: [(f64, f64); 3],
 }
 
 #[tokio::main]
@@ -272,7 +299,7 @@ async fn main() -> Result<()> {
         )
     })?;
     sender.await?;
-    let (hop_p50, hop_p99) = percentiles(hop_arrivals);
+    let (hop_p50, hop_p99) = percentiles(&hop_arrivals);
     let mut rows = Vec::new();
     for (batch, in_flight) in [(1u64, 1usize), (1, 8), (20, 1), (20, 8)] {
         eprintln!("batch {batch}, {in_flight} in flight ...");
@@ -324,7 +351,8 @@ async fn main() -> Result<()> {
             )
         })?;
         sender.await?;
-        let (p50, p99) = percentiles(latencies);
+        let (p50, p99) = percentiles(&latencies);
+        let stages = stage_percentiles(&latencies);
         rows.push(Row {
             batch,
             in_flight,
@@ -334,13 +362,14 @@ async fn main() -> Result<()> {
             rate,
             p50,
             p99,
+            stages,
         });
     }
     println!(
         "| batch | in flight | bare invoke records/s | bare invoke p50 / p99 ms | Sluice records/s | \
          Sluice vs bare | Sluice end-to-end p50 / p99 ms at {RATE}/s |\n|---|---|---|---|---|---|---|"
     );
-    for r in rows {
+    for r in &rows {
         println!(
             "| {} | {} | {:.0} | {:.1} / {:.1} | {:.0} | {:.2}x | {:.1} / {:.1} |",
             r.batch,
@@ -352,6 +381,18 @@ async fn main() -> Result<()> {
             r.rate / r.bare_rate,
             r.p50,
             r.p99
+        );
+    }
+    println!(
+        "\nWhere the end-to-end time goes at {RATE}/s (p50 / p99 ms of each stage; the result's \
+         Kafka timestamp is when the worker queued it):\n\n| batch | in flight | produced → result \
+         queued | of which the invocation | result queued → read |\n|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let [a, b, c] = r.stages;
+        println!(
+            "| {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            r.batch, r.in_flight, a.0, a.1, b.0, b.1, c.0, c.1
         );
     }
     println!(

@@ -4,11 +4,16 @@
 //! A record's life: offered (it takes a slot in its partition's [`ResultOrder`] and is tracked by
 //! the [`CommitTracker`]) → batched → invoked, perhaps retried, perhaps split → its slot filled
 //! (a result, or nothing) → once every earlier slot of its partition is filled, its result is
-//! written to the response topic with the others of that prefix in one `send_all` → done.
+//! queued for the response topic with the others of that prefix in one write → once that write
+//! and every earlier write of its partition are acknowledged, done.
 //!
 //! Guarantees:
-//! - results of one partition are written in offset order, one `send_all` at a time per
-//!   partition, whatever order invocations finish in;
+//! - results of one partition are written in offset order whatever order invocations finish in:
+//!   writes are queued to the producer one after another (a chain of turns), so several can be
+//!   in flight without waiting for each other's acknowledgement, and land in order;
+//! - a write that fails is written again after a back-off, together with every later write of
+//!   its partition (even acknowledged ones, so the last copy of each result is in order; the
+//!   response topic is at least once), and nothing newer of that partition is written meanwhile;
 //! - a record is done (its offset may be committed) only when its result was acknowledged by
 //!   Kafka, or, without results, when Lambda ran (sync) or accepted (async) its batch, or when
 //!   `behavior.on.error` took it; `pre_commit` never passes a record that is not done;
@@ -26,7 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use rustc_hash::FxHashSet;
 use sluice_connector_api::backoff::{Backoff, Retries};
 use sluice_connector_api::batch::{Batch, Batcher, CommitTracker};
 use sluice_connector_api::{
@@ -43,6 +47,7 @@ use super::invoke::{Answer, Function, function_error_message};
 use super::order::{Filled, ResultOrder};
 use super::payload;
 use super::report::{BATCH_BUCKETS, LATENCY_BUCKETS_MS, deal_with, histogram, request};
+use super::writes::{Completed, ResultWrites, ToWrite};
 
 /// One record as it waits in a batch.
 #[derive(Debug)]
@@ -86,14 +91,6 @@ struct Queued {
     not_before: Instant,
 }
 
-/// Results of one partition to write, and the offsets they complete.
-struct Write {
-    tp: TopicPartition,
-    offsets: Vec<i64>,
-    records: Vec<ProducerRecord>,
-    attempt: u32,
-}
-
 /// Invokes the function for one task.
 pub struct Dispatcher {
     /// The function.
@@ -114,10 +111,11 @@ struct Running {
     calls: JoinSet<(u64, Queued, Answer)>,
     /// Partitions and bytes of each invocation in flight.
     in_flight: HashMap<u64, (BTreeSet<TopicPartition>, usize)>,
-    writes: JoinSet<(Write, ConnectResult<()>)>,
-    /// Partitions with a write in flight or waiting to be retried.
-    writing: FxHashSet<TopicPartition>,
-    retry_writes: Vec<(Instant, Write)>,
+    writes: JoinSet<(TopicPartition, u64, ConnectResult<()>)>,
+    /// Each partition's result writes not done yet.
+    results: ResultWrites,
+    /// Signalled once the newest write is queued: the next write queues after it.
+    turn: Option<oneshot::Receiver<()>>,
     order: ResultOrder,
     tracker: CommitTracker,
     closing: Vec<(Vec<TopicPartition>, oneshot::Sender<()>)>,
@@ -138,8 +136,8 @@ impl Dispatcher {
             calls: JoinSet::new(),
             in_flight: HashMap::new(),
             writes: JoinSet::new(),
-            writing: FxHashSet::default(),
-            retry_writes: Vec::new(),
+            results: ResultWrites::default(),
+            turn: None,
             order: ResultOrder::default(),
             tracker: CommitTracker::default(),
             closing: Vec::new(),
@@ -163,7 +161,7 @@ impl Dispatcher {
                     Err(e) => r.fail(ConnectError::internal(format!("an invocation panicked: {e}"))),
                 },
                 Some(done) = r.writes.join_next(), if !r.writes.is_empty() => match done {
-                    Ok((write, result)) => r.written(write, result),
+                    Ok((tp, id, result)) => r.written(tp, id, result),
                     Err(e) => r.fail(ConnectError::internal(format!("a result write panicked: {e}"))),
                 },
                 () = sleep, if wake.is_some() => {}
@@ -185,7 +183,11 @@ impl Running {
     fn publish(&self) {
         let queued: usize = self.queue.iter().map(|q| q.batch.bytes).sum();
         let flying: usize = self.in_flight.values().map(|(_, b)| b).sum();
-        let held = self.batcher.held_bytes() + queued + flying + self.order.held_bytes();
+        let held = self.batcher.held_bytes()
+            + queued
+            + flying
+            + self.order.held_bytes()
+            + self.results.held_bytes();
         self.d.shared.held_bytes.store(held, Ordering::Relaxed);
         self.d
             .ctx
@@ -203,7 +205,7 @@ impl Running {
             .map(|q| q.not_before)
             .min()
             .filter(|_| room);
-        let writes = self.retry_writes.iter().map(|(at, _)| *at);
+        let writes = self.results.next_retry();
         self.batcher
             .deadline()
             .into_iter()
@@ -242,28 +244,13 @@ impl Running {
                     q.batch.retain(|tp| !partitions.contains(tp));
                 }
                 self.queue.retain(|q| !q.batch.items.is_empty());
-                self.retry_writes
-                    .retain(|(_, w)| !partitions.contains(&w.tp));
-                let in_writes: FxHashSet<TopicPartition> = self.writing_now();
-                self.writing
-                    .retain(|tp| !partitions.contains(tp) || in_writes.contains(tp));
+                self.results.forget(&partitions);
                 self.order.forget(&partitions);
                 self.tracker.forget(&partitions);
                 self.closing.push((partitions, reply));
                 self.answer_closing();
             }
         }
-    }
-
-    /// Partitions with a write in flight (not waiting for a retry).
-    fn writing_now(&self) -> FxHashSet<TopicPartition> {
-        let waiting: FxHashSet<&TopicPartition> =
-            self.retry_writes.iter().map(|(_, w)| &w.tp).collect();
-        self.writing
-            .iter()
-            .filter(|tp| !waiting.contains(tp))
-            .cloned()
-            .collect()
     }
 
     /// Closes a lingered batch and invokes what is due, up to the in-flight limit.
@@ -482,19 +469,16 @@ impl Running {
         }
     }
 
-    /// Writes each partition's released results, one write at a time per partition.
+    /// Queues each partition's released results, and writes again what failed once it is due.
     fn write_ready(&mut self) {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_writes)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.retry_writes = later;
-        for (_, write) in due {
-            self.start_write(write);
+        for again in self.results.due(Instant::now()) {
+            // Results that became ready meanwhile queue behind these.
+            self.order.recheck(&again.tp);
+            self.start_write(again);
         }
         for tp in self.order.take_ready_partitions() {
-            if self.writing.contains(&tp) {
-                continue; // looked at again when that write ends
+            if !self.results.accepts(&tp) {
+                continue; // looked at again when the failed write is written again
             }
             let mut offsets = Vec::new();
             let mut records = Vec::new();
@@ -504,68 +488,61 @@ impl Running {
                     records.push(*r);
                 }
             }
-            if records.is_empty() {
-                for offset in offsets {
-                    self.tracker.done(&tp, offset);
-                }
-                continue;
+            match self.results.push(&tp, offsets, records) {
+                Ok(write) => self.start_write(write),
+                Err(done) => self.complete(&tp, done),
             }
-            self.writing.insert(tp.clone());
-            self.start_write(Write {
-                tp,
-                offsets,
-                records,
-                attempt: 0,
-            });
         }
     }
 
-    fn start_write(&mut self, write: Write) {
+    /// Queues a write after the one queued before it, then waits for its acknowledgement.
+    fn start_write(&mut self, write: ToWrite) {
+        let (queued, turn) = oneshot::channel();
+        let previous = self.turn.replace(turn);
         let ctx = self.d.ctx.clone();
         self.writes.spawn(async move {
-            let result = ctx.send_all(&write.records).await;
-            (write, result)
+            if let Some(previous) = previous {
+                let _ = previous.await; // an error means it ended, queued or not
+            }
+            let acknowledgement = ctx.queue_all(&write.records).await;
+            let _ = queued.send(());
+            let result = match acknowledgement {
+                Ok(acknowledgement) => acknowledgement.await,
+                Err(e) => Err(e),
+            };
+            (write.tp, write.id, result)
         });
     }
 
-    fn written(&mut self, mut write: Write, result: ConnectResult<()>) {
-        if !self.order.holds(&write.tp) {
-            // Revoked while it was written: the next owner writes these results again.
-            self.writing.remove(&write.tp);
-            self.answer_closing();
-            return;
+    fn written(&mut self, tp: TopicPartition, id: u64, result: ConnectResult<()>) {
+        if let Err(e) = &result {
+            tracing::warn!(task = %self.d.ctx.task_id, "writing results of {tp} failed, writing them again after a back-off: {}", e.message());
         }
-        match result {
-            Ok(()) => {
-                self.d
-                    .ctx
-                    .count("lambda.results.produced", write.records.len() as u64);
-                for offset in &write.offsets {
-                    self.tracker.done(&write.tp, *offset);
-                }
-                self.writing.remove(&write.tp);
-                self.order.recheck(&write.tp);
-            }
-            // Kafka did not take them: write them all again after a back-off (some may have
-            // landed: the response topic is at least once), for as long as it takes; nothing
-            // after them is written or committed meanwhile.
-            Err(e) => {
-                let delay = self.backoff.delay(write.attempt);
-                tracing::warn!(task = %self.d.ctx.task_id, "writing results of {} failed, again in {delay:?}: {}", write.tp, e.message());
-                write.attempt = write.attempt.saturating_add(1);
-                self.retry_writes.push((Instant::now() + delay, write));
-            }
-        }
+        let backoff = self.backoff;
+        let done = self
+            .results
+            .written(&tp, id, result.is_ok(), |n| backoff.delay(n));
+        self.complete(&tp, done);
         self.answer_closing();
     }
 
+    fn complete(&mut self, tp: &TopicPartition, done: Completed) {
+        if done.results > 0 {
+            self.d
+                .ctx
+                .count("lambda.results.produced", done.results as u64);
+        }
+        for offset in done.offsets {
+            self.tracker.done(tp, offset);
+        }
+    }
+
     fn answer_closing(&mut self) {
-        let writing = self.writing_now();
         let busy: BTreeSet<&TopicPartition> = self
             .in_flight
             .values()
             .flat_map(|(p, _)| p)
-            .chain(writing.iter())
+            .chain(self.results.busy())
             .collect();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.closing)
             .into_iter()

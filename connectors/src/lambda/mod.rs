@@ -26,6 +26,7 @@ mod invoke;
 pub mod order;
 pub mod payload;
 mod report;
+mod writes;
 
 use std::sync::Arc;
 

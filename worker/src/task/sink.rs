@@ -23,8 +23,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_connector_api::{
-    CommittedOffset, ConnectData, ConnectError, ConnectResult, Offsets, ProducerRecord, Props,
-    Record, SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId, TopicPartition, Value,
+    Acknowledgement, CommittedOffset, ConnectData, ConnectError, ConnectResult, Offsets,
+    ProducerRecord, Props, Record, SinkRecord, SinkTask, SinkTaskContext, SinkTaskControl, TaskId,
+    TopicPartition, Value,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -297,6 +298,10 @@ impl SinkTaskControl for Control {
     }
 
     async fn send_all(&self, records: &[ProducerRecord]) -> ConnectResult<()> {
+        self.queue_all(records).await?.await
+    }
+
+    async fn queue_all(&self, records: &[ProducerRecord]) -> ConnectResult<Acknowledgement> {
         for topic in records.iter().map(|r| r.topic.as_str()) {
             self.ensure_topic(topic).await?;
         }
@@ -307,14 +312,16 @@ impl SinkTaskControl for Control {
                 .queue(crate::kafka::future_record(record), SEND_QUEUE_TIMEOUT)
                 .await
                 .map_err(|e| produce_failed(&record.topic, &e))?;
-            deliveries.push(delivery);
+            deliveries.push((delivery, record.topic.clone()));
         }
-        for (delivery, record) in deliveries.into_iter().zip(records) {
-            crate::kafka::acknowledged(delivery)
-                .await
-                .map_err(|e| produce_failed(&record.topic, &e))?;
-        }
-        Ok(())
+        Ok(Box::pin(async move {
+            for (delivery, topic) in deliveries {
+                crate::kafka::acknowledged(delivery)
+                    .await
+                    .map_err(|e| produce_failed(&topic, &e))?;
+            }
+            Ok(())
+        }))
     }
 
     async fn committed(
