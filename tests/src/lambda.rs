@@ -7,7 +7,10 @@
 //! folder with the test's handlers; a function `f` is invoked as `sluice-test-f`. It never
 //! throttles: the [`ThrottleProxy`] answers chosen invocations with 429
 //! `TooManyRequestsException`, as Lambda does when a function's concurrency is used up, without
-//! forwarding them (so the function truly did not run).
+//! forwarding them (so the function truly did not run). It can also refuse payloads over a
+//! limit with 413 `RequestEntityTooLargeException` (serverless-offline takes any size), and add
+//! the `x-amzn-RequestId` and `X-Amz-Executed-Version` headers Lambda puts on every answer
+//! (serverless-offline sends neither).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -112,6 +115,12 @@ pub struct Throttling {
     pub calls: AtomicU64,
     /// Invocations throttled.
     pub throttled: AtomicU64,
+    /// Refuse payloads over this many bytes with 413 (0: no limit).
+    pub max_payload: AtomicU64,
+    /// Invocations refused as too large.
+    pub too_large: AtomicU64,
+    /// Add Lambda's request id (`proxy-<n>`) and executed version (`$LATEST`) headers.
+    pub lambda_headers: std::sync::atomic::AtomicBool,
 }
 
 /// A proxy in front of the emulator that throttles chosen invocations.
@@ -191,6 +200,23 @@ async fn forward(
         )
             .into_response();
     }
+    let max = t.max_payload.load(Ordering::SeqCst);
+    if max > 0 && body.len() as u64 > max {
+        t.too_large.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            r#"{{"Type":"User","message":"{} byte payload is too large for the Invoke operation (limit {max} bytes, injected by the test proxy)"}}"#,
+            body.len()
+        );
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [
+                ("x-amzn-errortype", "RequestEntityTooLargeException"),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+            .into_response();
+    }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = state
         .http
@@ -213,6 +239,14 @@ async fn forward(
                 ) {
                     out.insert(name.clone(), value.clone());
                 }
+            }
+            if t.lambda_headers.load(Ordering::SeqCst) {
+                let id = format!("proxy-{n}");
+                out.insert("x-amzn-requestid", id.parse().expect("header value"));
+                out.insert(
+                    "x-amz-executed-version",
+                    axum::http::HeaderValue::from_static("$LATEST"),
+                );
             }
             let body = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
             (status, out, body).into_response()

@@ -530,3 +530,80 @@ async fn throttled_past_the_retry_timeout_records_go_to_the_dlq_then_the_sink_mo
     })
     .await;
 }
+
+#[tokio::test]
+async fn batches_lambda_finds_too_large_are_split_and_a_record_too_large_alone_goes_to_the_dlq() {
+    let broker = Broker::start();
+    let lambda = LambdaEmulator::start(HANDLERS, FUNCTIONS);
+    let proxy = ThrottleProxy::start(&lambda.endpoint).await;
+    // Lambda's limit seen as 1,500 bytes (a batch of 20 here is about 4 KB; one record about
+    // 200 bytes), and Lambda's request id and version headers on every answer.
+    proxy.throttling.max_payload.store(1500, Ordering::SeqCst);
+    proxy
+        .throttling
+        .lambda_headers
+        .store(true, Ordering::SeqCst);
+    let (topic, scores, dead) = (unique("features"), unique("scores"), unique("dlq"));
+    create_topic(&broker.bootstrap, &topic, 1).await;
+    create_topic(&broker.bootstrap, &scores, 1).await;
+    let big = 30;
+    let records: Vec<Produce> = (0..60)
+        .map(|i| {
+            let mut v = features(i);
+            if i == big {
+                v["pad"] = json!("x".repeat(3000));
+            }
+            Produce::json(0, &v)
+        })
+        .collect();
+    produce(&broker.bootstrap, &topic, &records).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("lambda-sink");
+    let config = sink_config(
+        &proxy.endpoint,
+        "score",
+        &topic,
+        json!({"aws.lambda.response.topic": scores, "aws.lambda.batch.size": "20",
+               "aws.lambda.linger.ms": "200", "tasks.max": "1"}),
+    );
+    worker.create(&name, with_dlq(config, &dead)).await;
+    let results = consume_all(&broker.bootstrap, &scores, 59, Duration::from_secs(90)).await;
+    let offsets: Vec<i64> = results.iter().map(|r| input_of(r).1).collect();
+    let expected: Vec<i64> = (0..60).filter(|i| *i != big as i64).collect();
+    assert_eq!(
+        offsets, expected,
+        "every other record scored once, in order"
+    );
+    for r in &results {
+        let id = r.header("lambda.request.id").expect("the request id");
+        assert!(id.starts_with("proxy-"), "{id}");
+        assert_eq!(
+            r.header("lambda.function.version").as_deref(),
+            Some("$LATEST")
+        );
+    }
+    let dead_letters = consume_all(&broker.bootstrap, &dead, 1, Duration::from_secs(60)).await;
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].json()["id"], json!(big));
+    let message = dead_letters[0]
+        .header("__connect.errors.exception.message")
+        .unwrap_or_default();
+    assert!(
+        message.contains("over Lambda's payload limit")
+            && message.contains("RequestEntityTooLargeException"),
+        "{message}"
+    );
+    assert!(proxy.throttling.too_large.load(Ordering::SeqCst) > 1);
+    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
+    let splits = status["tasks"][0]["errors"]["counters"]["lambda.batches.split"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        splits >= 3,
+        "batches of 20 split down to what fits: {status}"
+    );
+    eventually("all offsets committed", Duration::from_secs(60), || async {
+        (worker.committed_sink_records(&name).await? == 60).then_some(())
+    })
+    .await;
+}

@@ -155,13 +155,20 @@ struct Arrivals {
     /// When the first and the last result arrived.
     first: Instant,
     last: Instant,
+    /// The earliest and latest Kafka timestamp of the results (when the worker queued them).
+    queued: Option<(i64, i64)>,
 }
 
 impl Arrivals {
-    /// Results per second between the first and the last arrival (the group join and the task's
-    /// start left out).
+    /// Results per second between the first and the last result the worker queued (the group
+    /// join and the task's start left out; not the reader's arrivals, which bunch up when the
+    /// worker is done before the reader has joined its group).
     fn rate(&self) -> f64 {
-        (self.latency.len() - 1) as f64 / (self.last - self.first).as_secs_f64()
+        let secs = match self.queued {
+            Some((first, last)) if last > first => (last - first) as f64 / 1000.0,
+            _ => (self.last - self.first).as_secs_f64(),
+        };
+        (self.latency.len() - 1) as f64 / secs
     }
 }
 
@@ -171,6 +178,7 @@ fn read_results(consumer: &BaseConsumer, n: usize, within: Duration) -> Result<A
     let mut seen = HashMap::with_capacity(n);
     let mut stages = HashMap::with_capacity(n);
     let mut first = None;
+    let mut queued: Option<(i64, i64)> = None;
     while seen.len() < n {
         if Instant::now() > deadline {
             return Err(format!("{} of {n} results within {within:?}", seen.len()).into());
@@ -187,6 +195,9 @@ fn read_results(consumer: &BaseConsumer, n: usize, within: Duration) -> Result<A
             .as_u64()
             .or_else(|| v["id"].as_u64())
             .unwrap_or(u64::MAX);
+        if let Some(ts) = m.timestamp().to_millis() {
+            queued = Some(queued.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))));
+        }
         let sent = v["sent"].as_f64().unwrap_or(arrived);
         seen.entry(offset).or_insert(arrived - sent);
         let invoked = m.headers().and_then(|h| {
@@ -206,6 +217,7 @@ fn read_results(consumer: &BaseConsumer, n: usize, within: Duration) -> Result<A
         stages,
         first: first.unwrap_or_else(Instant::now),
         last: Instant::now(),
+        queued,
     })
 }
 
