@@ -202,13 +202,7 @@ async fn ten_thousand_features_each_get_one_correct_result_in_partition_order() 
         );
     }
     assert!(proxy.throttling.throttled.load(Ordering::SeqCst) > 10);
-    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
-    let throttles: u64 = status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["errors"]["counters"]["lambda.throttles"].as_u64())
-        .sum();
+    let (throttles, status) = task_counter(&worker, &name, "lambda.throttles").await;
     assert!(throttles > 10, "throttles counted in the status: {status}");
     eventually("all offsets committed", Duration::from_secs(60), || async {
         (worker.committed_sink_records(&name).await? == n as i64).then_some(())
@@ -220,6 +214,18 @@ async fn ten_thousand_features_each_get_one_correct_result_in_partition_order() 
         metrics.contains("lambda.latency.ms.le.100"),
         "latency histogram in /metrics"
     );
+}
+
+/// A counter summed over the connector's tasks, from its status (returned too, for messages).
+async fn task_counter(worker: &Worker, name: &str, counter: &str) -> (u64, Value) {
+    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
+    let sum = status["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["errors"]["counters"][counter].as_u64())
+        .sum();
+    (sum, status)
 }
 
 /// Committed offsets per partition of a sink connector.
@@ -594,10 +600,7 @@ async fn batches_lambda_finds_too_large_are_split_and_a_record_too_large_alone_g
         "{message}"
     );
     assert!(proxy.throttling.too_large.load(Ordering::SeqCst) > 1);
-    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
-    let splits = status["tasks"][0]["errors"]["counters"]["lambda.batches.split"]
-        .as_u64()
-        .unwrap_or(0);
+    let (splits, status) = task_counter(&worker, &name, "lambda.batches.split").await;
     assert!(
         splits >= 3,
         "batches of 20 split down to what fits: {status}"

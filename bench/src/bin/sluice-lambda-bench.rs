@@ -7,11 +7,13 @@
 //!   response topic). `max.in.flight` 1 is Confluent's connector's behaviour (one batch at a
 //!   time per partition).
 //!
-//! Each Sluice configuration is measured twice: throughput (N records already in the topic, time
-//! until every result is in the response topic) and latency (records produced at a steady
+//! Each Sluice configuration is measured twice: throughput (N records already in the topic,
+//! results per second between the first and the last result's Kafka timestamp, which the worker
+//! sets when it queues the result) and latency (records produced at a steady
 //! `RATE` per second for `LATENCY_SECS`; latency is from just before the bench produced a record
 //! to when its result reached the bench's consumer of the response topic, which polls with
-//! `fetch.wait.max.ms=5`). The function is the tests' logistic scorer in Node, served by
+//! `fetch.wait.max.ms=5`, split into stages by the result's timestamp and its `lambda.latency.ms`
+//! header). The function is the tests' logistic scorer in Node, served by
 //! serverless-offline on this machine.
 //!
 //! usage: sluice-lambda-bench [records]
