@@ -276,6 +276,23 @@ struct Row {
     stages: [(f64, f64); 3],
 }
 
+/// The (batch size, invocations in flight) pairs to run: `SLUICE_BENCH_CONFIGS`, for example
+/// `20x8,1x8`, or all four.
+fn configs() -> Result<Vec<(u64, usize)>> {
+    let Ok(list) = std::env::var("SLUICE_BENCH_CONFIGS") else {
+        return Ok(vec![(1, 1), (1, 8), (20, 1), (20, 8)]);
+    };
+    list.split(',')
+        .map(|pair| {
+            let (batch, in_flight) = pair
+                .trim()
+                .split_once('x')
+                .ok_or_else(|| format!("SLUICE_BENCH_CONFIGS: {pair:?} is not <batch>x<in flight>"))?;
+            Ok((batch.parse()?, in_flight.parse()?))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -315,7 +332,7 @@ async fn main() -> Result<()> {
     sender.await?;
     let (hop_p50, hop_p99) = percentiles(&hop_arrivals);
     let mut rows = Vec::new();
-    for (batch, in_flight) in [(1u64, 1usize), (1, 8), (20, 1), (20, 8)] {
+    for (batch, in_flight) in configs()? {
         eprintln!("batch {batch}, {in_flight} in flight ...");
         // Records are one topic partition: max.in.flight is what orders or parallelises them.
         let (input, output) = (
