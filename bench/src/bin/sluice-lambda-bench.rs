@@ -284,10 +284,9 @@ fn configs() -> Result<Vec<(u64, usize)>> {
     };
     list.split(',')
         .map(|pair| {
-            let (batch, in_flight) = pair
-                .trim()
-                .split_once('x')
-                .ok_or_else(|| format!("SLUICE_BENCH_CONFIGS: {pair:?} is not <batch>x<in flight>"))?;
+            let (batch, in_flight) = pair.trim().split_once('x').ok_or_else(|| {
+                format!("SLUICE_BENCH_CONFIGS: {pair:?} is not <batch>x<in flight>")
+            })?;
             Ok((batch.parse()?, in_flight.parse()?))
         })
         .collect()

@@ -164,6 +164,9 @@ pub struct ConfigKey {
     pub group: Option<&'static str>,
     /// Check applied to the parsed value.
     pub validator: Option<Validator>,
+    /// Other names the key is also read under, for example the name another connector gives the
+    /// same setting, so that a config written for it works as it is.
+    pub aliases: Vec<&'static str>,
 }
 
 impl ConfigKey {
@@ -177,6 +180,7 @@ impl ConfigKey {
             documentation,
             group: None,
             validator: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -202,6 +206,33 @@ impl ConfigKey {
     pub fn validator(mut self, validator: Validator) -> Self {
         self.validator = Some(validator);
         self
+    }
+
+    /// Also reads the key under `alias` (when the key itself is not given).
+    pub fn alias(mut self, alias: &'static str) -> Self {
+        self.aliases.push(alias);
+        self
+    }
+
+    /// The value given under the key's name or one of its aliases; an error when two of them
+    /// are given different values.
+    fn given<'a>(&self, props: &'a Props) -> Result<Option<&'a String>, String> {
+        let mut found: Option<(&str, &String)> = None;
+        for name in std::iter::once(&self.name).chain(&self.aliases) {
+            let Some(value) = props.get(*name) else {
+                continue;
+            };
+            match found {
+                Some((first, seen)) if seen != value => {
+                    return Err(format!(
+                        "{first} and {name} name the same setting but are given different values"
+                    ));
+                }
+                Some(_) => {}
+                None => found = Some((name, value)),
+            }
+        }
+        Ok(found.map(|(_, v)| v))
     }
 }
 
@@ -391,6 +422,15 @@ impl ConfigDef {
         self
     }
 
+    /// Also reads `key` (defined already, for example by a shared set of keys) under `alias`.
+    pub fn alias(mut self, key: &str, alias: &'static str) -> Self {
+        match self.keys.iter_mut().find(|k| k.name == key) {
+            Some(k) => k.aliases.push(alias),
+            None => debug_assert!(false, "alias {alias:?} of config key {key:?}, not defined"),
+        }
+        self
+    }
+
     /// Adds every key of `other`.
     pub fn merge(mut self, other: ConfigDef) -> Self {
         for key in other.keys {
@@ -414,8 +454,12 @@ impl ConfigDef {
         self.keys
             .iter()
             .map(|key| {
-                let raw = props.get(key.name).or(key.default.as_ref());
                 let mut errors = Vec::new();
+                let given = key.given(props).unwrap_or_else(|e| {
+                    errors.push(e);
+                    None
+                });
+                let raw = given.or(key.default.as_ref());
                 match raw {
                     None => errors.push(format!(
                         "Missing required configuration \"{}\" which has no default value.",
@@ -436,7 +480,7 @@ impl ConfigDef {
                 }
                 ConfigValueReport {
                     name: key.name.to_owned(),
-                    value: match (key.kind, props.get(key.name)) {
+                    value: match (key.kind, given) {
                         (ConfigType::Password, Some(_)) => Some("[hidden]".to_owned()),
                         (_, v) => v.cloned().or_else(|| key.default.clone()),
                     },
@@ -466,7 +510,7 @@ impl ConfigDef {
         let mut values = BTreeMap::new();
         for (key, report) in self.keys.iter().zip(self.validate(props)) {
             let raw = if report.errors.is_empty() {
-                props.get(key.name).or(key.default.as_ref())
+                key.given(props).ok().flatten().or(key.default.as_ref())
             } else {
                 key.default.as_ref()
             };
@@ -496,7 +540,15 @@ impl ConfigDef {
                 required: key.default.is_none(),
                 default_value: key.default.clone(),
                 importance: key.importance,
-                documentation: key.documentation.to_owned(),
+                documentation: if key.aliases.is_empty() {
+                    key.documentation.to_owned()
+                } else {
+                    format!(
+                        "{} Also read as: {}.",
+                        key.documentation,
+                        key.aliases.join(", ")
+                    )
+                },
                 group: key.group.map(str::to_owned),
                 width: "NONE",
                 display_name: key.name.to_owned(),
@@ -594,6 +646,43 @@ mod tests {
         assert_eq!(parsed.int("tasks.max"), 1);
         assert_eq!(parsed.string("mode"), "fast");
         assert_eq!(parsed.list("fields"), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_key_is_read_under_its_alias_and_two_different_values_are_an_error() {
+        let def = def().define(
+            ConfigKey::new("aws.lambda.region", ConfigType::String, "Region.")
+                .default_value("")
+                .alias("aws.region"),
+        );
+        let parsed = def
+            .parse(&props(&[("topic", "t"), ("aws.region", "eu-west-1")]))
+            .unwrap();
+        assert_eq!(parsed.string("aws.lambda.region"), "eu-west-1");
+        let same = [
+            ("topic", "t"),
+            ("aws.region", "x"),
+            ("aws.lambda.region", "x"),
+        ];
+        assert_eq!(
+            def.parse(&props(&same))
+                .unwrap()
+                .string("aws.lambda.region"),
+            "x"
+        );
+        let errors = def
+            .parse(&props(&[
+                ("topic", "t"),
+                ("aws.region", "x"),
+                ("aws.lambda.region", "y"),
+            ]))
+            .unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "aws.lambda.region");
+        assert!(errors.0[0].message.contains("aws.region"), "{errors}");
+        let described = def.describe();
+        let doc = &described.last().unwrap().documentation;
+        assert!(doc.ends_with("Also read as: aws.region."), "{doc}");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The Lambda sink's typed settings, under Confluent's names where the meaning is the same
 //! (`aws.lambda.function.name`, `aws.lambda.invocation.type`, `aws.lambda.batch.size`,
-//! `aws.lambda.region`, `aws.lambda.invocation.timeout.ms`, `behavior.on.error`).
+//! `aws.lambda.region`, `aws.lambda.invocation.timeout.ms`, `behavior.on.error`). Nordstrom's
+//! `kafka-connect-lambda` names are read too, so that its configs work as they are:
+//! `aws.lambda.function.arn`, `aws.lambda.invocation.mode` (`SYNC`/`ASYNC`), `aws.region`,
+//! `retry.backoff.millis`, `aws.lambda.batch.enabled` (`false` invokes once per record) and
+//! `aws.lambda.invocation.failure.mode` (`STOP` fails, `DROP` logs and skips, when
+//! `behavior.on.error` is not given).
 //!
 //! [`LambdaSinkConfig::from_props`] checks every key and reports every error at once; it makes no
 //! AWS call (a function that does not exist fails the task at its first invocation, naming the
@@ -114,6 +119,10 @@ const INVOCATION_TYPE: &str = "aws.lambda.invocation.type";
 const RESPONSE_TOPIC: &str = "aws.lambda.response.topic";
 const BATCH_MAX_BYTES: &str = "aws.lambda.batch.max.bytes";
 const INVOCATION_TIMEOUT: &str = "aws.lambda.invocation.timeout.ms";
+const BATCH_SIZE: &str = "aws.lambda.batch.size";
+const BATCH_ENABLED: &str = "aws.lambda.batch.enabled";
+const ON_ERROR: &str = "behavior.on.error";
+const FAILURE_MODE: &str = "aws.lambda.invocation.failure.mode";
 
 fn key(name: &'static str, kind: ConfigType, doc: &'static str) -> ConfigKey {
     ConfigKey::new(name, kind, doc).group(G)
@@ -146,10 +155,26 @@ fn check_function(raw: &str) -> Result<(), String> {
     }
 }
 
+/// `behavior.on.error`, or Nordstrom's `aws.lambda.invocation.failure.mode` when only it is given.
+fn on_error(p: &ParsedConfig) -> OnError {
+    let nordstrom = p.optional_string(FAILURE_MODE);
+    let given = p.originals().contains_key(ON_ERROR);
+    match (given, nordstrom.as_deref().map(str::to_ascii_uppercase)) {
+        (false, Some(mode)) if mode == "DROP" => OnError::Log,
+        (false, Some(_)) => OnError::Fail,
+        _ => match p.string(ON_ERROR).to_ascii_lowercase().as_str() {
+            "log" => OnError::Log,
+            "ignore" => OnError::Ignore,
+            _ => OnError::Fail,
+        },
+    }
+}
+
 impl ConnectorConfig for LambdaSinkConfig {
     fn def() -> ConfigDef {
         AWS_KEYS
             .define(ConfigDef::new())
+            .alias(AWS_KEYS.region, "aws.region")
             .define(
                 key(
                     FUNCTION,
@@ -158,7 +183,8 @@ impl ConnectorConfig for LambdaSinkConfig {
                     :version or :alias.",
                 )
                 .importance(Importance::High)
-                .validator(Validator::Custom(check_function)),
+                .validator(Validator::Custom(check_function))
+                .alias("aws.lambda.function.arn"),
             )
             .define(
                 key(
@@ -170,17 +196,27 @@ impl ConnectorConfig for LambdaSinkConfig {
                 )
                 .default_value("sync")
                 .importance(Importance::High)
-                .validator(Validator::OneOf(&["sync", "async"])),
+                .validator(Validator::OneOf(&["sync", "async"]))
+                .alias("aws.lambda.invocation.mode"),
             )
             .define(
                 key(
-                    "aws.lambda.batch.size",
+                    BATCH_SIZE,
                     ConfigType::Int,
                     "Most records in one invocation; 1 invokes the function once per record.",
                 )
                 .default_value("20")
                 .importance(Importance::High)
                 .validator(Validator::between(1.0, 10_000.0)),
+            )
+            .define(
+                key(
+                    BATCH_ENABLED,
+                    ConfigType::Boolean,
+                    "Nordstrom's name: false invokes the function once per record, as \
+                    aws.lambda.batch.size=1 does.",
+                )
+                .default_value("true"),
             )
             .define(
                 key(
@@ -244,7 +280,7 @@ impl ConnectorConfig for LambdaSinkConfig {
             )
             .define(
                 key(
-                    "behavior.on.error",
+                    ON_ERROR,
                     ConfigType::String,
                     "What happens to records the function fails or whose result breaks the \
                     contract: fail (the worker's error policy: errors.tolerance and the \
@@ -253,6 +289,16 @@ impl ConnectorConfig for LambdaSinkConfig {
                 )
                 .default_value("fail")
                 .validator(Validator::OneOf(&["fail", "log", "ignore"])),
+            )
+            .define(
+                key(
+                    FAILURE_MODE,
+                    ConfigType::String,
+                    "Nordstrom's name, read when behavior.on.error is not given: STOP is \
+                    behavior.on.error=fail, DROP is behavior.on.error=log.",
+                )
+                .default_value("")
+                .validator(Validator::OneOf(&["STOP", "DROP"])),
             )
             .define(
                 key(
@@ -272,7 +318,8 @@ impl ConnectorConfig for LambdaSinkConfig {
                     with jitter, up to aws.lambda.retry.backoff.max.ms.",
                 )
                 .default_value("100")
-                .validator(Validator::between(1.0, 60_000.0)),
+                .validator(Validator::between(1.0, 60_000.0))
+                .alias("retry.backoff.millis"),
             )
             .define(
                 key(
@@ -341,18 +388,18 @@ impl ConnectorConfig for LambdaSinkConfig {
                 PayloadFormat::Json
             },
             batch: BatchLimits {
-                max_records: p.int("aws.lambda.batch.size").max(1) as usize,
+                max_records: if p.boolean(BATCH_ENABLED) {
+                    p.int(BATCH_SIZE).max(1) as usize
+                } else {
+                    1
+                },
                 max_bytes,
                 linger: p.duration_ms("aws.lambda.linger.ms"),
             },
             max_in_flight: p.int("aws.lambda.max.in.flight").max(1) as usize,
             invocation_timeout,
             response_topic,
-            on_error: match p.string("behavior.on.error").to_ascii_lowercase().as_str() {
-                "log" => OnError::Log,
-                "ignore" => OnError::Ignore,
-                _ => OnError::Fail,
-            },
+            on_error: on_error(p),
             buffer_max_bytes: p.long("aws.lambda.buffer.max.bytes").max(1) as usize,
             retry_backoff,
             retry_backoff_max,
@@ -391,6 +438,56 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(async_.batch.max_bytes, ASYNC_PAYLOAD_LIMIT);
+    }
+
+    #[test]
+    fn a_config_written_for_nordstroms_connector_reads_as_meant() {
+        let c = LambdaSinkConfig::from_props(&props(&[
+            (
+                "aws.lambda.function.arn",
+                "arn:aws:lambda:us-west-2:123456789012:function:score",
+            ),
+            ("aws.lambda.invocation.mode", "ASYNC"),
+            ("aws.region", "us-west-2"),
+            ("retry.backoff.millis", "250"),
+            ("aws.lambda.batch.enabled", "false"),
+            ("aws.lambda.invocation.failure.mode", "DROP"),
+        ]))
+        .unwrap();
+        assert!(c.function.ends_with(":function:score"), "{}", c.function);
+        assert_eq!(c.invocation, InvocationType::Async);
+        assert_eq!(c.aws.region.as_deref(), Some("us-west-2"));
+        assert_eq!(c.retry_backoff, Duration::from_millis(250));
+        assert_eq!(c.batch.max_records, 1);
+        assert_eq!(c.on_error, OnError::Log);
+        // Confluent's behavior.on.error wins when both are given; STOP is fail.
+        let both = |mode| {
+            LambdaSinkConfig::from_props(&props(&[
+                (FUNCTION, "score"),
+                ("aws.lambda.invocation.failure.mode", mode),
+                (ON_ERROR, "ignore"),
+            ]))
+            .unwrap()
+            .on_error
+        };
+        assert_eq!(both("DROP"), OnError::Ignore);
+        let stop = LambdaSinkConfig::from_props(&props(&[
+            (FUNCTION, "score"),
+            ("aws.lambda.invocation.failure.mode", "STOP"),
+        ]))
+        .unwrap();
+        assert_eq!(stop.on_error, OnError::Fail);
+        // The same setting under both names, with different values, is an error naming both.
+        let Err(errors) = LambdaSinkConfig::from_props(&props(&[
+            (FUNCTION, "score"),
+            ("aws.lambda.function.arn", "other"),
+        ])) else {
+            panic!("two different functions accepted");
+        };
+        assert!(
+            errors.to_string().contains("aws.lambda.function.arn"),
+            "{errors}"
+        );
     }
 
     #[test]

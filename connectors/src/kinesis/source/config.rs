@@ -111,15 +111,8 @@ impl ConnectorConfig for KinesisSourceConfig {
                     ConfigType::String,
                     "Start time for AT_TIMESTAMP: epoch milliseconds or an RFC 3339 time.",
                 )
-                .default_value(""),
-            )
-            .define(
-                key(
-                    "kinesis.position.timestamp",
-                    ConfigType::String,
-                    "Another name of kinesis.shard.timestamp.",
-                )
-                .default_value(""),
+                .default_value("")
+                .alias("kinesis.position.timestamp"),
             )
             .define(
                 key(
@@ -208,13 +201,10 @@ impl ConnectorConfig for KinesisSourceConfig {
                 "is required unless kinesis.record.format=envelope",
             );
         }
-        let stamps: Vec<String> = ["kinesis.shard.timestamp", "kinesis.position.timestamp"]
-            .iter()
-            .filter_map(|k| p.optional_string(k))
-            .collect();
+        let stamp = p.optional_string("kinesis.shard.timestamp");
         let position = match p.string("kinesis.position").to_ascii_uppercase().as_str() {
             "LATEST" => StartPosition::Latest,
-            "AT_TIMESTAMP" => match stamps.first().map(|s| parse_time(s)) {
+            "AT_TIMESTAMP" => match stamp.as_deref().map(parse_time) {
                 Some(Ok(ms)) => StartPosition::AtTimestamp(ms),
                 Some(Err(e)) => {
                     errors.push("kinesis.shard.timestamp", e);
@@ -230,12 +220,6 @@ impl ConnectorConfig for KinesisSourceConfig {
             },
             _ => StartPosition::TrimHorizon,
         };
-        if stamps.len() == 2 && stamps[0] != stamps[1] {
-            errors.push(
-                "kinesis.position.timestamp",
-                "differs from kinesis.shard.timestamp: set one of them",
-            );
-        }
         let shards = match p.optional_string(TASK_SHARDS) {
             Some(raw) => serde_json::from_str(&raw).unwrap_or_else(|e| {
                 errors.push(TASK_SHARDS, format!("not a shard list: {e}"));
