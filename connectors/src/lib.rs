@@ -1,5 +1,5 @@
 //! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
-//! (`datagen`, `dlq-router`, `file`, `kinesis`, `lambda`, `s3`; all on by default), and the kit they share: [`aws`]
+//! (`datagen`, `dlq-router`, `file`, `jdbc`, `kinesis`, `lambda`, `s3`; all on by default), and the kit they share: [`aws`]
 //! (client settings and error classification for every AWS connector) and `dispatched` (the state
 //! a sink task shares with its dispatcher, and its back-pressure).
 //!
@@ -9,6 +9,8 @@
 //!   to their topic when due), a parking lot, or an explicit discard.
 //! - [`file`]: Kafka's FileStream source (lines in) and sink (JSON lines out), under Kafka's class
 //!   names so existing configs work unchanged.
+//! - [`jdbc`]: the JDBC source (PostgreSQL for now): tables or a query into Kafka under Confluent's
+//!   class, config names and offsets, without the rows Confluent's connector is known to lose.
 //! - [`kinesis`]: Kinesis Data Streams sink (ordered per partition key) and source (checkpointed
 //!   per shard), with an envelope format that carries a Kafka record through Kinesis unchanged.
 //! - [`lambda`]: the Lambda inference sink: batches, many invocations in flight, results back in
@@ -25,6 +27,8 @@ pub mod dispatched;
 pub mod dlq_router;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "jdbc")]
+pub mod jdbc;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 #[cfg(feature = "lambda")]
@@ -67,6 +71,12 @@ pub fn builtin() -> PluginRegistry {
         // Dead letters are passed on byte for byte, whatever the worker's converters.
         .with_default_converter(sluice_connector_api::convert::BYTE_ARRAY_CONVERTER),
     );
+    #[cfg(feature = "jdbc")]
+    let registry = registry.with(Plugin::source::<jdbc::JdbcSourceConnector>(
+        jdbc::CLASS,
+        &["JdbcSource", "JdbcSourceConnector"],
+        VERSION,
+    ));
     #[cfg(feature = "kinesis")]
     let registry = registry
         .with(

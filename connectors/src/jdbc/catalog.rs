@@ -1,0 +1,208 @@
+//! What the database says about itself: connecting (with `connection.attempts`), the tables to
+//! read, and each table's or query's columns and primary key. Messages name the database by host,
+//! port and name, never with the password.
+
+use std::time::Duration;
+
+use sluice_connector_api::{ConnectError, ConnectResult};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Column as _, Executor, TypeInfo};
+
+use super::columns::{Column, Kind};
+use super::config::{JdbcSourceConfig, NumericMapping};
+use super::reader::{APPLICATION_NAME, db_error};
+use super::sql::quote;
+
+/// A table: its schema and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TableId {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+}
+
+impl TableId {
+    /// `"schema"."name"`.
+    pub fn quoted(&self, quoted: bool) -> String {
+        format!("{}.{}", quote(&self.schema, quoted), quote(&self.name, quoted))
+    }
+
+    /// `schema.name`.
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// Whether a `table.whitelist`/`table.blacklist` entry names it: `name`, `schema.name` or
+    /// `database.schema.name`.
+    pub fn matches(&self, entry: &str, database: &str) -> bool {
+        let entry = entry.trim();
+        entry == self.name
+            || entry == self.display()
+            || entry == format!("{database}.{}", self.display())
+    }
+}
+
+/// A pool to the database of `config`, after up to `connection.attempts` attempts.
+pub async fn connect(config: &JdbcSourceConfig) -> ConnectResult<PgPool> {
+    let place = config.url.host().to_owned();
+    let mut options: PgConnectOptions = config
+        .url
+        .driver_url
+        .parse()
+        .map_err(|e| ConnectError::user(format!("connection.url for {place}: {e}")))?;
+    options = options
+        .application_name(APPLICATION_NAME)
+        .options([("TimeZone", config.db_timezone.as_str())]);
+    if let Some(user) = config.user.as_deref().or(config.url.user.as_deref()) {
+        options = options.username(user);
+    }
+    if let Some(password) = config.password.as_ref().or(config.url.password.as_ref()) {
+        options = options.password(password.expose());
+    }
+    let mut last = None;
+    for attempt in 1..=config.attempts {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await;
+        match pool {
+            Ok(pool) => return Ok(pool),
+            Err(e) => {
+                tracing::warn!(
+                    "connecting to PostgreSQL at {place} failed (attempt {attempt} of {}): {e}",
+                    config.attempts
+                );
+                last = Some(e);
+            }
+        }
+        if attempt < config.attempts {
+            tokio::time::sleep(config.attempt_backoff).await;
+        }
+    }
+    let e = last.map_or_else(|| "no attempt made".to_owned(), |e| e.to_string());
+    Err(ConnectError::retriable(format!(
+        "cannot connect to PostgreSQL at {place} after {} attempts: {e}",
+        config.attempts
+    )))
+}
+
+/// The database's name (the first part of Confluent's fully qualified table name).
+pub async fn database(pool: &PgPool) -> ConnectResult<String> {
+    sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db_error("the database", "reading its name", e))
+}
+
+/// The tables `config` reads, in order.
+pub async fn tables(pool: &PgPool, config: &JdbcSourceConfig, database: &str) -> ConnectResult<Vec<TableId>> {
+    let types: Vec<String> = config
+        .table_types
+        .iter()
+        .map(|t| match t.to_ascii_uppercase().as_str() {
+            "TABLE" => "BASE TABLE".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_type::text = ANY($1) \
+           AND table_schema NOT IN ('pg_catalog', 'information_schema') \
+           AND table_schema::text NOT LIKE 'pg\\_toast%' \
+           AND ($2::text IS NULL OR table_schema::text LIKE $2) \
+         ORDER BY 1, 2",
+    )
+    .bind(&types)
+    .bind(config.schema_pattern.as_deref())
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error("the database", "listing tables", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(schema, name)| TableId { schema, name })
+        .filter(|t| config.include.is_empty() || config.include.iter().any(|e| t.matches(e, database)))
+        .filter(|t| !config.exclude.iter().any(|e| t.matches(e, database)))
+        .collect())
+}
+
+/// A table's columns, in order, and its primary key's columns.
+pub async fn describe_table(
+    pool: &PgPool,
+    table: &TableId,
+    mapping: NumericMapping,
+) -> ConnectResult<(Vec<Column>, Vec<String>)> {
+    let name = table.display();
+    let rows: Vec<(String, String, Option<i32>, Option<i32>, bool)> = sqlx::query_as(
+        "SELECT column_name::text, udt_name::text, numeric_precision::int4, \
+                numeric_scale::int4, is_nullable::text = 'YES' \
+         FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+    )
+    .bind(&table.schema)
+    .bind(&table.name)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error(&name, "reading its columns", e))?;
+    if rows.is_empty() {
+        return Err(ConnectError::user(format!("table {name} does not exist (or has no columns)")));
+    }
+    let columns = rows
+        .into_iter()
+        .map(|(name, udt, precision, scale, nullable)| Column {
+            kind: Kind::of(&udt, precision, scale, mapping),
+            name,
+            nullable,
+        })
+        .collect();
+    let key: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE i.indrelid = $1::regclass AND i.indisprimary \
+         ORDER BY array_position(i.indkey::int2[], a.attnum)",
+    )
+    .bind(table.quoted(true))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error(&name, "reading its primary key", e))?;
+    Ok((columns, key))
+}
+
+/// The columns of `query`'s result, as the database describes them without running it.
+pub async fn describe_query(pool: &PgPool, query: &str, mapping: NumericMapping) -> ConnectResult<Vec<Column>> {
+    let described = pool
+        .describe(&format!("SELECT * FROM ({query}) AS sluice_query"))
+        .await
+        .map_err(|e| db_error("query", "describing its columns", e))?;
+    Ok(described
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let type_name = c.type_info().name().to_ascii_lowercase();
+            let type_name = match type_name.strip_suffix("[]") {
+                Some(item) => format!("_{item}"),
+                None => type_name,
+            };
+            Column {
+                name: c.name().to_owned(),
+                // No declared scale here: numerics read as exact text (or doubles, if asked).
+                kind: Kind::of(&type_name, None, None, mapping),
+                nullable: described.nullable(i).unwrap_or(true),
+            }
+        })
+        .collect())
+}
+
+/// Whether the source's user sees every session's transaction start (superuser or
+/// `pg_read_all_stats`); without it, other users' open transactions do not hold the bound back.
+pub async fn sees_all_transactions(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'member') \
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or(false)
+}

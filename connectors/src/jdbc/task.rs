@@ -1,0 +1,150 @@
+//! The JDBC source task: its tables (or the query) read in turn, each as often as it has rows
+//! and every `poll.interval.ms` once it has none, offsets resumed from the offsets topic.
+//!
+//! Guarantees: a `poll` returns at most `batch.max.rows` rows of one table, except a timestamp
+//! run read whole (see [`super::reader`]); a row whose values cannot be read goes to the error
+//! policy with its table and key; a database that goes away is a retriable error (the runtime
+//! retries the poll, the reader keeps its place).
+
+use std::time::Duration;
+
+use sluice_connector_api::{
+    ConnectResult, ConnectorConfig, Props, SourceRecord, SourceTask, SourceTaskContext,
+    async_trait,
+};
+use sqlx::postgres::PgPool;
+use tokio::time::Instant;
+
+use super::catalog::{self, TableId};
+use super::config::{JdbcSourceConfig, Mode};
+use super::offset::{RowsOffset, RowsPartition};
+use super::reader::Reader;
+
+/// Longest wait inside one `poll`, so the task stays responsive to pause and stop.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+struct Scheduled {
+    reader: Reader,
+    next_read: Instant,
+}
+
+/// Reads the tables of one task.
+#[derive(Default)]
+pub struct JdbcSourceTask {
+    ctx: Option<SourceTaskContext>,
+    config: Option<JdbcSourceConfig>,
+    pool: Option<PgPool>,
+    readers: Vec<Scheduled>,
+    /// The reader looked at first in the next poll (round robin).
+    next: usize,
+}
+
+impl JdbcSourceTask {
+    fn stored_offset(ctx: &SourceTaskContext, partition: &RowsPartition, table: Option<&TableId>) -> Option<RowsOffset> {
+        let stored = ctx.offset(&partition.to_map()).or_else(|| {
+            table.and_then(|t| ctx.offset(&RowsPartition::legacy(&t.name)))
+        })?;
+        serde_json::from_value(serde_json::Value::Object(stored)).ok()
+    }
+}
+
+#[async_trait]
+impl SourceTask for JdbcSourceTask {
+    async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
+        let config = JdbcSourceConfig::from_props(props)?;
+        let pool = catalog::connect(&config).await?;
+        let database = catalog::database(&pool).await?;
+        if config.mode != Mode::Bulk && !catalog::sees_all_transactions(&pool).await {
+            tracing::warn!(
+                task = %ctx.task_id,
+                "the JDBC source's user is not a member of pg_read_all_stats: other users' open \
+                 transactions cannot hold back its read bound, so rows they commit late may be \
+                 missed in timestamp modes; GRANT pg_read_all_stats TO the user"
+            );
+        }
+        let now = Instant::now();
+        let mut readers = Vec::new();
+        if let Some(query) = &config.query {
+            let columns = catalog::describe_query(&pool, query, config.numeric_mapping).await?;
+            let partition = RowsPartition::query();
+            let offset = Self::stored_offset(&ctx, &partition, None);
+            readers.push(Reader::new(
+                &config,
+                partition,
+                "query".to_owned(),
+                config.topic_prefix.clone(),
+                "query",
+                format!("({query}) AS sluice_query"),
+                columns,
+                &[],
+                offset,
+            )?);
+        }
+        for table in &config.tables {
+            let (columns, key) = catalog::describe_table(&pool, table, config.numeric_mapping).await?;
+            let partition = RowsPartition::table(&database, &table.schema, &table.name);
+            let offset = Self::stored_offset(&ctx, &partition, Some(table));
+            readers.push(Reader::new(
+                &config,
+                partition,
+                table.display(),
+                format!("{}{}", config.topic_prefix, table.name),
+                &table.name,
+                table.quoted(config.quote_identifiers),
+                columns,
+                &key,
+                offset,
+            )?);
+        }
+        tracing::info!(task = %ctx.task_id, "reading {} from PostgreSQL at {}", readers.len(), config.url.host());
+        self.readers = readers
+            .into_iter()
+            .map(|reader| Scheduled { reader, next_read: now })
+            .collect();
+        self.pool = Some(pool);
+        self.config = Some(config);
+        self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
+        let (Some(ctx), Some(config), Some(pool)) = (&self.ctx, &self.config, &self.pool) else {
+            return Ok(Vec::new());
+        };
+        let n = self.readers.len();
+        if n == 0 {
+            tokio::time::sleep(MAX_POLL_WAIT).await;
+            return Ok(Vec::new());
+        }
+        let now = Instant::now();
+        let due = (0..n).map(|k| (self.next + k) % n).find(|&i| self.readers[i].next_read <= now);
+        let Some(i) = due else {
+            let soonest = self.readers.iter().map(|s| s.next_read).min().unwrap_or(now);
+            tokio::time::sleep_until(soonest.min(now + MAX_POLL_WAIT)).await;
+            return Ok(Vec::new());
+        };
+        self.next = (i + 1) % n;
+        let scheduled = &mut self.readers[i];
+        let read = if config.mode == Mode::Bulk {
+            scheduled.reader.read_all(pool).await?
+        } else {
+            scheduled.reader.read(pool).await?
+        };
+        scheduled.next_read = if read.more { now } else { now + config.poll_interval };
+        if read.held_back {
+            ctx.count("jdbc.gap.waits", 1);
+        }
+        ctx.count("jdbc.rows.read", (read.records.len() + read.rejected.len()) as u64);
+        for (record, error) in read.rejected {
+            ctx.report(&record, error).await?;
+        }
+        Ok(read.records)
+    }
+
+    async fn stop(&mut self) -> ConnectResult<()> {
+        if let Some(pool) = self.pool.take() {
+            pool.close().await;
+        }
+        Ok(())
+    }
+}
