@@ -2,7 +2,7 @@
 # Runs the whole test suite on a fresh or warm machine.
 #
 # Installs what is missing (system libraries for librdkafka, cargo-nextest, the s3s-fs S3 server,
-# a Python virtualenv with pyarrow and DuckDB), builds the workspace,
+# a Python virtualenv with pyarrow and DuckDB, PostgreSQL's server), builds the workspace,
 # then runs every unit, integration and doc test. Integration tests start their own real broker
 # processes (`sluice broker`, the embedded tansu engine) and `sluice` worker processes on free
 # ports, so no external service has to be running.
@@ -53,6 +53,13 @@ if [ ! -f "$TOOLS/serverless/node_modules/serverless-offline/package.json" ]; th
   (cd "$TOOLS/serverless" && npm install --silent --no-audit --no-fund serverless@3.40.0 serverless-offline@13.10.1)
 fi
 export SLUICE_SERVERLESS="$TOOLS/serverless"
+
+# A real PostgreSQL server for the JDBC source tests: each test runs initdb and postgres in a
+# temporary directory on a free port (as the postgres user when run as root).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing PostgreSQL"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+fi
 
 # Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB) and moto's server (STS
 # for the assumed-role tests), in a virtualenv shared with scripts/bench.sh.

@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod kinesis;
 pub mod lambda;
 pub mod moto;
+pub mod postgres;
 pub mod s3;
 
 use std::collections::BTreeMap;

@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use sluice_connector_api::{ConnectError, ConnectResult};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Column as _, Executor, TypeInfo};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Column as _, Connection, Executor, TypeInfo};
 
 use super::columns::{Column, Kind};
 use super::config::{JdbcSourceConfig, NumericMapping};
 use super::reader::{APPLICATION_NAME, db_error};
 use super::sql::quote;
+
+/// Longest wait for a connection to the database.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A table: its schema and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -25,7 +28,11 @@ pub struct TableId {
 impl TableId {
     /// `"schema"."name"`.
     pub fn quoted(&self, quoted: bool) -> String {
-        format!("{}.{}", quote(&self.schema, quoted), quote(&self.name, quoted))
+        format!(
+            "{}.{}",
+            quote(&self.schema, quoted),
+            quote(&self.name, quoted)
+        )
     }
 
     /// `schema.name`.
@@ -62,26 +69,39 @@ pub async fn connect(config: &JdbcSourceConfig) -> ConnectResult<PgPool> {
     }
     let mut last = None;
     for attempt in 1..=config.attempts {
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await;
-        match pool {
-            Ok(pool) => return Ok(pool),
-            Err(e) => {
-                tracing::warn!(
-                    "connecting to PostgreSQL at {place} failed (attempt {attempt} of {}): {e}",
-                    config.attempts
-                );
-                last = Some(e);
+        // One connection first: the pool would retry on its own until its timeout and then
+        // report only that it timed out, not why.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        match first {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options.clone())
+                    .await;
+                match pool {
+                    Ok(pool) => return Ok(pool),
+                    Err(e) => last = Some(e.to_string()),
+                }
             }
+            Err(sqlx::Error::PoolTimedOut) => {
+                last = Some(format!("no answer within {CONNECT_TIMEOUT:?}"));
+            }
+            Err(e) => last = Some(e.to_string()),
         }
+        tracing::warn!(
+            "connecting to PostgreSQL at {place} failed (attempt {attempt} of {}): {}",
+            config.attempts,
+            last.as_deref().unwrap_or_default()
+        );
         if attempt < config.attempts {
             tokio::time::sleep(config.attempt_backoff).await;
         }
     }
-    let e = last.map_or_else(|| "no attempt made".to_owned(), |e| e.to_string());
+    let e = last.unwrap_or_default();
     Err(ConnectError::retriable(format!(
         "cannot connect to PostgreSQL at {place} after {} attempts: {e}",
         config.attempts
@@ -97,7 +117,11 @@ pub async fn database(pool: &PgPool) -> ConnectResult<String> {
 }
 
 /// The tables `config` reads, in order.
-pub async fn tables(pool: &PgPool, config: &JdbcSourceConfig, database: &str) -> ConnectResult<Vec<TableId>> {
+pub async fn tables(
+    pool: &PgPool,
+    config: &JdbcSourceConfig,
+    database: &str,
+) -> ConnectResult<Vec<TableId>> {
     let types: Vec<String> = config
         .table_types
         .iter()
@@ -122,10 +146,16 @@ pub async fn tables(pool: &PgPool, config: &JdbcSourceConfig, database: &str) ->
     Ok(rows
         .into_iter()
         .map(|(schema, name)| TableId { schema, name })
-        .filter(|t| config.include.is_empty() || config.include.iter().any(|e| t.matches(e, database)))
+        .filter(|t| {
+            config.include.is_empty() || config.include.iter().any(|e| t.matches(e, database))
+        })
         .filter(|t| !config.exclude.iter().any(|e| t.matches(e, database)))
         .collect())
 }
+
+/// A column as `information_schema.columns` describes it: name, type, numeric precision and
+/// scale, nullable.
+type ColumnRow = (String, String, Option<i32>, Option<i32>, bool);
 
 /// A table's columns, in order, and its primary key's columns.
 pub async fn describe_table(
@@ -134,7 +164,7 @@ pub async fn describe_table(
     mapping: NumericMapping,
 ) -> ConnectResult<(Vec<Column>, Vec<String>)> {
     let name = table.display();
-    let rows: Vec<(String, String, Option<i32>, Option<i32>, bool)> = sqlx::query_as(
+    let rows: Vec<ColumnRow> = sqlx::query_as(
         "SELECT column_name::text, udt_name::text, numeric_precision::int4, \
                 numeric_scale::int4, is_nullable::text = 'YES' \
          FROM information_schema.columns \
@@ -146,7 +176,9 @@ pub async fn describe_table(
     .await
     .map_err(|e| db_error(&name, "reading its columns", e))?;
     if rows.is_empty() {
-        return Err(ConnectError::user(format!("table {name} does not exist (or has no columns)")));
+        return Err(ConnectError::user(format!(
+            "table {name} does not exist (or has no columns)"
+        )));
     }
     let columns = rows
         .into_iter()
@@ -170,7 +202,11 @@ pub async fn describe_table(
 }
 
 /// The columns of `query`'s result, as the database describes them without running it.
-pub async fn describe_query(pool: &PgPool, query: &str, mapping: NumericMapping) -> ConnectResult<Vec<Column>> {
+pub async fn describe_query(
+    pool: &PgPool,
+    query: &str,
+    mapping: NumericMapping,
+) -> ConnectResult<Vec<Column>> {
     let described = pool
         .describe(&format!("SELECT * FROM ({query}) AS sluice_query"))
         .await

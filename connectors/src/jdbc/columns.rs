@@ -36,7 +36,7 @@ pub enum Kind {
     NumericInteger(u8),
     /// `numeric` as a double (`best_fit` where exact, `best_fit_eager_double` always).
     NumericDouble,
-    /// `numeric` without a declared scale: its exact text.
+    /// `numeric` without a declared scale: its exact text, as the database writes it.
     NumericText,
     /// Text of any kind, and every type read as its text.
     Text,
@@ -61,7 +61,12 @@ pub enum Kind {
 impl Kind {
     /// The kind of a type as the catalog names it (`udt_name`), with the numeric's declared
     /// precision and scale; `None` reads it as text.
-    pub fn of(type_name: &str, precision: Option<i32>, scale: Option<i32>, mapping: NumericMapping) -> Option<Self> {
+    pub fn of(
+        type_name: &str,
+        precision: Option<i32>,
+        scale: Option<i32>,
+        mapping: NumericMapping,
+    ) -> Option<Self> {
         let name = type_name.to_ascii_lowercase();
         if let Some(item) = name.strip_prefix('_') {
             return Self::of(item, None, None, NumericMapping::None)
@@ -107,9 +112,7 @@ impl Kind {
             }
             Kind::Bytes => Schema::new(SchemaType::Bytes),
             Kind::Date => Schema::date(),
-            Kind::Time => {
-                Schema::new(SchemaType::Int32).named(sluice_connector_api::logical::TIME)
-            }
+            Kind::Time => Schema::new(SchemaType::Int32).named(sluice_connector_api::logical::TIME),
             Kind::Timestamp | Kind::TimestampTz => Schema::timestamp(),
             Kind::Array(item) => Schema::array(item.schema().optional()),
         }
@@ -129,8 +132,8 @@ fn numeric(precision: Option<i32>, scale: Option<i32>, mapping: NumericMapping) 
         None => Kind::Decimal(s as u32),
         _ if s == 0 && p <= 18 => Kind::NumericInteger(match p {
             ..=2 => 8,
-            ..=4 => 16,
-            ..=9 => 32,
+            3..=4 => 16,
+            5..=9 => 32,
             _ => 64,
         }),
         BestFit if p <= 15 => Kind::NumericDouble,
@@ -161,7 +164,11 @@ impl Column {
         let schema = self.read_kind().schema();
         Field {
             name: self.name.clone(),
-            schema: if self.nullable { schema.optional() } else { schema },
+            schema: if self.nullable {
+                schema.optional()
+            } else {
+                schema
+            },
         }
     }
 }
@@ -182,7 +189,8 @@ pub fn value(row: &PgRow, i: usize, column: &Column, tz: Tz) -> ConnectResult<Va
     let kind = column.read_kind();
     macro_rules! get {
         ($t:ty) => {
-            row.try_get::<Option<$t>, _>(i).map_err(|e| decode_error(name, e))?
+            row.try_get::<Option<$t>, _>(i)
+                .map_err(|e| decode_error(name, e))?
         };
     }
     Ok(match kind {
@@ -208,19 +216,21 @@ pub fn value(row: &PgRow, i: usize, column: &Column, tz: Tz) -> ConnectResult<Va
                     .map_err(|e| decode_error(name, format!("{d} as a double: {e}")))?,
             ),
         },
-        Kind::NumericText => get!(bigdecimal::BigDecimal)
-            .map_or(Value::Null, |d| Value::String(d.to_plain_string())),
-        Kind::Text => get!(String).map_or(Value::Null, Value::String),
+        // Selected as its text (see `sql`).
+        Kind::NumericText | Kind::Text => get!(String).map_or(Value::Null, Value::String),
         Kind::Bytes => get!(Vec<u8>).map_or(Value::Null, Value::Bytes),
         Kind::Date => get!(NaiveDate).map_or(Value::Null, |d| Value::Int32(days(d))),
         Kind::Time => get!(NaiveTime).map_or(Value::Null, |t| Value::Int32(time_ms(t))),
-        Kind::Timestamp => get!(NaiveDateTime)
-            .map_or(Value::Null, |t| Value::Int64(local_to_utc(t, tz).timestamp_millis())),
+        Kind::Timestamp => get!(NaiveDateTime).map_or(Value::Null, |t| {
+            Value::Int64(local_to_utc(t, tz).timestamp_millis())
+        }),
         Kind::TimestampTz => {
             get!(DateTime<Utc>).map_or(Value::Null, |t| Value::Int64(t.timestamp_millis()))
         }
         Kind::Uuid => get!(sqlx::types::Uuid).map_or(Value::Null, |u| Value::String(u.to_string())),
-        Kind::Json => get!(sqlx::types::JsonValue).map_or(Value::Null, |j| Value::String(j.to_string())),
+        Kind::Json => {
+            get!(sqlx::types::JsonValue).map_or(Value::Null, |j| Value::String(j.to_string()))
+        }
         Kind::Array(item) => array(row, i, name, &item)?,
     })
 }
@@ -250,11 +260,18 @@ fn array(row: &PgRow, i: usize, name: &str, item: &Kind) -> ConnectResult<Value>
         Kind::Float32 => items!(f32, Value::Float32),
         Kind::Float64 => items!(f64, Value::Float64),
         Kind::Text => items!(String, Value::String),
-        Kind::Uuid => items!(sqlx::types::Uuid, |u: sqlx::types::Uuid| Value::String(u.to_string())),
+        Kind::Uuid => items!(sqlx::types::Uuid, |u: sqlx::types::Uuid| Value::String(
+            u.to_string()
+        )),
         Kind::Date => items!(NaiveDate, |d| Value::Int32(days(d))),
-        Kind::TimestampTz => items!(DateTime<Utc>, |t: DateTime<Utc>| Value::Int64(t.timestamp_millis())),
+        Kind::TimestampTz => items!(DateTime<Utc>, |t: DateTime<Utc>| Value::Int64(
+            t.timestamp_millis()
+        )),
         other => {
-            return Err(decode_error(name, format!("arrays of {other:?} are not read")));
+            return Err(decode_error(
+                name,
+                format!("arrays of {other:?} are not read"),
+            ));
         }
     })
 }
@@ -290,7 +307,10 @@ fn time_ms(t: NaiveTime) -> i32 {
 fn unscaled(d: &bigdecimal::BigDecimal, scale: u32, column: &str) -> ConnectResult<Vec<u8>> {
     let scaled = d.with_scale(i64::from(scale));
     if &scaled != d {
-        return Err(decode_error(column, format!("{d} has more digits than its scale {scale}")));
+        return Err(decode_error(
+            column,
+            format!("{d} has more digits than its scale {scale}"),
+        ));
     }
     let (digits, _) = scaled.into_bigint_and_exponent();
     Ok(digits.to_signed_bytes_be())
@@ -318,15 +338,43 @@ mod tests {
     fn numerics_map_as_confluents_numeric_mapping_says_and_never_round_by_default() {
         use NumericMapping::{BestFit, BestFitEagerDouble, PrecisionOnly};
         let exact = NumericMapping::None;
-        assert_eq!(Kind::of("numeric", Some(10), Some(2), exact), Some(Kind::Decimal(2)));
-        assert_eq!(Kind::of("numeric", None, None, exact), Some(Kind::NumericText));
-        assert_eq!(Kind::of("numeric", Some(9), Some(0), PrecisionOnly), Some(Kind::NumericInteger(32)));
-        assert_eq!(Kind::of("numeric", Some(19), Some(0), PrecisionOnly), Some(Kind::Decimal(0)));
-        assert_eq!(Kind::of("numeric", Some(12), Some(4), BestFit), Some(Kind::NumericDouble));
-        assert_eq!(Kind::of("numeric", Some(30), Some(4), BestFit), Some(Kind::Decimal(4)));
-        assert_eq!(Kind::of("numeric", None, None, BestFitEagerDouble), Some(Kind::NumericDouble));
-        assert_eq!(Kind::of("_int4", None, None, exact), Some(Kind::Array(Box::new(Kind::Int32))));
-        assert_eq!(Kind::of("mood", None, None, exact), None, "an enum reads as text");
+        assert_eq!(
+            Kind::of("numeric", Some(10), Some(2), exact),
+            Some(Kind::Decimal(2))
+        );
+        assert_eq!(
+            Kind::of("numeric", None, None, exact),
+            Some(Kind::NumericText)
+        );
+        assert_eq!(
+            Kind::of("numeric", Some(9), Some(0), PrecisionOnly),
+            Some(Kind::NumericInteger(32))
+        );
+        assert_eq!(
+            Kind::of("numeric", Some(19), Some(0), PrecisionOnly),
+            Some(Kind::Decimal(0))
+        );
+        assert_eq!(
+            Kind::of("numeric", Some(12), Some(4), BestFit),
+            Some(Kind::NumericDouble)
+        );
+        assert_eq!(
+            Kind::of("numeric", Some(30), Some(4), BestFit),
+            Some(Kind::Decimal(4))
+        );
+        assert_eq!(
+            Kind::of("numeric", None, None, BestFitEagerDouble),
+            Some(Kind::NumericDouble)
+        );
+        assert_eq!(
+            Kind::of("_int4", None, None, exact),
+            Some(Kind::Array(Box::new(Kind::Int32)))
+        );
+        assert_eq!(
+            Kind::of("mood", None, None, exact),
+            None,
+            "an enum reads as text"
+        );
     }
 
     #[test]
@@ -341,9 +389,18 @@ mod tests {
 
     #[test]
     fn wall_times_are_read_in_the_database_time_zone() {
-        let t = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let t = NaiveDate::from_ymd_opt(2026, 7, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(local_to_utc(t, berlin).to_rfc3339(), "2026-07-01T10:00:00+00:00");
-        assert_eq!(local_to_utc(t, Tz::UTC).to_rfc3339(), "2026-07-01T12:00:00+00:00");
+        assert_eq!(
+            local_to_utc(t, berlin).to_rfc3339(),
+            "2026-07-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            local_to_utc(t, Tz::UTC).to_rfc3339(),
+            "2026-07-01T12:00:00+00:00"
+        );
     }
 }

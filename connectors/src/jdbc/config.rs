@@ -229,9 +229,13 @@ impl ConnectorConfig for JdbcSourceConfig {
                 .validator(Validator::at_least(0.0)),
             )
             .define(
-                key(INCLUDE, ConfigType::List, "Tables to read; empty reads every table.")
-                    .default_value("")
-                    .alias("table.include.list"),
+                key(
+                    INCLUDE,
+                    ConfigType::List,
+                    "Tables to read; empty reads every table.",
+                )
+                .default_value("")
+                .alias("table.include.list"),
             )
             .define(
                 key(EXCLUDE, ConfigType::List, "Tables never read.")
@@ -379,17 +383,26 @@ impl ConnectorConfig for JdbcSourceConfig {
         };
         let timestamp_columns = p.list(TIMESTAMP_COLUMNS);
         if mode.uses_timestamp() && timestamp_columns.is_empty() {
-            errors.push(TIMESTAMP_COLUMNS, format!("mode={} needs it", p.string(MODE)));
+            errors.push(
+                TIMESTAMP_COLUMNS,
+                format!("mode={} needs it", p.string(MODE)),
+            );
         }
         let query = p.optional_string(QUERY);
         let include = p.list(INCLUDE);
         let exclude = p.list(EXCLUDE);
         if query.is_some() && !(include.is_empty() && exclude.is_empty()) {
-            errors.push(QUERY, "reads a query instead of tables: leave table.whitelist and \
-                                table.blacklist empty");
+            errors.push(
+                QUERY,
+                "reads a query instead of tables: leave table.whitelist and \
+                                table.blacklist empty",
+            );
         }
         if !include.is_empty() && !exclude.is_empty() {
-            errors.push(EXCLUDE, "cannot be combined with table.whitelist: set one of them");
+            errors.push(
+                EXCLUDE,
+                "cannot be combined with table.whitelist: set one of them",
+            );
         }
         let tables = match p.optional_string(TASK_TABLES) {
             Some(raw) => serde_json::from_str(&raw).unwrap_or_else(|e| {
@@ -427,7 +440,9 @@ impl ConnectorConfig for JdbcSourceConfig {
                 _ => NumericMapping::None,
             },
             db_timezone: p.string(TIMEZONE),
-            quote_identifiers: !p.string("quote.sql.identifiers").eq_ignore_ascii_case("never"),
+            quote_identifiers: !p
+                .string("quote.sql.identifiers")
+                .eq_ignore_ascii_case("never"),
             tables,
         }
     }
@@ -442,7 +457,10 @@ mod tests {
     #[test]
     fn a_confluent_config_reads_as_it_is() {
         let c = JdbcSourceConfig::from_props(&props(&[
-            ("connection.url", "jdbc:postgresql://db:5432/shop?user=app&password=secret"),
+            (
+                "connection.url",
+                "jdbc:postgresql://db:5432/shop?user=app&password=secret",
+            ),
             ("mode", "timestamp+incrementing"),
             ("incrementing.column.name", "id"),
             ("timestamp.column.name", "updated_at, created_at"),
@@ -453,7 +471,10 @@ mod tests {
         assert_eq!(c.mode, Mode::TimestampIncrementing);
         assert_eq!(c.timestamp_columns, ["updated_at", "created_at"]);
         assert_eq!(c.include, ["orders", "public.customers"]);
-        assert_eq!((c.batch_max_rows, c.poll_interval), (100, Duration::from_secs(5)));
+        assert_eq!(
+            (c.batch_max_rows, c.poll_interval),
+            (100, Duration::from_secs(5))
+        );
         assert_eq!(c.numeric_mapping, NumericMapping::None);
         assert_eq!(c.url.host(), "db:5432/shop");
         assert!(c.quote_identifiers);

@@ -70,7 +70,11 @@ async fn monitor(
                     ctx.request_task_reconfiguration();
                 }
             }
-            Err(e) => tracing::warn!("listing the tables of {} failed: {}", config.url.host(), e.message()),
+            Err(e) => tracing::warn!(
+                "listing the tables of {} failed: {}",
+                config.url.host(),
+                e.message()
+            ),
         }
     }
 }

@@ -127,7 +127,9 @@ mod tests {
             incrementing: Some(42),
             ..RowsOffset::default()
         };
-        let t = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123456Z").unwrap().to_utc();
+        let t = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123456Z")
+            .unwrap()
+            .to_utc();
         o.set_time(Some(t));
         let json = serde_json::to_value(o).unwrap();
         assert_eq!(

@@ -108,7 +108,9 @@ impl Reader {
             columns
                 .iter()
                 .position(|c| c.name == wanted)
-                .ok_or_else(|| ConnectError::user(format!("{name} has no {role} column {wanted:?}")))
+                .ok_or_else(|| {
+                    ConnectError::user(format!("{name} has no {role} column {wanted:?}"))
+                })
         };
         let incrementing = match (config.mode.uses_incrementing(), &config.incrementing_column) {
             (false, _) => None,
@@ -127,16 +129,30 @@ impl Reader {
         for &i in incrementing.iter().chain(&timestamps) {
             let c = &columns[i];
             let fits = match incrementing == Some(i) {
-                true => matches!(c.kind, Some(Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::NumericInteger(_))),
-                false => matches!(c.kind, Some(Kind::Timestamp | Kind::TimestampTz | Kind::Date)),
+                true => matches!(
+                    c.kind,
+                    Some(Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::NumericInteger(_))
+                ),
+                false => matches!(
+                    c.kind,
+                    Some(Kind::Timestamp | Kind::TimestampTz | Kind::Date)
+                ),
             };
             if !fits {
                 return Err(ConnectError::user(format!(
                     "{name}: column {} cannot order rows in mode {:?} (it reads as {:?})",
-                    c.name, config.mode, c.read_kind()
+                    c.name,
+                    config.mode,
+                    c.read_kind()
                 )));
             }
-            if c.nullable && config.validate_non_null && (incrementing == Some(i) || timestamps.len() == 1) {
+            // A query's columns have no declared nullability to check.
+            let declared = config.query.is_none();
+            if declared
+                && c.nullable
+                && config.validate_non_null
+                && (incrementing == Some(i) || timestamps.len() == 1)
+            {
                 return Err(ConnectError::user(format!(
                     "{name}: column {} may be NULL, and rows where it is NULL are never read; \
                      make it NOT NULL or set validate.non.null=false",
@@ -152,20 +168,30 @@ impl Reader {
                 .map(|k| find(k, "primary key"))
                 .collect::<ConnectResult<Vec<_>>>()?;
             let fields = idx.iter().map(|&i| columns[i].field()).collect();
-            Some((idx, Arc::new(Schema::structure(fields).named(format!("{schema_name}.Key")))))
+            Some((
+                idx,
+                Arc::new(Schema::structure(fields).named(format!("{schema_name}.Key"))),
+            ))
         };
         let statement = Statement::new(
             config,
             from,
             &columns,
             incrementing.map(|i| columns[i].name.as_str()),
-            &timestamps.iter().map(|&i| columns[i].name.as_str()).collect::<Vec<_>>(),
+            &timestamps
+                .iter()
+                .map(|&i| columns[i].name.as_str())
+                .collect::<Vec<_>>(),
         );
         let mut offset = offset.unwrap_or_default();
         if offset.time().is_none()
-            && let Some(initial) = config.timestamp_initial.filter(|_| config.mode.uses_timestamp())
+            && let Some(initial) = config
+                .timestamp_initial
+                .filter(|_| config.mode.uses_timestamp())
         {
-            let at = if initial == -1 { Utc::now() } else {
+            let at = if initial == -1 {
+                Utc::now()
+            } else {
                 DateTime::from_timestamp_millis(initial).unwrap_or_default()
             };
             offset.set_time(Some(at));
@@ -175,7 +201,10 @@ impl Reader {
             name,
             topic,
             statement,
-            names: columns.iter().map(|c| FieldName::from(c.name.as_str())).collect(),
+            names: columns
+                .iter()
+                .map(|c| FieldName::from(c.name.as_str()))
+                .collect(),
             value_schema: Arc::new(columns::row_schema(schema_name, &columns)),
             columns,
             key,
@@ -192,7 +221,10 @@ impl Reader {
 
     /// Reads what is new (a page of `bulk` mode's pass is handled by [`Reader::read_all`]).
     pub async fn read(&mut self, pool: &PgPool) -> ConnectResult<Read> {
-        let mut tx = pool.begin().await.map_err(|e| db_error(&self.name, "starting a read", e))?;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(|e| db_error(&self.name, "starting a read", e))?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await
@@ -206,14 +238,19 @@ impl Reader {
         let by_delay = now - self.delay;
         let bound = oldest.map_or(by_delay, |o| o.min(by_delay));
         let rows = self.fetch(&mut tx, bound, self.batch as i64).await?;
-        let mut read = Read { more: rows.len() >= self.batch, ..Read::default() };
+        let mut read = Read {
+            more: rows.len() >= self.batch,
+            ..Read::default()
+        };
         let rows = match self.mode {
             Mode::Incrementing => self.past_gaps(rows, &xip, &mut read),
             Mode::Timestamp => self.whole_runs(&mut tx, rows, bound).await?,
             _ => rows,
         };
-        tx.commit().await.map_err(|e| db_error(&self.name, "ending a read", e))?;
-        self.to_records(&rows, &mut read);
+        tx.commit()
+            .await
+            .map_err(|e| db_error(&self.name, "ending a read", e))?;
+        self.emit(&rows, &mut read);
         Ok(read)
     }
 
@@ -226,8 +263,8 @@ impl Reader {
         let mut read = Read::default();
         for row in &rows {
             match self.record(row, RowsOffset::default()) {
-                Ok(r) => read.records.push(r),
-                Err((r, e)) => read.rejected.push((r, e)),
+                (r, None) => read.records.push(r),
+                (r, Some(e)) => read.rejected.push((r, e)),
             }
         }
         Ok(read)
@@ -246,14 +283,20 @@ impl Reader {
             (Mode::Incrementing, _, None) => sqlx::query(&self.statement.first_ids),
             (Mode::Timestamp, Some(t), _) => sqlx::query(&self.statement.after_time).bind(t),
             (Mode::TimestampIncrementing, Some(t), Some(i)) => {
-                sqlx::query(&self.statement.after_time_and_id).bind(t).bind(i)
+                sqlx::query(&self.statement.after_time_and_id)
+                    .bind(t)
+                    .bind(i)
             }
             (Mode::TimestampIncrementing, Some(t), None) => {
                 sqlx::query(&self.statement.after_time).bind(t)
             }
             _ => sqlx::query(&self.statement.first_times),
         };
-        let query = if self.mode.uses_timestamp() { query.bind(bound) } else { query };
+        let query = if self.mode.uses_timestamp() {
+            query.bind(bound)
+        } else {
+            query
+        };
         query
             .bind(limit)
             .fetch_all(&mut **tx)
@@ -275,7 +318,10 @@ impl Reader {
                     .is_some_and(|g| g.before == id && g.xids.iter().all(|x| !xip.contains(x)));
                 if !waited {
                     if self.gap.as_ref().is_none_or(|g| g.before != id) {
-                        self.gap = Some(Gap { before: id, xids: xip.to_vec() });
+                        self.gap = Some(Gap {
+                            before: id,
+                            xids: xip.to_vec(),
+                        });
                     }
                     read.held_back = true;
                     read.more = false;
@@ -302,7 +348,10 @@ impl Reader {
         let Some(last) = rows.last().and_then(|r| self.time(r)) else {
             return Ok(rows);
         };
-        let run_start = rows.iter().position(|r| self.time(r) == Some(last)).unwrap_or(0);
+        let run_start = rows
+            .iter()
+            .position(|r| self.time(r) == Some(last))
+            .unwrap_or(0);
         if run_start > 0 {
             rows.truncate(run_start);
             return Ok(rows);
@@ -316,7 +365,7 @@ impl Reader {
             .map_err(|e| db_error(&self.name, "reading a run of equal timestamps", e))
     }
 
-    fn to_records(&mut self, rows: &[PgRow], read: &mut Read) {
+    fn emit(&mut self, rows: &[PgRow], read: &mut Read) {
         for (i, row) in rows.iter().enumerate() {
             let time = self.time(row);
             let mut offset = self.offset;
@@ -331,13 +380,14 @@ impl Reader {
             }
             self.offset = offset;
             match self.record(row, offset) {
-                Ok(r) => read.records.push(r),
-                Err((r, e)) => read.rejected.push((r, e)),
+                (r, None) => read.records.push(r),
+                (r, Some(e)) => read.rejected.push((r, e)),
             }
         }
     }
 
-    fn record(&self, row: &PgRow, offset: RowsOffset) -> Result<SourceRecord, (SourceRecord, ConnectError)> {
+    /// The row as a record; with the first error of a value that could not be read.
+    fn record(&self, row: &PgRow, offset: RowsOffset) -> (SourceRecord, Option<ConnectError>) {
         let mut value = Struct::new();
         let mut error = None;
         for (i, column) in self.columns.iter().enumerate() {
@@ -353,7 +403,13 @@ impl Reader {
         if let Some((idx, schema)) = &self.key {
             let mut key = Struct::new();
             for &i in idx {
-                key.put(Arc::clone(&self.names[i]), value.get(&self.columns[i].name).cloned().unwrap_or_default());
+                key.put(
+                    Arc::clone(&self.names[i]),
+                    value
+                        .get(&self.columns[i].name)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
             }
             record.key = Value::Struct(key);
             record.key_schema = Some(Arc::clone(schema));
@@ -367,7 +423,7 @@ impl Reader {
             None => {
                 record.value = Value::Struct(value);
                 record.value_schema = Some(Arc::clone(&self.value_schema));
-                Ok(source(record))
+                (source(record), None)
             }
             Some(e) => {
                 let message = format!(
@@ -376,7 +432,10 @@ impl Reader {
                     describe_key(&record.key),
                     e.message()
                 );
-                Err((source(record), ConnectError::new(e.fault(), false, message)))
+                (
+                    source(record),
+                    Some(ConnectError::new(e.fault(), false, message)),
+                )
             }
         }
     }
@@ -394,27 +453,35 @@ impl Reader {
 
     /// The row's timestamp at full precision: the first non-NULL timestamp column.
     fn time(&self, row: &PgRow) -> Option<DateTime<Utc>> {
-        self.timestamps.iter().find_map(|&i| match self.columns[i].kind {
-            Some(Kind::TimestampTz) => row.try_get::<Option<DateTime<Utc>>, _>(i).ok().flatten(),
-            Some(Kind::Timestamp) => row
-                .try_get::<Option<chrono::NaiveDateTime>, _>(i)
-                .ok()
-                .flatten()
-                .map(|t| columns::local_to_utc(t, self.tz)),
-            Some(Kind::Date) => row
-                .try_get::<Option<chrono::NaiveDate>, _>(i)
-                .ok()
-                .flatten()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| columns::local_to_utc(t, self.tz)),
-            _ => None,
-        })
+        self.timestamps
+            .iter()
+            .find_map(|&i| match self.columns[i].kind {
+                Some(Kind::TimestampTz) => {
+                    row.try_get::<Option<DateTime<Utc>>, _>(i).ok().flatten()
+                }
+                Some(Kind::Timestamp) => row
+                    .try_get::<Option<chrono::NaiveDateTime>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|t| columns::local_to_utc(t, self.tz)),
+                Some(Kind::Date) => row
+                    .try_get::<Option<chrono::NaiveDate>, _>(i)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| columns::local_to_utc(t, self.tz)),
+                _ => None,
+            })
     }
 }
 
 /// The incrementing column when none is named: the primary key, if it is one non-null
 /// auto-increment integer column.
-fn detect_incrementing(name: &str, columns: &[Column], primary_key: &[String]) -> ConnectResult<usize> {
+fn detect_incrementing(
+    name: &str,
+    columns: &[Column],
+    primary_key: &[String],
+) -> ConnectResult<usize> {
     let found = match primary_key {
         [only] => columns.iter().position(|c| &c.name == only && !c.nullable),
         _ => None,
@@ -443,7 +510,10 @@ fn describe_key(key: &Value) -> String {
 pub fn db_error(what: &str, doing: &str, e: sqlx::Error) -> ConnectError {
     let retriable = matches!(
         e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
     ) || matches!(&e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001"));
     let message = format!("{what}: {doing} failed: {e}");
     if retriable {

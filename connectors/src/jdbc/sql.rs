@@ -3,7 +3,7 @@
 //! parameter. A `query` is wrapped as a subquery, so its own WHERE, GROUP BY and ORDER BY stay
 //! its own.
 
-use super::columns::Column;
+use super::columns::{Column, Kind};
 use super::config::{JdbcSourceConfig, Mode};
 
 /// The database's time, the start of the oldest transaction open in this database other than
@@ -57,8 +57,11 @@ impl Statement {
         let select = columns
             .iter()
             .map(|c| match c.kind {
+                // PostgreSQL's own text, which keeps a numeric's declared digits ("10.50").
+                None | Some(Kind::NumericText) => {
+                    format!("{}::text AS {}", q(&c.name), q(&c.name))
+                }
                 Some(_) => q(&c.name),
-                None => format!("{}::text AS {}", q(&c.name), q(&c.name)),
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -106,7 +109,6 @@ mod tests {
     use sluice_connector_api::testing::props;
 
     use super::*;
-    use crate::jdbc::columns::Kind;
 
     fn config(mode: &str) -> JdbcSourceConfig {
         JdbcSourceConfig::from_props(&props(&[
@@ -125,7 +127,11 @@ mod tests {
             kind,
             nullable: false,
         };
-        vec![c("id", Some(Kind::Int64)), c("mood", None), c("we\"ird", Some(Kind::Text))]
+        vec![
+            c("id", Some(Kind::Int64)),
+            c("mood", None),
+            c("we\"ird", Some(Kind::Text)),
+        ]
     }
 
     #[test]
@@ -149,7 +155,13 @@ mod tests {
     #[test]
     fn a_query_with_its_own_where_and_order_by_is_wrapped_whole() {
         let from = "(SELECT id, mood FROM t WHERE mood <> 'sad' ORDER BY id DESC) AS sluice_query";
-        let s = Statement::new(&config("incrementing"), from.to_owned(), &columns(), Some("id"), &[]);
+        let s = Statement::new(
+            &config("incrementing"),
+            from.to_owned(),
+            &columns(),
+            Some("id"),
+            &[],
+        );
         assert_eq!(
             s.after_id,
             format!(

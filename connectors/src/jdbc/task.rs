@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use sluice_connector_api::{
-    ConnectResult, ConnectorConfig, Props, SourceRecord, SourceTask, SourceTaskContext,
-    async_trait,
+    ConnectResult, ConnectorConfig, Props, SourceRecord, SourceTask, SourceTaskContext, async_trait,
 };
 use sqlx::postgres::PgPool;
 use tokio::time::Instant;
@@ -40,10 +39,14 @@ pub struct JdbcSourceTask {
 }
 
 impl JdbcSourceTask {
-    fn stored_offset(ctx: &SourceTaskContext, partition: &RowsPartition, table: Option<&TableId>) -> Option<RowsOffset> {
-        let stored = ctx.offset(&partition.to_map()).or_else(|| {
-            table.and_then(|t| ctx.offset(&RowsPartition::legacy(&t.name)))
-        })?;
+    fn stored_offset(
+        ctx: &SourceTaskContext,
+        partition: &RowsPartition,
+        table: Option<&TableId>,
+    ) -> Option<RowsOffset> {
+        let stored = ctx
+            .offset(&partition.to_map())
+            .or_else(|| table.and_then(|t| ctx.offset(&RowsPartition::legacy(&t.name))))?;
         serde_json::from_value(serde_json::Value::Object(stored)).ok()
     }
 }
@@ -81,7 +84,8 @@ impl SourceTask for JdbcSourceTask {
             )?);
         }
         for table in &config.tables {
-            let (columns, key) = catalog::describe_table(&pool, table, config.numeric_mapping).await?;
+            let (columns, key) =
+                catalog::describe_table(&pool, table, config.numeric_mapping).await?;
             let partition = RowsPartition::table(&database, &table.schema, &table.name);
             let offset = Self::stored_offset(&ctx, &partition, Some(table));
             readers.push(Reader::new(
@@ -99,7 +103,10 @@ impl SourceTask for JdbcSourceTask {
         tracing::info!(task = %ctx.task_id, "reading {} from PostgreSQL at {}", readers.len(), config.url.host());
         self.readers = readers
             .into_iter()
-            .map(|reader| Scheduled { reader, next_read: now })
+            .map(|reader| Scheduled {
+                reader,
+                next_read: now,
+            })
             .collect();
         self.pool = Some(pool);
         self.config = Some(config);
@@ -117,9 +124,16 @@ impl SourceTask for JdbcSourceTask {
             return Ok(Vec::new());
         }
         let now = Instant::now();
-        let due = (0..n).map(|k| (self.next + k) % n).find(|&i| self.readers[i].next_read <= now);
+        let due = (0..n)
+            .map(|k| (self.next + k) % n)
+            .find(|&i| self.readers[i].next_read <= now);
         let Some(i) = due else {
-            let soonest = self.readers.iter().map(|s| s.next_read).min().unwrap_or(now);
+            let soonest = self
+                .readers
+                .iter()
+                .map(|s| s.next_read)
+                .min()
+                .unwrap_or(now);
             tokio::time::sleep_until(soonest.min(now + MAX_POLL_WAIT)).await;
             return Ok(Vec::new());
         };
@@ -130,11 +144,18 @@ impl SourceTask for JdbcSourceTask {
         } else {
             scheduled.reader.read(pool).await?
         };
-        scheduled.next_read = if read.more { now } else { now + config.poll_interval };
+        scheduled.next_read = if read.more {
+            now
+        } else {
+            now + config.poll_interval
+        };
         if read.held_back {
             ctx.count("jdbc.gap.waits", 1);
         }
-        ctx.count("jdbc.rows.read", (read.records.len() + read.rejected.len()) as u64);
+        ctx.count(
+            "jdbc.rows.read",
+            (read.records.len() + read.rejected.len()) as u64,
+        );
         for (record, error) in read.rejected {
             ctx.report(&record, error).await?;
         }

@@ -39,7 +39,11 @@ impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         let bare = raw.strip_prefix("jdbc:").unwrap_or(raw);
-        let scheme = bare.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = bare
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let dialect = match scheme.as_str() {
             "postgresql" | "postgres" => Dialect::Postgres,
             "mysql" | "mariadb" | "sqlite" => {
@@ -125,7 +129,10 @@ mod tests {
         assert_eq!(u.host(), "db.internal:6543/shop");
         assert_eq!(u.user.as_deref(), Some("app"));
         assert_eq!(u.password.as_ref().map(Password::expose), Some("s3cret"));
-        assert_eq!(u.driver_url, "postgres://db.internal:6543/shop?sslmode=require");
+        assert_eq!(
+            u.driver_url,
+            "postgres://db.internal:6543/shop?sslmode=require"
+        );
         assert!(!format!("{u:?}").contains("s3cret"));
         let plain = DatabaseUrl::parse("postgres://app:pw@localhost/db").unwrap();
         assert_eq!(plain.host(), "localhost:5432/db");

@@ -1,0 +1,433 @@
+//! The JDBC source against a real PostgreSQL server (one per test, on a free port) and a real
+//! broker: values and types, each mode, the two losses Confluent's connector is known for, a
+//! query with its own WHERE and ORDER BY, a table created later, a SIGKILL mid-table, and an
+//! unreachable database.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sluice_tests::kafka::{Consumed, consume_all, create_topic};
+use sluice_tests::postgres::Postgres;
+use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn source_config(pg: &Postgres, prefix: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
+        "tasks.max": "1",
+        "connection.url": format!("jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres", pg.port),
+        "topic.prefix": prefix,
+        "poll.interval.ms": "200",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    c
+}
+
+async fn exec(pool: &sqlx::PgPool, sql: &str) {
+    sqlx::raw_sql(sql)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn payload(r: &Consumed) -> Value {
+    r.json()["payload"].clone()
+}
+
+/// How often each value of `field` arrived.
+fn counts(records: &[Consumed], field: &str) -> BTreeMap<i64, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        let id = payload(r)[field].as_i64().expect("an integer field");
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+async fn task_counter(worker: &Worker, name: &str, counter: &str) -> u64 {
+    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
+    status["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["errors"]["counters"][counter].as_u64())
+        .sum()
+}
+
+#[tokio::test]
+async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let db = pg.pool().await;
+    let table = unique("items").replace('-', "_");
+    exec(
+        &db,
+        &format!(
+            "CREATE TYPE {table}_mood AS ENUM ('happy', 'sad');
+             CREATE TABLE {table} (
+               id bigserial PRIMARY KEY, small int2, n int4, price numeric(12,3),
+               any_num numeric, ratio float8, name text, blob bytea, ok bool, day date,
+               at_time time, local_ts timestamp, ts timestamptz, uid uuid, doc jsonb,
+               tags int4[], feeling {table}_mood);
+             INSERT INTO {table} (small, n, price, any_num, ratio, name, blob, ok, day, at_time,
+               local_ts, ts, uid, doc, tags, feeling) VALUES
+             (7, -42, 12345.678, 123456789012345678901234567890.000000001, 0.1,
+              'Grüße 🌍', '\\x00ff', true, '2026-12-07', '12:34:56.789',
+              '2026-12-07 10:00:00.123456', '2026-12-07 10:00:00.5+02',
+              'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{\"a\": [1, 2]}}', '{{1,NULL,3}}', 'happy');
+             INSERT INTO {table} (name) VALUES (NULL);"
+        ),
+    )
+    .await;
+    let mut worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("jdbc");
+    let prefix = unique("pg-");
+    worker
+        .create(
+            &name,
+            source_config(
+                &pg,
+                &prefix,
+                json!({"mode": "incrementing", "table.whitelist": table}),
+            ),
+        )
+        .await;
+    let topic = format!("{prefix}{table}");
+    let first = consume_all(&broker.bootstrap, &topic, 2, WAIT).await;
+    let row = payload(&first[0]);
+    assert_eq!(
+        first[0].key.as_deref(),
+        Some(&b"{\"id\":1}"[..]),
+        "the key is the primary key"
+    );
+    let expected = json!({
+        "id": 1, "small": 7, "n": -42,
+        "price": "ALxhTg==", // 12345.678 at scale 3, unscaled 12345678, big-endian
+        "any_num": "123456789012345678901234567890.000000001",
+        "ratio": 0.1, "name": "Grüße 🌍", "blob": "AP8=", "ok": true,
+        "day": 20794, "at_time": 45_296_789,
+        "local_ts": 1_796_637_600_123i64, "ts": 1_796_630_400_500i64,
+        "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "doc": "{\"a\":[1,2]}",
+        "tags": [1, null, 3], "feeling": "happy",
+    });
+    assert_eq!(row, expected);
+    let schema = &first[0].json()["schema"];
+    let field = |n: &str| {
+        schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {n} in {schema}"))
+    };
+    assert_eq!(schema["name"], table.as_str());
+    assert_eq!(field("id")["type"], "int64");
+    assert_eq!(field("id")["optional"], false);
+    assert_eq!(field("small")["type"], "int16");
+    assert_eq!(
+        field("price")["name"],
+        "org.apache.kafka.connect.data.Decimal"
+    );
+    assert_eq!(field("price")["parameters"]["scale"], "3");
+    assert_eq!(field("day")["name"], "org.apache.kafka.connect.data.Date");
+    assert_eq!(
+        field("at_time")["name"],
+        "org.apache.kafka.connect.data.Time"
+    );
+    assert_eq!(
+        field("ts")["name"],
+        "org.apache.kafka.connect.data.Timestamp"
+    );
+    assert_eq!(field("tags")["type"], "array");
+    let nulls = payload(&first[1]);
+    assert_eq!(nulls["id"], 2);
+    for (k, v) in nulls.as_object().unwrap() {
+        assert!(k == "id" || v.is_null(), "{k} should be null: {v}");
+    }
+
+    // 2,000 rows more; SIGKILL once part of them is stored as the offset.
+    exec(
+        &db,
+        &format!("INSERT INTO {table} (n) SELECT g FROM generate_series(1, 2000) AS g"),
+    )
+    .await;
+    let stored = eventually("an offset past row 500", WAIT, || async {
+        let body = worker
+            .get(&format!("/connectors/{name}/offsets"))
+            .await
+            .body;
+        let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
+        (inc >= 500).then_some(inc)
+    })
+    .await;
+    worker.kill();
+    worker.restart().await;
+    let all = consume_all(&broker.bootstrap, &topic, 2_002, WAIT).await;
+    let ids = counts(&all, "id");
+    assert_eq!(ids.len(), 2_002, "every row at least once");
+    assert_eq!(
+        ids.keys().copied().collect::<Vec<_>>(),
+        (1..=2_002).collect::<Vec<_>>()
+    );
+    let duplicates = all.len() - 2_002;
+    assert!(
+        duplicates as i64 <= 2_002 - stored,
+        "{duplicates} duplicates: read again from before the stored offset {stored}"
+    );
+    let offsets = worker
+        .get(&format!("/connectors/{name}/offsets"))
+        .await
+        .body;
+    assert_eq!(
+        offsets["offsets"][0]["partition"],
+        json!({"protocol": "1", "table": format!("postgres.public.{table}")}),
+        "Confluent's source partition"
+    );
+}
+
+#[tokio::test]
+async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let db = pg.pool().await;
+    let table = unique("orders").replace('-', "_");
+    exec(
+        &db,
+        &format!("CREATE TABLE {table} (id serial PRIMARY KEY, note text NOT NULL)"),
+    )
+    .await;
+    // The earlier id's transaction stays open while a later id commits.
+    let mut slow = db.begin().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {table} (note) VALUES ('slow')"))
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    exec(&db, &format!("INSERT INTO {table} (note) VALUES ('fast')")).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("jdbc");
+    let prefix = unique("pg-");
+    worker
+        .create(
+            &name,
+            source_config(
+                &pg,
+                &prefix,
+                json!({"mode": "incrementing", "table.whitelist": table}),
+            ),
+        )
+        .await;
+    // The source saw id 2 without id 1 and held back (Confluent's connector would read 2 and
+    // never 1).
+    eventually("the source to hold back at the gap", WAIT, || async {
+        (task_counter(&worker, &name, "jdbc.gap.waits").await >= 2).then_some(())
+    })
+    .await;
+    slow.commit().await.unwrap();
+    exec(&db, &format!("INSERT INTO {table} (note) VALUES ('after')")).await;
+    let topic = format!("{prefix}{table}");
+    let records = consume_all(&broker.bootstrap, &topic, 3, WAIT).await;
+    // Rows spread over the topic's partitions by key: compare them by id.
+    let notes: BTreeMap<i64, Value> = records
+        .iter()
+        .map(|r| {
+            (
+                payload(r)["id"].as_i64().unwrap(),
+                payload(r)["note"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(records.len(), 3, "each row once");
+    assert_eq!(
+        notes.into_values().collect::<Vec<_>>(),
+        [json!("slow"), json!("fast"), json!("after")]
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let db = pg.pool().await;
+    let table = unique("events").replace('-', "_");
+    exec(
+        &db,
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamptz NOT NULL);
+             INSERT INTO {table} SELECT g, '2026-12-01 00:00:00+00' FROM generate_series(1, 1000) g;
+             INSERT INTO {table} SELECT g, '2026-12-01 00:00:01+00' FROM generate_series(1001, 1150) g;"
+        ),
+    )
+    .await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("jdbc");
+    let prefix = unique("pg-");
+    worker
+        .create(
+            &name,
+            source_config(
+                &pg,
+                &prefix,
+                json!({"mode": "timestamp", "timestamp.column.name": "updated_at",
+                       "table.whitelist": table, "batch.max.rows": "100"}),
+            ),
+        )
+        .await;
+    let topic = format!("{prefix}{table}");
+    let records = consume_all(&broker.bootstrap, &topic, 1_150, WAIT).await;
+    let ids = counts(&records, "id");
+    assert_eq!(ids.len(), 1_150, "no row lost at a batch boundary");
+    assert_eq!(
+        records.len(),
+        1_150,
+        "and none read twice without a restart"
+    );
+    // A newer row arrives after them.
+    exec(&db, &format!("INSERT INTO {table} VALUES (2001, now())")).await;
+    let more = consume_all(&broker.bootstrap, &topic, 1_151, WAIT).await;
+    assert!(counts(&more, "id").contains_key(&2001));
+}
+
+#[tokio::test]
+async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementing() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let db = pg.pool().await;
+    let table = unique("accounts").replace('-', "_");
+    exec(
+        &db,
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, region text NOT NULL, balance numeric(10,2),
+               updated_at timestamptz NOT NULL);
+             INSERT INTO {table} VALUES
+               (1, 'eu', 10.50, '2026-12-01 00:00:00+00'), (2, 'us', 20.00, '2026-12-01 00:00:00+00'),
+               (3, 'eu', 30.25, '2026-12-01 00:00:00+00'), (4, 'eu', 40.00, '2026-12-01 00:00:01+00');"
+        ),
+    )
+    .await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("jdbc");
+    let topic = unique("eu-accounts");
+    // One partition: a query's rows have no key, and their order is what is checked.
+    create_topic(&broker.bootstrap, &topic, 1).await;
+    let query = format!(
+        "SELECT id, region, balance, updated_at FROM {table} WHERE region = 'eu' ORDER BY id DESC"
+    );
+    worker
+        .create(
+            &name,
+            source_config(
+                &pg,
+                &topic,
+                json!({"mode": "timestamp+incrementing", "query": query,
+                       "timestamp.column.name": "updated_at", "incrementing.column.name": "id",
+                       "batch.max.rows": "1"}),
+            ),
+        )
+        .await;
+    let records = consume_all(&broker.bootstrap, &topic, 3, WAIT).await;
+    let ids: Vec<i64> = records
+        .iter()
+        .map(|r| payload(r)["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 3, 4], "only eu rows, by timestamp then id");
+    assert_eq!(
+        payload(&records[0])["balance"],
+        "10.50",
+        "a query's numeric is its exact text"
+    );
+    // An update moves the row's timestamp: it arrives again.
+    exec(
+        &db,
+        &format!("UPDATE {table} SET balance = 11.00, updated_at = now() WHERE id = 1"),
+    )
+    .await;
+    let again = consume_all(&broker.bootstrap, &topic, 4, WAIT).await;
+    assert_eq!(payload(&again[3])["id"], 1);
+    assert_eq!(payload(&again[3])["balance"], "11.00");
+}
+
+#[tokio::test]
+async fn a_table_created_later_is_picked_up() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let db = pg.pool().await;
+    let (a, b) = (
+        unique("first").replace('-', "_"),
+        unique("second").replace('-', "_"),
+    );
+    exec(
+        &db,
+        &format!("CREATE TABLE {a} (id int PRIMARY KEY); INSERT INTO {a} VALUES (1)"),
+    )
+    .await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let name = unique("jdbc");
+    let prefix = unique("pg-");
+    worker
+        .create(
+            &name,
+            source_config(
+                &pg,
+                &prefix,
+                json!({"mode": "bulk", "table.poll.interval.ms": "500", "tasks.max": "2",
+                       "poll.interval.ms": "60000"}),
+            ),
+        )
+        .await;
+    consume_all(&broker.bootstrap, &format!("{prefix}{a}"), 1, WAIT).await;
+    exec(
+        &db,
+        &format!("CREATE TABLE {b} (id int PRIMARY KEY); INSERT INTO {b} VALUES (7)"),
+    )
+    .await;
+    let records = consume_all(&broker.bootstrap, &format!("{prefix}{b}"), 1, WAIT).await;
+    assert_eq!(payload(&records[0])["id"], 7);
+    worker.wait_for_state(&name, "RUNNING", 2).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_the_task_naming_the_host_and_never_the_password() {
+    let broker = Broker::start();
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let port = sluice_tests::free_port();
+    let name = unique("jdbc");
+    let config = json!({
+        "name": name,
+        "connector.class": "JdbcSource",
+        "connection.url": format!("jdbc:postgresql://127.0.0.1:{port}/shop"),
+        "connection.user": "app",
+        "connection.password": "pa55-w0rd",
+        "connection.attempts": "2",
+        "connection.backoff.ms": "100",
+        "mode": "bulk",
+        "query": "SELECT 1 AS one",
+        "topic.prefix": unique("never"),
+    });
+    // Validation never connects: the config is valid.
+    let v = worker
+        .request(
+            "PUT",
+            "/connector-plugins/JdbcSource/config/validate",
+            Some(config.clone()),
+        )
+        .await;
+    assert_eq!(v.body["error_count"], 0, "{}", v.body);
+    assert!(!v.body.to_string().contains("pa55-w0rd"), "{}", v.body);
+    worker.create(&name, config).await;
+    let trace = worker.failed_task_trace(&name).await;
+    assert!(trace.contains(&format!("127.0.0.1:{port}/shop")), "{trace}");
+    assert!(trace.contains("2 attempts"), "{trace}");
+    assert!(!trace.contains("pa55-w0rd"), "{trace}");
+    assert!(
+        !worker.log().contains("pa55-w0rd"),
+        "the password is in the log"
+    );
+}
