@@ -11,6 +11,8 @@
 #   scripts/bench.sh lambda [records]   Kafka → Lambda (serverless-offline) → Kafka against a bare
 #                                       aws-sdk-lambda invoke loop, batch 1/20 × 1/8 in flight
 #                                       (default 20000)
+#   scripts/bench.sh jdbc [rows]        PostgreSQL → Kafka (JDBC source) against a bare sqlx read loop
+#                                       and a Python psycopg + confluent-kafka loop (default 1000000)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
 set -euo pipefail
@@ -49,6 +51,16 @@ if [ "${1:-}" = kinesis ] || [ "${1:-}" = kinesis-source ]; then
   fi
   export SLUICE_KINESALITE="$TOOLS/kinesalite/node_modules/kinesalite" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/$bench" "$@"
+fi
+if [ "${1:-}" = jdbc ]; then
+  shift
+  VENV="$HOME/.cache/sluice/venv"
+  if ! "$VENV/bin/python" -c 'import psycopg, confluent_kafka' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet 'psycopg[binary]' confluent-kafka
+  fi
+  export SLUICE_BENCH_PYTHON="$VENV/bin/python"
+  exec "$CARGO_TARGET_DIR/release/sluice-jdbc-bench" "$@"
 fi
 if [ "${1:-}" = lambda ]; then
   shift

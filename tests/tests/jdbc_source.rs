@@ -12,29 +12,81 @@ use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, uniq
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn source_config(pg: &Postgres, prefix: &str, extra: Value) -> Value {
-    let mut c = json!({
-        "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
-        "tasks.max": "1",
-        "connection.url": format!("jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres", pg.port),
-        "topic.prefix": prefix,
-        "poll.interval.ms": "200",
-        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "key.converter.schemas.enable": "false",
-        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "value.converter.schemas.enable": "true",
-    });
-    c.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().cloned().unwrap_or_default());
-    c
+/// A broker, a PostgreSQL server and a pool to it, a worker, and this test's connector name and
+/// topic prefix.
+struct Setup {
+    broker: Broker,
+    pg: Postgres,
+    db: sqlx::PgPool,
+    worker: Worker,
+    name: String,
+    prefix: String,
 }
 
-async fn exec(pool: &sqlx::PgPool, sql: &str) {
-    sqlx::raw_sql(sql)
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+impl Setup {
+    async fn start() -> Self {
+        let broker = Broker::start();
+        let pg = Postgres::start();
+        let db = pg.pool().await;
+        let worker = Worker::start(WorkerSettings::new(&broker)).await;
+        Self {
+            broker,
+            pg,
+            db,
+            worker,
+            name: unique("jdbc"),
+            prefix: unique("pg-"),
+        }
+    }
+
+    /// A table name unique to this test.
+    fn table(base: &str) -> String {
+        unique(base).replace('-', "_")
+    }
+
+    async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Creates the source with the test's settings and `extra`.
+    async fn source(&self, extra: Value) {
+        let mut c = json!({
+            "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
+            "tasks.max": "1",
+            "connection.url":
+                format!("jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres", self.pg.port),
+            "topic.prefix": self.prefix,
+            "poll.interval.ms": "200",
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "false",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "true",
+        });
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        self.worker.create(&self.name, c).await;
+    }
+
+    /// The records of `table`'s topic, once there are at least `at_least`.
+    async fn rows(&self, table: &str, at_least: usize) -> Vec<Consumed> {
+        let topic = format!("{}{table}", self.prefix);
+        consume_all(&self.broker.bootstrap, &topic, at_least, WAIT).await
+    }
+
+    async fn task_counter(&self, counter: &str) -> u64 {
+        let path = format!("/connectors/{}/status", self.name);
+        let status = self.worker.get(&path).await.body;
+        status["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["errors"]["counters"][counter].as_u64())
+            .sum()
+    }
 }
 
 fn payload(r: &Consumed) -> Value {
@@ -51,26 +103,12 @@ fn counts(records: &[Consumed], field: &str) -> BTreeMap<i64, usize> {
     counts
 }
 
-async fn task_counter(worker: &Worker, name: &str, counter: &str) -> u64 {
-    let status = worker.get(&format!("/connectors/{name}/status")).await.body;
-    status["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["errors"]["counters"][counter].as_u64())
-        .sum()
-}
-
 #[tokio::test]
 async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    let db = pg.pool().await;
-    let table = unique("items").replace('-', "_");
-    exec(
-        &db,
-        &format!(
-            "CREATE TYPE {table}_mood AS ENUM ('happy', 'sad');
+    let mut t = Setup::start().await;
+    let table = Setup::table("items");
+    t.exec(&format!(
+        "CREATE TYPE {table}_mood AS ENUM ('happy', 'sad');
              CREATE TABLE {table} (
                id bigserial PRIMARY KEY, small int2, n int4, price numeric(12,3),
                any_num numeric, ratio float8, name text, blob bytea, ok bool, day date,
@@ -83,24 +121,11 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
               '2026-12-07 10:00:00.123456', '2026-12-07 10:00:00.5+02',
               'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{\"a\": [1, 2]}}', '{{1,NULL,3}}', 'happy');
              INSERT INTO {table} (name) VALUES (NULL);"
-        ),
-    )
+    ))
     .await;
-    let mut worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let name = unique("jdbc");
-    let prefix = unique("pg-");
-    worker
-        .create(
-            &name,
-            source_config(
-                &pg,
-                &prefix,
-                json!({"mode": "incrementing", "table.whitelist": table}),
-            ),
-        )
+    t.source(json!({"mode": "incrementing", "table.whitelist": table}))
         .await;
-    let topic = format!("{prefix}{table}");
-    let first = consume_all(&broker.bootstrap, &topic, 2, WAIT).await;
+    let first = t.rows(&table, 2).await;
     let row = payload(&first[0]);
     assert_eq!(
         first[0].key.as_deref(),
@@ -154,23 +179,20 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
     }
 
     // 2,000 rows more; SIGKILL once part of them is stored as the offset.
-    exec(
-        &db,
-        &format!("INSERT INTO {table} (n) SELECT g FROM generate_series(1, 2000) AS g"),
-    )
+    t.exec(&format!(
+        "INSERT INTO {table} (n) SELECT g FROM generate_series(1, 2000) AS g"
+    ))
     .await;
+    let offsets = format!("/connectors/{}/offsets", t.name);
     let stored = eventually("an offset past row 500", WAIT, || async {
-        let body = worker
-            .get(&format!("/connectors/{name}/offsets"))
-            .await
-            .body;
+        let body = t.worker.get(&offsets).await.body;
         let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
         (inc >= 500).then_some(inc)
     })
     .await;
-    worker.kill();
-    worker.restart().await;
-    let all = consume_all(&broker.bootstrap, &topic, 2_002, WAIT).await;
+    t.worker.kill();
+    t.worker.restart().await;
+    let all = t.rows(&table, 2_002).await;
     let ids = counts(&all, "id");
     assert_eq!(ids.len(), 2_002, "every row at least once");
     assert_eq!(
@@ -182,10 +204,7 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
         duplicates as i64 <= 2_002 - stored,
         "{duplicates} duplicates: read again from before the stored offset {stored}"
     );
-    let offsets = worker
-        .get(&format!("/connectors/{name}/offsets"))
-        .await
-        .body;
+    let offsets = t.worker.get(&offsets).await.body;
     assert_eq!(
         offsets["offsets"][0]["partition"],
         json!({"protocol": "1", "table": format!("postgres.public.{table}")}),
@@ -195,45 +214,32 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
 
 #[tokio::test]
 async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    let db = pg.pool().await;
-    let table = unique("orders").replace('-', "_");
-    exec(
-        &db,
-        &format!("CREATE TABLE {table} (id serial PRIMARY KEY, note text NOT NULL)"),
-    )
+    let t = Setup::start().await;
+    let table = Setup::table("orders");
+    t.exec(&format!(
+        "CREATE TABLE {table} (id serial PRIMARY KEY, note text NOT NULL)"
+    ))
     .await;
     // The earlier id's transaction stays open while a later id commits.
-    let mut slow = db.begin().await.unwrap();
+    let mut slow = t.db.begin().await.unwrap();
     sqlx::query(&format!("INSERT INTO {table} (note) VALUES ('slow')"))
         .execute(&mut *slow)
         .await
         .unwrap();
-    exec(&db, &format!("INSERT INTO {table} (note) VALUES ('fast')")).await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let name = unique("jdbc");
-    let prefix = unique("pg-");
-    worker
-        .create(
-            &name,
-            source_config(
-                &pg,
-                &prefix,
-                json!({"mode": "incrementing", "table.whitelist": table}),
-            ),
-        )
+    t.exec(&format!("INSERT INTO {table} (note) VALUES ('fast')"))
+        .await;
+    t.source(json!({"mode": "incrementing", "table.whitelist": table}))
         .await;
     // The source saw id 2 without id 1 and held back (Confluent's connector would read 2 and
     // never 1).
     eventually("the source to hold back at the gap", WAIT, || async {
-        (task_counter(&worker, &name, "jdbc.gap.waits").await >= 2).then_some(())
+        (t.task_counter("jdbc.gap.waits").await >= 2).then_some(())
     })
     .await;
     slow.commit().await.unwrap();
-    exec(&db, &format!("INSERT INTO {table} (note) VALUES ('after')")).await;
-    let topic = format!("{prefix}{table}");
-    let records = consume_all(&broker.bootstrap, &topic, 3, WAIT).await;
+    t.exec(&format!("INSERT INTO {table} (note) VALUES ('after')"))
+        .await;
+    let records = t.rows(&table, 3).await;
     // Rows spread over the topic's partitions by key: compare them by id.
     let notes: BTreeMap<i64, Value> = records
         .iter()
@@ -253,35 +259,20 @@ async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
 
 #[tokio::test]
 async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    let db = pg.pool().await;
-    let table = unique("events").replace('-', "_");
-    exec(
-        &db,
-        &format!(
-            "CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamptz NOT NULL);
-             INSERT INTO {table} SELECT g, '2026-12-01 00:00:00+00' FROM generate_series(1, 1000) g;
-             INSERT INTO {table} SELECT g, '2026-12-01 00:00:01+00' FROM generate_series(1001, 1150) g;"
-        ),
+    let t = Setup::start().await;
+    let table = Setup::table("events");
+    t.exec(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamptz NOT NULL);
+         INSERT INTO {table} SELECT g, '2026-12-01 00:00:00+00' FROM generate_series(1, 1000) g;
+         INSERT INTO {table} SELECT g, '2026-12-01 00:00:01+00' FROM generate_series(1001, 1150) g;"
+    ))
+    .await;
+    t.source(
+        json!({"mode": "timestamp", "timestamp.column.name": "updated_at",
+                    "table.whitelist": table, "batch.max.rows": "100"}),
     )
     .await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let name = unique("jdbc");
-    let prefix = unique("pg-");
-    worker
-        .create(
-            &name,
-            source_config(
-                &pg,
-                &prefix,
-                json!({"mode": "timestamp", "timestamp.column.name": "updated_at",
-                       "table.whitelist": table, "batch.max.rows": "100"}),
-            ),
-        )
-        .await;
-    let topic = format!("{prefix}{table}");
-    let records = consume_all(&broker.bootstrap, &topic, 1_150, WAIT).await;
+    let records = t.rows(&table, 1_150).await;
     let ids = counts(&records, "id");
     assert_eq!(ids.len(), 1_150, "no row lost at a batch boundary");
     assert_eq!(
@@ -290,49 +281,35 @@ async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
         "and none read twice without a restart"
     );
     // A newer row arrives after them.
-    exec(&db, &format!("INSERT INTO {table} VALUES (2001, now())")).await;
-    let more = consume_all(&broker.bootstrap, &topic, 1_151, WAIT).await;
+    t.exec(&format!("INSERT INTO {table} VALUES (2001, now())"))
+        .await;
+    let more = t.rows(&table, 1_151).await;
     assert!(counts(&more, "id").contains_key(&2001));
 }
 
 #[tokio::test]
 async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementing() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    let db = pg.pool().await;
-    let table = unique("accounts").replace('-', "_");
-    exec(
-        &db,
-        &format!(
-            "CREATE TABLE {table} (id int PRIMARY KEY, region text NOT NULL, balance numeric(10,2),
-               updated_at timestamptz NOT NULL);
-             INSERT INTO {table} VALUES
-               (1, 'eu', 10.50, '2026-12-01 00:00:00+00'), (2, 'us', 20.00, '2026-12-01 00:00:00+00'),
-               (3, 'eu', 30.25, '2026-12-01 00:00:00+00'), (4, 'eu', 40.00, '2026-12-01 00:00:01+00');"
-        ),
-    )
+    let t = Setup::start().await;
+    let table = Setup::table("accounts");
+    t.exec(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, region text NOT NULL, balance numeric(10,2),
+           updated_at timestamptz NOT NULL);
+         INSERT INTO {table} VALUES
+           (1, 'eu', 10.50, '2026-12-01 00:00:00+00'), (2, 'us', 20.00, '2026-12-01 00:00:00+00'),
+           (3, 'eu', 30.25, '2026-12-01 00:00:00+00'), (4, 'eu', 40.00, '2026-12-01 00:00:01+00');"
+    ))
     .await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let name = unique("jdbc");
-    let topic = unique("eu-accounts");
-    // One partition: a query's rows have no key, and their order is what is checked.
-    create_topic(&broker.bootstrap, &topic, 1).await;
+    // In query mode the prefix is the topic. One partition: a query's rows have no key, and their
+    // order is what is checked.
+    create_topic(&t.broker.bootstrap, &t.prefix, 1).await;
     let query = format!(
         "SELECT id, region, balance, updated_at FROM {table} WHERE region = 'eu' ORDER BY id DESC"
     );
-    worker
-        .create(
-            &name,
-            source_config(
-                &pg,
-                &topic,
-                json!({"mode": "timestamp+incrementing", "query": query,
-                       "timestamp.column.name": "updated_at", "incrementing.column.name": "id",
-                       "batch.max.rows": "1"}),
-            ),
-        )
+    t.source(json!({"mode": "timestamp+incrementing", "query": query,
+                    "timestamp.column.name": "updated_at", "incrementing.column.name": "id",
+                    "batch.max.rows": "1"}))
         .await;
-    let records = consume_all(&broker.bootstrap, &topic, 3, WAIT).await;
+    let records = t.rows("", 3).await;
     let ids: Vec<i64> = records
         .iter()
         .map(|r| payload(r)["id"].as_i64().unwrap())
@@ -344,53 +321,71 @@ async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementin
         "a query's numeric is its exact text"
     );
     // An update moves the row's timestamp: it arrives again.
-    exec(
-        &db,
-        &format!("UPDATE {table} SET balance = 11.00, updated_at = now() WHERE id = 1"),
-    )
+    t.exec(&format!(
+        "UPDATE {table} SET balance = 11.00, updated_at = now() WHERE id = 1"
+    ))
     .await;
-    let again = consume_all(&broker.bootstrap, &topic, 4, WAIT).await;
+    let again = t.rows("", 4).await;
     assert_eq!(payload(&again[3])["id"], 1);
     assert_eq!(payload(&again[3])["balance"], "11.00");
 }
 
 #[tokio::test]
 async fn a_table_created_later_is_picked_up() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    let db = pg.pool().await;
-    let (a, b) = (
-        unique("first").replace('-', "_"),
-        unique("second").replace('-', "_"),
-    );
-    exec(
-        &db,
-        &format!("CREATE TABLE {a} (id int PRIMARY KEY); INSERT INTO {a} VALUES (1)"),
+    let t = Setup::start().await;
+    let (a, b) = (Setup::table("first"), Setup::table("second"));
+    t.exec(&format!(
+        "CREATE TABLE {a} (id int PRIMARY KEY); INSERT INTO {a} VALUES (1)"
+    ))
+    .await;
+    t.source(
+        json!({"mode": "bulk", "table.poll.interval.ms": "500", "tasks.max": "2",
+                    "poll.interval.ms": "60000"}),
     )
     .await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let name = unique("jdbc");
-    let prefix = unique("pg-");
-    worker
-        .create(
-            &name,
-            source_config(
-                &pg,
-                &prefix,
-                json!({"mode": "bulk", "table.poll.interval.ms": "500", "tasks.max": "2",
-                       "poll.interval.ms": "60000"}),
-            ),
-        )
-        .await;
-    consume_all(&broker.bootstrap, &format!("{prefix}{a}"), 1, WAIT).await;
-    exec(
-        &db,
-        &format!("CREATE TABLE {b} (id int PRIMARY KEY); INSERT INTO {b} VALUES (7)"),
-    )
+    t.rows(&a, 1).await;
+    t.exec(&format!(
+        "CREATE TABLE {b} (id int PRIMARY KEY); INSERT INTO {b} VALUES (7)"
+    ))
     .await;
-    let records = consume_all(&broker.bootstrap, &format!("{prefix}{b}"), 1, WAIT).await;
+    let records = t.rows(&b, 1).await;
     assert_eq!(payload(&records[0])["id"], 7);
-    worker.wait_for_state(&name, "RUNNING", 2).await;
+    t.worker.wait_for_state(&t.name, "RUNNING", 2).await;
+}
+
+#[tokio::test]
+async fn a_value_that_cannot_be_read_goes_to_the_dead_letter_queue_naming_table_and_key() {
+    let t = Setup::start().await;
+    let table = Setup::table("readings");
+    let dlq = unique("jdbc-dlq");
+    // 'infinity' has no Connect Timestamp.
+    t.exec(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO {table} VALUES (1, now()), (2, 'infinity'), (3, now());"
+    ))
+    .await;
+    t.source(json!({"mode": "incrementing", "table.whitelist": table,
+                    "incrementing.column.name": "id",
+                    "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+                    "errors.deadletterqueue.topic.replication.factor": "1",
+                    "errors.deadletterqueue.context.headers.enable": "true"}))
+        .await;
+    let dead = consume_all(&t.broker.bootstrap, &dlq, 1, WAIT).await;
+    let message = dead[0]
+        .header("__connect.errors.exception.message")
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("public.{table}")) && message.contains("key id=2"),
+        "{message}"
+    );
+    assert!(message.contains("column at"), "{message}");
+    let rows = t.rows(&table, 2).await;
+    assert_eq!(
+        counts(&rows, "id").into_keys().collect::<Vec<_>>(),
+        [1, 3],
+        "the other rows arrive"
+    );
+    assert_eq!(dead.len(), 1);
 }
 
 #[tokio::test]

@@ -70,7 +70,20 @@ impl Kind {
         let name = type_name.to_ascii_lowercase();
         if let Some(item) = name.strip_prefix('_') {
             return Self::of(item, None, None, NumericMapping::None)
-                .filter(|k| !matches!(k, Kind::Array(_) | Kind::NumericText | Kind::Decimal(_)))
+                // Arrays of dates and times read as their text: sqlx's chrono decoding panics
+                // on PostgreSQL's infinities, which the scalar kinds decode by hand.
+                .filter(|k| {
+                    !matches!(
+                        k,
+                        Kind::Array(_)
+                            | Kind::NumericText
+                            | Kind::Decimal(_)
+                            | Kind::Date
+                            | Kind::Time
+                            | Kind::Timestamp
+                            | Kind::TimestampTz
+                    )
+                })
                 .map(|k| Kind::Array(Box::new(k)));
         }
         Some(match name.as_str() {
@@ -219,13 +232,10 @@ pub fn value(row: &PgRow, i: usize, column: &Column, tz: Tz) -> ConnectResult<Va
         // Selected as its text (see `sql`).
         Kind::NumericText | Kind::Text => get!(String).map_or(Value::Null, Value::String),
         Kind::Bytes => get!(Vec<u8>).map_or(Value::Null, Value::Bytes),
-        Kind::Date => get!(NaiveDate).map_or(Value::Null, |d| Value::Int32(days(d))),
+        Kind::Date => date(row, i, name)?.map_or(Value::Null, |d| Value::Int32(days(d))),
         Kind::Time => get!(NaiveTime).map_or(Value::Null, |t| Value::Int32(time_ms(t))),
-        Kind::Timestamp => get!(NaiveDateTime).map_or(Value::Null, |t| {
-            Value::Int64(local_to_utc(t, tz).timestamp_millis())
-        }),
-        Kind::TimestampTz => {
-            get!(DateTime<Utc>).map_or(Value::Null, |t| Value::Int64(t.timestamp_millis()))
+        Kind::Timestamp | Kind::TimestampTz => {
+            instant(row, i, column, tz)?.map_or(Value::Null, |t| Value::Int64(t.timestamp_millis()))
         }
         Kind::Uuid => get!(sqlx::types::Uuid).map_or(Value::Null, |u| Value::String(u.to_string())),
         Kind::Json => {
@@ -263,10 +273,6 @@ fn array(row: &PgRow, i: usize, name: &str, item: &Kind) -> ConnectResult<Value>
         Kind::Uuid => items!(sqlx::types::Uuid, |u: sqlx::types::Uuid| Value::String(
             u.to_string()
         )),
-        Kind::Date => items!(NaiveDate, |d| Value::Int32(days(d))),
-        Kind::TimestampTz => items!(DateTime<Utc>, |t: DateTime<Utc>| Value::Int64(
-            t.timestamp_millis()
-        )),
         other => {
             return Err(decode_error(
                 name,
@@ -274,6 +280,71 @@ fn array(row: &PgRow, i: usize, name: &str, item: &Kind) -> ConnectResult<Value>
             ));
         }
     })
+}
+
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_SECONDS: i64 = 946_684_800;
+
+/// Column `i`, a `timestamp`, `timestamptz` or `date`, as an instant (a `timestamp` or `date` is a
+/// wall time in `tz`). Decoded from PostgreSQL's binary form by hand, because sqlx's chrono
+/// decoding panics on `infinity` and `-infinity`; those are errors here (no Connect Timestamp
+/// holds them).
+pub fn instant(
+    row: &PgRow,
+    i: usize,
+    column: &Column,
+    tz: Tz,
+) -> ConnectResult<Option<DateTime<Utc>>> {
+    let name = column.name.as_str();
+    if column.kind == Some(Kind::Date) {
+        return Ok(date(row, i, name)?
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| local_to_utc(t, tz)));
+    }
+    let Some(raw) = binary::<i64>(row, i, name)? else {
+        return Ok(None);
+    };
+    if raw == i64::MAX || raw == i64::MIN {
+        return Err(decode_error(name, "infinity has no Connect Timestamp"));
+    }
+    let micros = raw
+        .checked_add(POSTGRES_EPOCH_SECONDS * 1_000_000)
+        .ok_or_else(|| decode_error(name, "a timestamp out of range"))?;
+    let utc = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| decode_error(name, "a timestamp out of range"))?;
+    Ok(Some(match column.kind {
+        Some(Kind::Timestamp) => local_to_utc(utc.naive_utc(), tz),
+        _ => utc,
+    }))
+}
+
+/// Column `i`, a `date` (days from 2000-01-01 in PostgreSQL's binary form).
+fn date(row: &PgRow, i: usize, name: &str) -> ConnectResult<Option<NaiveDate>> {
+    let Some(raw) = binary::<i32>(row, i, name)? else {
+        return Ok(None);
+    };
+    if raw == i32::MAX || raw == i32::MIN {
+        return Err(decode_error(name, "infinity has no Connect Date"));
+    }
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
+    epoch
+        .checked_add_signed(chrono::TimeDelta::days(raw.into()))
+        .map(Some)
+        .ok_or_else(|| decode_error(name, "a date out of range"))
+}
+
+/// Column `i` decoded as `T` from its raw value, without sqlx's type check (the caller knows the
+/// column's type); `None` for NULL.
+fn binary<T>(row: &PgRow, i: usize, name: &str) -> ConnectResult<Option<T>>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres>,
+{
+    use sqlx::ValueRef;
+    let raw = row.try_get_raw(i).map_err(|e| decode_error(name, e))?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    T::decode(raw).map(Some).map_err(|e| decode_error(name, e))
 }
 
 /// The wall time `t` in zone `tz` as an instant (the earlier one when the clock went back).

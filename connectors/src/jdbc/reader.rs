@@ -35,7 +35,7 @@ use sluice_connector_api::{
     ConnectError, ConnectResult, FieldName, Record, Schema, SourceRecord, Struct, Value,
 };
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::Postgres;
 
 use super::columns::{self, Column, Kind};
 use super::config::{JdbcSourceConfig, Mode};
@@ -453,25 +453,11 @@ impl Reader {
 
     /// The row's timestamp at full precision: the first non-NULL timestamp column.
     fn time(&self, row: &PgRow) -> Option<DateTime<Utc>> {
-        self.timestamps
-            .iter()
-            .find_map(|&i| match self.columns[i].kind {
-                Some(Kind::TimestampTz) => {
-                    row.try_get::<Option<DateTime<Utc>>, _>(i).ok().flatten()
-                }
-                Some(Kind::Timestamp) => row
-                    .try_get::<Option<chrono::NaiveDateTime>, _>(i)
-                    .ok()
-                    .flatten()
-                    .map(|t| columns::local_to_utc(t, self.tz)),
-                Some(Kind::Date) => row
-                    .try_get::<Option<chrono::NaiveDate>, _>(i)
-                    .ok()
-                    .flatten()
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| columns::local_to_utc(t, self.tz)),
-                _ => None,
-            })
+        self.timestamps.iter().find_map(|&i| {
+            columns::instant(row, i, &self.columns[i], self.tz)
+                .ok()
+                .flatten()
+        })
     }
 }
 
@@ -493,16 +479,29 @@ fn detect_incrementing(
     })
 }
 
+/// The key as `column=value, …` for messages.
 fn describe_key(key: &Value) -> String {
+    fn plain(v: &Value) -> String {
+        match v {
+            Value::Null => "NULL".to_owned(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Int8(n) => n.to_string(),
+            Value::Int16(n) => n.to_string(),
+            Value::Int32(n) => n.to_string(),
+            Value::Int64(n) => n.to_string(),
+            Value::String(s) => format!("{s:?}"),
+            other => format!("{other:?}"),
+        }
+    }
     match key {
         Value::Struct(s) => s
             .fields()
             .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
+            .map(|(k, v)| format!("{k}={}", plain(v)))
             .collect::<Vec<_>>()
             .join(", "),
-        Value::Null => "(none)".to_owned(),
-        other => format!("{other:?}"),
+        Value::Null => "(none: the table has no primary key)".to_owned(),
+        other => plain(other),
     }
 }
 
