@@ -34,8 +34,8 @@ use chrono_tz::Tz;
 use sluice_connector_api::{
     ConnectError, ConnectResult, FieldName, Record, Schema, SourceRecord, Struct, Value,
 };
-use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Postgres;
+use sqlx::postgres::{PgPool, PgRow};
 
 use super::columns::{self, Column, Kind};
 use super::config::{JdbcSourceConfig, Mode};
