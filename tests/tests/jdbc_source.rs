@@ -354,6 +354,38 @@ async fn a_table_created_later_is_picked_up() {
 }
 
 #[tokio::test]
+async fn a_column_added_is_read_and_a_dropped_table_does_not_fail_the_task() {
+    let t = Setup::start().await;
+    let (a, b) = (Setup::table("altered"), Setup::table("dropped"));
+    t.exec(&format!(
+        "CREATE TABLE {a} (id serial PRIMARY KEY, n int NOT NULL); INSERT INTO {a} (n) VALUES (1);
+         CREATE TABLE {b} (id serial PRIMARY KEY); INSERT INTO {b} DEFAULT VALUES;"
+    ))
+    .await;
+    t.source(json!({"mode": "incrementing", "table.poll.interval.ms": "500"}))
+        .await;
+    t.rows(&a, 1).await;
+    t.rows(&b, 1).await;
+    t.exec(&format!(
+        "ALTER TABLE {a} ADD COLUMN label text; INSERT INTO {a} (n, label) VALUES (2, 'new');
+         DROP TABLE {b};"
+    ))
+    .await;
+    let rows = t.rows(&a, 2).await;
+    let last = rows
+        .iter()
+        .map(payload)
+        .find(|p| p["id"] == 2)
+        .expect("row 2");
+    assert_eq!(last["label"], "new", "the added column is read: {last}");
+    t.exec(&format!("INSERT INTO {a} (n) VALUES (3)")).await;
+    let rows = t.rows(&a, 3).await;
+    assert_eq!(counts(&rows, "id").len(), 3);
+    let status = t.worker.wait_for_state(&t.name, "RUNNING", 1).await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING");
+}
+
+#[tokio::test]
 async fn a_value_that_cannot_be_read_goes_to_the_dead_letter_queue_naming_table_and_key() {
     let t = Setup::start().await;
     let table = Setup::table("readings");

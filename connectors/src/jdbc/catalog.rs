@@ -16,14 +16,33 @@ use super::sql::quote;
 /// Longest wait for a connection to the database.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A table: its schema and name.
+/// A table: its schema and name, and the shape of its columns when it was listed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TableId {
     /// Schema.
     pub schema: String,
     /// Name.
     pub name: String,
+    /// Its columns (name, type, precision, scale, nullability) as one string: a column added,
+    /// dropped or changed makes the table list differ, so the tasks get new configs and read the
+    /// new columns.
+    #[serde(default)]
+    pub shape: String,
 }
+
+/// The columns of the relation `regclass` (an SQL expression) as one string ([`TableId::shape`]):
+/// name, type with its modifiers and NOT NULL, in order. From `pg_attribute`, by its index.
+pub fn shape_sql(regclass: &str) -> String {
+    format!(
+        "(SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY a.attnum) \
+          FROM pg_attribute a \
+          WHERE a.attrelid = {regclass} AND a.attnum > 0 AND NOT a.attisdropped)"
+    )
+}
+
+/// The relation of `information_schema.tables` row `t`.
+const LISTED: &str = "(quote_ident(t.table_schema) || '.' || quote_ident(t.table_name))::regclass";
 
 impl TableId {
     /// `"schema"."name"`.
@@ -130,14 +149,16 @@ pub async fn tables(
             other => other.to_owned(),
         })
         .collect();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
-         WHERE table_type::text = ANY($1) \
-           AND table_schema NOT IN ('pg_catalog', 'information_schema') \
-           AND table_schema::text NOT LIKE 'pg\\_toast%' \
-           AND ($2::text IS NULL OR table_schema::text LIKE $2) \
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT t.table_schema::text, t.table_name::text, {} \
+         FROM information_schema.tables t \
+         WHERE t.table_type::text = ANY($1) \
+           AND t.table_schema NOT IN ('pg_catalog', 'information_schema') \
+           AND t.table_schema::text NOT LIKE 'pg\\_toast%' \
+           AND ($2::text IS NULL OR t.table_schema::text LIKE $2) \
          ORDER BY 1, 2",
-    )
+        shape_sql(LISTED)
+    ))
     .bind(&types)
     .bind(config.schema_pattern.as_deref())
     .fetch_all(pool)
@@ -145,12 +166,28 @@ pub async fn tables(
     .map_err(|e| db_error("the database", "listing tables", e))?;
     Ok(rows
         .into_iter()
-        .map(|(schema, name)| TableId { schema, name })
+        .map(|(schema, name, shape)| TableId {
+            schema,
+            name,
+            shape: shape.unwrap_or_default(),
+        })
         .filter(|t| {
             config.include.is_empty() || config.include.iter().any(|e| t.matches(e, database))
         })
         .filter(|t| !config.exclude.iter().any(|e| t.matches(e, database)))
         .collect())
+}
+
+/// The table's shape now; `None` once it is gone.
+pub async fn shape(pool: &PgPool, table: &TableId) -> ConnectResult<Option<String>> {
+    sqlx::query_scalar(&format!(
+        "SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE {} END",
+        shape_sql("to_regclass($1)")
+    ))
+    .bind(table.quoted(true))
+    .fetch_one(pool)
+    .await
+    .map_err(|e| db_error(&table.display(), "reading its columns", e))
 }
 
 /// A column as `information_schema.columns` describes it: name, type, numeric precision and

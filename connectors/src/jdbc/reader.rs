@@ -20,6 +20,11 @@
 //!   the whole run is read; and a row carries the run's timestamp as its offset only if it is
 //!   the run's last, so a restart re-reads a run it had not finished (duplicates bounded by one
 //!   run, never loss);
+//! - **a table's rows are never read with columns it no longer has**: each read first compares the
+//!   table's columns (`pg_attribute`, in the same snapshot) with those the reader was made for; on
+//!   a difference it reads nothing and the task drops the reader until the connector, which lists
+//!   tables with their columns, gives it new task configs (so an added column is in every row
+//!   written after it);
 //! - NULL timestamp or incrementing values are never read (`validate.non.null` refuses such
 //!   columns).
 //!
@@ -37,6 +42,7 @@ use sluice_connector_api::{
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgRow};
 
+use super::catalog;
 use super::columns::{self, Column, Kind};
 use super::config::{JdbcSourceConfig, Mode};
 use super::offset::{RowsOffset, RowsPartition};
@@ -66,6 +72,9 @@ pub struct Read {
     pub held_back: bool,
     /// Whether there may be more to read at once.
     pub more: bool,
+    /// Whether the table was dropped or its columns changed since the reader was made: nothing
+    /// was read, and the reader must not read again (the connector gives new task configs).
+    pub changed: bool,
 }
 
 /// One table or the query, and how far it has been read.
@@ -83,6 +92,8 @@ pub struct Reader {
     incrementing: Option<usize>,
     timestamps: Vec<usize>,
     offset: RowsOffset,
+    /// The table (quoted) and its columns' shape when the reader was made.
+    shape: Option<(String, String)>,
     gap: Option<Gap>,
     mode: Mode,
     delay: chrono::Duration,
@@ -211,12 +222,36 @@ impl Reader {
             incrementing,
             timestamps,
             offset,
+            shape: None,
             gap: None,
             mode: config.mode,
             delay: chrono::Duration::from_std(config.timestamp_delay).unwrap_or_default(),
             batch: config.batch_max_rows,
             tz: config.db_timezone.parse().unwrap_or(Tz::UTC),
         })
+    }
+
+    /// This reader, reading `table` (quoted) only while its columns keep `shape`.
+    pub fn with_shape(mut self, table: String, shape: String) -> Self {
+        self.shape = Some((table, shape));
+        self
+    }
+
+    /// Whether the table is gone or its columns differ from the reader's.
+    async fn changed<'e, E>(&self, executor: E) -> ConnectResult<bool>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
+        let Some((table, expected)) = &self.shape else {
+            return Ok(false);
+        };
+        let now: Option<String> =
+            sqlx::query_scalar(&format!("SELECT {}", catalog::shape_sql("to_regclass($1)")))
+                .bind(table)
+                .fetch_one(executor)
+                .await
+                .map_err(|e| db_error(&self.name, "reading its columns", e))?;
+        Ok(now.as_deref() != Some(expected.as_str()))
     }
 
     /// Reads what is new (a page of `bulk` mode's pass is handled by [`Reader::read_all`]).
@@ -235,6 +270,13 @@ impl Reader {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db_error(&self.name, "reading the safe bound", e))?;
+        // Rows written after a column was added must not be read with the old columns.
+        if self.changed(&mut *tx).await? {
+            return Ok(Read {
+                changed: true,
+                ..Read::default()
+            });
+        }
         let by_delay = now - self.delay;
         let bound = oldest.map_or(by_delay, |o| o.min(by_delay));
         let rows = self.fetch(&mut tx, bound, self.batch as i64).await?;
@@ -256,6 +298,12 @@ impl Reader {
 
     /// Every row (`bulk` mode), without an offset.
     pub async fn read_all(&self, pool: &PgPool) -> ConnectResult<Read> {
+        if self.changed(pool).await? {
+            return Ok(Read {
+                changed: true,
+                ..Read::default()
+            });
+        }
         let rows: Vec<PgRow> = sqlx::query(&self.statement.bulk)
             .fetch_all(pool)
             .await

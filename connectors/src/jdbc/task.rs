@@ -24,6 +24,8 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 
 struct Scheduled {
     reader: Reader,
+    /// The table read (`None` for the query).
+    table: Option<TableId>,
     next_read: Instant,
 }
 
@@ -66,45 +68,53 @@ impl SourceTask for JdbcSourceTask {
             );
         }
         let now = Instant::now();
-        let mut readers = Vec::new();
+        let mut readers: Vec<(Reader, Option<TableId>)> = Vec::new();
         if let Some(query) = &config.query {
             let columns = catalog::describe_query(&pool, query, config.numeric_mapping).await?;
             let partition = RowsPartition::query();
             let offset = Self::stored_offset(&ctx, &partition, None);
-            readers.push(Reader::new(
-                &config,
-                partition,
-                "query".to_owned(),
-                config.topic_prefix.clone(),
-                "query",
-                format!("({query}) AS sluice_query"),
-                columns,
-                &[],
-                offset,
-            )?);
+            readers.push((
+                Reader::new(
+                    &config,
+                    partition,
+                    "query".to_owned(),
+                    config.topic_prefix.clone(),
+                    "query",
+                    format!("({query}) AS sluice_query"),
+                    columns,
+                    &[],
+                    offset,
+                )?,
+                None,
+            ));
         }
         for table in &config.tables {
             let (columns, key) =
                 catalog::describe_table(&pool, table, config.numeric_mapping).await?;
             let partition = RowsPartition::table(&database, &table.schema, &table.name);
             let offset = Self::stored_offset(&ctx, &partition, Some(table));
-            readers.push(Reader::new(
-                &config,
-                partition,
-                table.display(),
-                format!("{}{}", config.topic_prefix, table.name),
-                &table.name,
-                table.quoted(config.quote_identifiers),
-                columns,
-                &key,
-                offset,
-            )?);
+            readers.push((
+                Reader::new(
+                    &config,
+                    partition,
+                    table.display(),
+                    format!("{}{}", config.topic_prefix, table.name),
+                    &table.name,
+                    table.quoted(config.quote_identifiers),
+                    columns,
+                    &key,
+                    offset,
+                )?
+                .with_shape(table.quoted(true), table.shape.clone()),
+                Some(table.clone()),
+            ));
         }
         tracing::info!(task = %ctx.task_id, "reading {} from PostgreSQL at {}", readers.len(), config.url.host());
         self.readers = readers
             .into_iter()
-            .map(|reader| Scheduled {
+            .map(|(reader, table)| Scheduled {
                 reader,
+                table,
                 next_read: now,
             })
             .collect();
@@ -139,11 +149,43 @@ impl SourceTask for JdbcSourceTask {
         };
         self.next = (i + 1) % n;
         let scheduled = &mut self.readers[i];
-        let read = if config.mode == Mode::Bulk {
-            scheduled.reader.read_all(pool).await?
+        let result = if config.mode == Mode::Bulk {
+            scheduled.reader.read_all(pool).await
         } else {
-            scheduled.reader.read(pool).await?
+            scheduled.reader.read(pool).await
         };
+        let table = scheduled.table.clone();
+        let (read, gone) = match (result, table) {
+            (Ok(read), Some(table)) if read.changed => (
+                None,
+                Some((table, "was dropped or its columns changed".to_owned())),
+            ),
+            (Ok(read), _) => (Some(read), None),
+            (Err(e), _) if e.is_retriable() => return Err(e),
+            // A statement can still fail when the table changes between the check and it.
+            (Err(e), Some(table)) => {
+                let now_shape = catalog::shape(pool, &table).await?;
+                if now_shape.as_deref() == Some(table.shape.as_str()) {
+                    return Err(e);
+                }
+                (None, Some((table, format!("changed ({})", e.message()))))
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let Some(read) = read else {
+            if let Some((table, why)) = gone {
+                tracing::warn!(
+                    task = %ctx.task_id,
+                    "{} {why} since the task started; not read until the connector \
+                     reconfigures the task",
+                    table.display()
+                );
+            }
+            self.readers.remove(i);
+            self.next = 0;
+            return Ok(Vec::new());
+        };
+        let scheduled = &mut self.readers[i];
         scheduled.next_read = if read.more {
             now
         } else {
