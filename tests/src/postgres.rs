@@ -86,10 +86,16 @@ impl Postgres {
     /// Creates a cluster and starts it; returns once it accepts connections.
     pub fn start() -> Self {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("sluice-pg-")
-            .tempdir()
-            .expect("temp dir");
+        // Under /tmp when root: the postgres user must be able to reach the folder, which a
+        // root-only TMPDIR would not let it.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("sluice-pg-");
+        let dir = if is_root() {
+            builder.tempdir_in("/tmp")
+        } else {
+            builder.tempdir()
+        }
+        .expect("temp dir");
         if is_root() {
             run(
                 {
