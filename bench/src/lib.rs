@@ -172,6 +172,43 @@ impl CommittedOffsets {
     }
 }
 
+/// Waits until `topic`'s `partitions` hold at least `n` records together (the sum of their high
+/// watermarks), polling every 100 ms; fails after `within`, saying how many there were.
+pub async fn wait_for_records(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+    within: Duration,
+) -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-watermarks"))
+        .create()?;
+    let count = || -> i64 {
+        (0..partitions)
+            .filter_map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .ok()
+            })
+            .map(|(_, high)| high)
+            .sum()
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        let c = tokio::task::block_in_place(count);
+        if c >= n as i64 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{topic} holds {c} of {n} records after {within:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times.
 pub fn clock_ticks() -> Result<f64> {
     let out = std::process::Command::new("getconf")

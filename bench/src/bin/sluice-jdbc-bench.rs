@@ -29,7 +29,7 @@ use serde_json::json;
 use sluice_bench::kinesis::{Run, child_run, table};
 use sluice_bench::{
     Killed, Result, cpu_seconds, create_connector, create_topic, free_port, start_broker,
-    wait_healthy, worker_command,
+    wait_for_records, wait_healthy, worker_command,
 };
 use sluice_tests::postgres::Postgres;
 use sqlx::Row;
@@ -98,17 +98,6 @@ async fn bare(url: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-fn records_in(consumer: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
-    (0..partitions)
-        .filter_map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .ok()
-        })
-        .map(|(_, high)| high)
-        .sum()
-}
-
 fn source(
     pg: &Postgres,
     name: &str,
@@ -141,10 +130,6 @@ async fn through_sluice(bootstrap: &str, pg: &Postgres, n: u64, batch: u32) -> R
     let worker = Killed(worker_command(bootstrap, &id, port)?.spawn()?);
     let pid = worker.0.id();
     wait_healthy(&http, port).await?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{id}-watermarks"))
-        .create()?;
     let config = source(
         pg,
         &id,
@@ -155,17 +140,7 @@ async fn through_sluice(bootstrap: &str, pg: &Postgres, n: u64, batch: u32) -> R
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
     create_connector(&http, port, &config).await?;
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    loop {
-        let c = tokio::task::block_in_place(|| records_in(&consumer, &topic, 4));
-        if c >= n as i64 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the topic holds {c} of {n} rows after 30 minutes").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_records(bootstrap, &topic, 4, n, Duration::from_secs(1800)).await?;
     Ok(Run {
         name: format!("Sluice JDBC source (worker process, batch.max.rows {batch})"),
         records: n,

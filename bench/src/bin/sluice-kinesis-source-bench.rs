@@ -21,15 +21,13 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use sluice_bench::kinesis::{
     Emulator, Run, child_run, client, create_stream, events, put_events, table,
 };
 use sluice_bench::{
     Killed, Result, cpu_seconds, create_connector, create_topic, free_port, start_broker,
-    wait_healthy, worker_command,
+    wait_for_records, wait_healthy, worker_command,
 };
 
 /// Records per `GetRecords` call for all three: `SLUICE_BENCH_RECORD_LIMIT`, else the connector's
@@ -100,18 +98,6 @@ async fn bare_sdk(endpoint: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-/// Records in `topic`: the sum of its partitions' high watermarks.
-fn records_in(consumer: &BaseConsumer, topic: &str) -> i64 {
-    (0..4)
-        .filter_map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .ok()
-        })
-        .map(|(_, high)| high)
-        .sum()
-}
-
 /// Sluice from the connector's creation until the topic holds every record.
 async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> {
     let http = reqwest::Client::new();
@@ -122,10 +108,6 @@ async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> 
     let worker = Killed(worker_command(bootstrap, &id, port)?.spawn()?);
     let pid = worker.0.id();
     wait_healthy(&http, port).await?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{id}-watermarks"))
-        .create()?;
     let config = json!({"name": "kinesis-source-bench", "config": {
         "connector.class": "KinesisSource", "tasks.max": "1", "kafka.topic": topic,
         "kinesis.stream": STREAM, "kinesis.region": "us-east-1", "kinesis.endpoint": endpoint,
@@ -135,17 +117,7 @@ async fn through_sluice(bootstrap: &str, endpoint: &str, n: u64) -> Result<Run> 
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
     create_connector(&http, port, &config).await?;
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    loop {
-        let c = tokio::task::block_in_place(|| records_in(&consumer, &topic));
-        if c >= n as i64 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the topic holds {c} of {n} records after 30 minutes").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_records(bootstrap, &topic, 4, n, Duration::from_secs(1800)).await?;
     Ok(Run {
         name: "Sluice Kinesis source (worker process)".into(),
         records: n,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sluice_connector_api::backoff::Backoff;
 use sluice_connector_api::{ConnectError, ConnectResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Column as _, Connection, Executor, TypeInfo};
@@ -87,6 +88,8 @@ pub async fn connect(config: &JdbcSourceConfig) -> ConnectResult<PgPool> {
         options = options.password(password.expose());
     }
     let mut last = None;
+    // connection.backoff.ms between attempts, jittered (the kit's back-off with a constant ceiling).
+    let backoff = Backoff::new(config.attempt_backoff, config.attempt_backoff);
     for attempt in 1..=config.attempts {
         // One connection first: the pool would retry on its own until its timeout and then
         // report only that it timed out, not why.
@@ -117,7 +120,7 @@ pub async fn connect(config: &JdbcSourceConfig) -> ConnectResult<PgPool> {
             last.as_deref().unwrap_or_default()
         );
         if attempt < config.attempts {
-            tokio::time::sleep(config.attempt_backoff).await;
+            tokio::time::sleep(backoff.delay(attempt - 1)).await;
         }
     }
     let e = last.unwrap_or_default();

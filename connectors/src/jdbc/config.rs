@@ -64,7 +64,7 @@ pub struct JdbcSourceConfig {
     pub password: Option<Password>,
     /// Connection attempts before the task fails.
     pub attempts: u32,
-    /// Wait between connection attempts.
+    /// Longest wait between connection attempts (the kit's jittered back-off).
     pub attempt_backoff: Duration,
     /// How new rows are found.
     pub mode: Mode,
@@ -171,7 +171,7 @@ impl ConnectorConfig for JdbcSourceConfig {
                 key(
                     "connection.backoff.ms",
                     ConfigType::Long,
-                    "Wait between connection attempts.",
+                    "Wait between connection attempts (jittered: between half of it and all).",
                 )
                 .default_value("10000")
                 .validator(Validator::at_least(0.0)),

@@ -37,7 +37,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sluice_connector_api::{
-    ConnectError, ConnectResult, FieldName, Record, Schema, SourceRecord, Struct, Value,
+    ConnectError, ConnectResult, FieldName, Record, Schema, SourcePartition, SourceRecord, Struct,
+    Value,
 };
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgRow};
@@ -80,7 +81,8 @@ pub struct Read {
 /// One table or the query, and how far it has been read.
 pub struct Reader {
     /// Its source partition.
-    pub partition: RowsPartition,
+    /// Its source partition as the runtime stores it, made once and cloned into each record.
+    pub partition: SourcePartition,
     /// The name used for messages (`schema.table`, or `query`).
     pub name: String,
     topic: String,
@@ -208,7 +210,7 @@ impl Reader {
             offset.set_time(Some(at));
         }
         Ok(Self {
-            partition,
+            partition: partition.to_map(),
             name,
             topic,
             statement,
@@ -464,7 +466,7 @@ impl Reader {
         }
         let source = |record| SourceRecord {
             record,
-            source_partition: self.partition.to_map(),
+            source_partition: self.partition.clone(),
             source_offset: offset.to_map(),
         };
         match error {
