@@ -10,9 +10,11 @@
 //! The `sluice` binary is built on first use (`cargo build -p sluice-worker --bin sluice`), or
 //! taken from `SLUICE_BIN`.
 
+pub mod jdbc;
 pub mod kafka;
 pub mod kinesis;
 pub mod lambda;
+pub mod mariadb;
 pub mod moto;
 pub mod postgres;
 pub mod s3;

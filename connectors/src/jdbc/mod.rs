@@ -1,4 +1,5 @@
-//! The JDBC source: rows of PostgreSQL tables, or of a query, into Kafka, under Confluent's
+//! The JDBC source: rows of PostgreSQL, MySQL/MariaDB or SQLite tables, or of a query, into
+//! Kafka, under Confluent's
 //! `JdbcSourceConnector` class, config names and offsets, without the rows Confluent's connector is
 //! known to lose (rows committed out of order, rows sharing a timestamp at a batch's end: see
 //! [`reader`]).
@@ -7,7 +8,7 @@
 //! up to `tasks.max` tasks, and asks for new task configs when the list changes. A query is one
 //! task. Each task reads its tables in turn ([`task`]); the topic of a table's rows is
 //! `topic.prefix` + its name, the key its primary key (a struct), the value a struct of its
-//! columns ([`columns`] has the type mapping).
+//! columns ([`columns`] has the Connect types, [`db`] each database's mapping to them).
 //!
 //! Bad input: validation never connects; a database that cannot be reached is retried
 //! `connection.attempts` times, `connection.backoff.ms` apart, then the connector or task fails
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod columns;
 pub mod config;
+pub mod db;
 pub mod offset;
 pub mod reader;
 pub mod sql;
@@ -49,7 +51,7 @@ pub struct JdbcSourceConnector {
 
 /// Lists the tables every `table.poll.interval.ms`; asks for new task configs when they change.
 async fn monitor(
-    pool: sqlx::PgPool,
+    db: db::Database,
     config: JdbcSourceConfig,
     database: String,
     tables: Arc<Mutex<Vec<TableId>>>,
@@ -57,7 +59,7 @@ async fn monitor(
 ) {
     loop {
         tokio::time::sleep(config.table_poll_interval).await;
-        match catalog::tables(&pool, &config, &database).await {
+        match db.tables(&config, &database).await {
             Ok(listed) => {
                 let changed = *tables.lock() != listed;
                 if changed {
@@ -96,9 +98,9 @@ impl Connector for JdbcSourceConnector {
         if self.query {
             return Ok(());
         }
-        let pool = catalog::connect(&config).await?;
-        let database = catalog::database(&pool).await?;
-        let listed = catalog::tables(&pool, &config, &database).await?;
+        let db = db::Database::connect(&config).await?;
+        let database = db.database().await?;
+        let listed = db.tables(&config, &database).await?;
         if listed.is_empty() {
             tracing::warn!(
                 "no table of {} matches table.whitelist / table.blacklist / schema.pattern yet",
@@ -107,7 +109,7 @@ impl Connector for JdbcSourceConnector {
         }
         *self.tables.lock() = listed;
         self.monitor = Some(tokio::spawn(monitor(
-            pool,
+            db,
             config,
             database,
             Arc::clone(&self.tables),

@@ -2,7 +2,8 @@
 //! (`OffsetProtocols`, `TimestampIncrementingOffset` in `kafka-connect-jdbc`), so that a connector
 //! moved from Kafka Connect, with its offsets topic, resumes where it was:
 //!
-//! - a table: `{"protocol": "1", "table": "<db>.<schema>.<table>"}`; the older
+//! - a table: `{"protocol": "1", "table": "<qualified table>"}` (`db.schema.table` on
+//!   PostgreSQL, `db.table` on MySQL, `table` on SQLite, as their JDBC drivers qualify it); the older
 //!   `{"table": "<table>"}` is read when the first has no offset;
 //! - a query: `{"query": "query"}`;
 //! - the offset: `{"incrementing": n}`, `{"timestamp": ms, "timestamp_nanos": ns}` or both, where
@@ -24,7 +25,7 @@ pub enum RowsPartition {
     Table {
         /// Always `"1"`.
         protocol: String,
-        /// `<db>.<schema>.<table>`.
+        /// The qualified table, `<db>.<schema>.<table>` on PostgreSQL.
         table: String,
     },
     /// A query (`{"query": "query"}`, the literal word, as Confluent writes it).
@@ -35,11 +36,11 @@ pub enum RowsPartition {
 }
 
 impl RowsPartition {
-    /// A table's partition.
-    pub fn table(database: &str, schema: &str, table: &str) -> Self {
+    /// A table's partition, by its qualified name.
+    pub fn table(qualified: String) -> Self {
         Self::Table {
             protocol: PROTOCOL_V1.to_owned(),
-            table: format!("{database}.{schema}.{table}"),
+            table: qualified,
         }
     }
 
@@ -114,7 +115,7 @@ mod tests {
 
     #[test]
     fn partitions_and_offsets_are_confluents_json() {
-        let p = RowsPartition::table("shop", "public", "orders");
+        let p = RowsPartition::table("shop.public.orders".to_owned());
         assert_eq!(
             serde_json::to_string(&p.to_map()).unwrap(),
             r#"{"protocol":"1","table":"shop.public.orders"}"#

@@ -1,19 +1,21 @@
 //! One table's (or the query's) reads: the statement of its mode, the bound up to which rows are
 //! safe to read, and the offset each row carries.
 //!
-//! Guarantees (PostgreSQL):
+//! Guarantees (each database's part is in [`super::db`]):
 //! - every value is bound, never spliced into SQL text; identifiers are quoted
 //!   (`quote.sql.identifiers`);
-//! - each read runs in one `REPEATABLE READ READ ONLY` transaction, so the bound and the rows come
-//!   from the same snapshot;
+//! - each read's rows come from one snapshot (a read-only transaction), and its bound from the
+//!   database's [`Clock`] taken just before the snapshot;
 //! - **rows committed out of order are not lost.** Timestamp modes read only rows older than
-//!   `now() - timestamp.delay.interval.ms` *and* older than the start of the oldest transaction
-//!   still open in the database (`pg_stat_activity.xact_start`): a row such a transaction writes
-//!   later has a timestamp at or after its start when the column is filled from `now()` or the
-//!   clock (a timestamp set by a client's clock needs the delay to cover the client's skew).
-//!   Incrementing mode reads past a gap in the ids (a missing `n + 1`) only once every
-//!   transaction in progress when the gap was seen (`pg_current_snapshot()`) has ended: the gap
-//!   is then filled or never will be (a rollback, a delete, a sequence cache);
+//!   the database's `now - timestamp.delay.interval.ms` *and* older than the start of the oldest
+//!   transaction still open (PostgreSQL's `pg_stat_activity`, InnoDB's `innodb_trx`): a row such
+//!   a transaction writes later has a timestamp at or after its start when the column is filled
+//!   from the database's clock (a timestamp set by a client's clock needs the delay to cover the
+//!   client's skew). The bound is cut to what the column can hold (whole seconds for
+//!   `timestamp(0)` or `DATETIME`), so a coarse column's rows are not read while their second can
+//!   still gain rows. Incrementing mode reads past a gap in the ids (a missing `n + 1`) only once
+//!   every transaction that could still fill it has ended ([`Pending`]): the gap is then filled
+//!   or never will be (a rollback, a delete, a sequence cache);
 //! - **rows sharing a timestamp are not lost.** `timestamp+incrementing` orders by both columns
 //!   and resumes after the pair. `timestamp` alone never ends a batch inside a run of equal
 //!   timestamps: a batch that would is cut before the run, or, when the run is the whole batch,
@@ -21,14 +23,14 @@
 //!   the run's last, so a restart re-reads a run it had not finished (duplicates bounded by one
 //!   run, never loss);
 //! - **a table's rows are never read with columns it no longer has**: each read first compares the
-//!   table's columns (`pg_attribute`, in the same snapshot) with those the reader was made for; on
+//!   table's columns (in the same snapshot) with those the reader was made for; on
 //!   a difference it reads nothing and the task drops the reader until the connector, which lists
 //!   tables with their columns, gives it new task configs (so an added column is in every row
 //!   written after it);
 //! - NULL timestamp or incrementing values are never read (`validate.non.null` refuses such
 //!   columns).
 //!
-//! What no mode can see: deletes (use the PostgreSQL CDC source), and, in incrementing mode,
+//! What no mode can see: deletes (use a CDC source), and, in incrementing mode,
 //! updates; an id taken from a sequence by a transaction that has written nothing yet (some
 //! ORMs fetch ids ahead) is not protected by the gap rule.
 
@@ -40,26 +42,22 @@ use sluice_connector_api::{
     ConnectError, ConnectResult, FieldName, Record, Schema, SourcePartition, SourceRecord, Struct,
     Value,
 };
-use sqlx::Postgres;
-use sqlx::postgres::{PgPool, PgRow};
 
-use super::catalog;
+use super::catalog::TableId;
 use super::columns::{self, Column, Kind};
 use super::config::{JdbcSourceConfig, Mode};
+use super::db::{Bind, Clock, Database, Fetched, Layout, Pending, Tx};
 use super::offset::{RowsOffset, RowsPartition};
-use super::sql::{self, Statement};
+use super::sql::{Param, Query, Statement};
+use super::url::Dialect;
 
-/// The application name of the source's sessions: their own transactions do not hold back
-/// each other's bound.
-pub const APPLICATION_NAME: &str = "sluice-jdbc-source";
-
-/// A gap in the ids and the transactions that were in progress when it was seen.
+/// A gap in the ids and what could still fill it when it was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Gap {
     /// The id after the gap.
     before: i64,
-    /// Transaction ids in progress then.
-    xids: Vec<String>,
+    /// What could fill it then.
+    pending: Pending,
 }
 
 /// What one read gave.
@@ -78,9 +76,33 @@ pub struct Read {
     pub changed: bool,
 }
 
+impl Read {
+    fn changed() -> Self {
+        Self {
+            changed: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a reader reads: a table or the query.
+pub struct Source {
+    /// Its source partition.
+    pub partition: RowsPartition,
+    /// The name used for messages (`schema.table`, or `query`).
+    pub name: String,
+    /// The topic of its rows.
+    pub topic: String,
+    /// The name of its value schema (the table's name, or `query`).
+    pub schema_name: String,
+    /// The table, quoted, or the query as a subquery.
+    pub from: String,
+    /// The table with its shape when listed (`None` for the query).
+    pub table: Option<TableId>,
+}
+
 /// One table or the query, and how far it has been read.
 pub struct Reader {
-    /// Its source partition.
     /// Its source partition as the runtime stores it, made once and cloned into each record.
     pub partition: SourcePartition,
     /// The name used for messages (`schema.table`, or `query`).
@@ -94,29 +116,29 @@ pub struct Reader {
     incrementing: Option<usize>,
     timestamps: Vec<usize>,
     offset: RowsOffset,
-    /// The table (quoted) and its columns' shape when the reader was made.
-    shape: Option<(String, String)>,
+    /// The table with the shape its columns had when the reader was made.
+    table: Option<TableId>,
     gap: Option<Gap>,
     mode: Mode,
+    /// Whether a read needs the database's clock (timestamp modes, and MySQL's gap rule).
+    needs_clock: bool,
     delay: chrono::Duration,
     batch: usize,
     tz: Tz,
 }
 
 impl Reader {
-    /// A reader of `columns` (as the catalog describes them) at `offset`.
-    #[allow(clippy::too_many_arguments)]
+    /// A reader of `source`, whose `columns` (as the catalog describes them) and primary key are
+    /// given, at `offset`.
     pub fn new(
         config: &JdbcSourceConfig,
-        partition: RowsPartition,
-        name: String,
-        topic: String,
-        schema_name: &str,
-        from: String,
+        dialect: Dialect,
+        source: Source,
         columns: Vec<Column>,
         primary_key: &[String],
         offset: Option<RowsOffset>,
     ) -> ConnectResult<Self> {
+        let name = source.name;
         let find = |wanted: &str, role: &str| {
             columns
                 .iter()
@@ -144,19 +166,19 @@ impl Reader {
             let fits = match incrementing == Some(i) {
                 true => matches!(
                     c.kind,
-                    Some(Kind::Int16 | Kind::Int32 | Kind::Int64 | Kind::NumericInteger(_))
+                    Kind::Int8
+                        | Kind::Int16
+                        | Kind::Int32
+                        | Kind::Int64
+                        | Kind::NumericInteger(_)
+                        | Kind::Decimal(0)
                 ),
-                false => matches!(
-                    c.kind,
-                    Some(Kind::Timestamp | Kind::TimestampTz | Kind::Date)
-                ),
+                false => matches!(c.kind, Kind::Timestamp | Kind::TimestampTz | Kind::Date),
             };
             if !fits {
                 return Err(ConnectError::user(format!(
                     "{name}: column {} cannot order rows in mode {:?} (it reads as {:?})",
-                    c.name,
-                    config.mode,
-                    c.read_kind()
+                    c.name, config.mode, c.kind
                 )));
             }
             // A query's columns have no declared nullability to check.
@@ -183,12 +205,13 @@ impl Reader {
             let fields = idx.iter().map(|&i| columns[i].field()).collect();
             Some((
                 idx,
-                Arc::new(Schema::structure(fields).named(format!("{schema_name}.Key"))),
+                Arc::new(Schema::structure(fields).named(format!("{}.Key", source.schema_name))),
             ))
         };
         let statement = Statement::new(
             config,
-            from,
+            dialect,
+            source.from,
             &columns,
             incrementing.map(|i| columns[i].name.as_str()),
             &timestamps
@@ -210,109 +233,106 @@ impl Reader {
             offset.set_time(Some(at));
         }
         Ok(Self {
-            partition: partition.to_map(),
+            partition: source.partition.to_map(),
             name,
-            topic,
+            topic: source.topic,
             statement,
             names: columns
                 .iter()
                 .map(|c| FieldName::from(c.name.as_str()))
                 .collect(),
-            value_schema: Arc::new(columns::row_schema(schema_name, &columns)),
+            value_schema: Arc::new(columns::row_schema(&source.schema_name, &columns)),
             columns,
             key,
             incrementing,
             timestamps,
             offset,
-            shape: None,
+            table: source.table,
             gap: None,
             mode: config.mode,
+            needs_clock: config.mode.uses_timestamp() || dialect == Dialect::MySql,
             delay: chrono::Duration::from_std(config.timestamp_delay).unwrap_or_default(),
             batch: config.batch_max_rows,
             tz: config.db_timezone.parse().unwrap_or(Tz::UTC),
         })
     }
 
-    /// This reader, reading `table` (quoted) only while its columns keep `shape`.
-    pub fn with_shape(mut self, table: String, shape: String) -> Self {
-        self.shape = Some((table, shape));
-        self
+    fn layout(&self) -> Layout<'_> {
+        Layout {
+            columns: &self.columns,
+            timestamps: &self.timestamps,
+            incrementing: self.incrementing,
+            tz: self.tz,
+        }
     }
 
-    /// Whether the table is gone or its columns differ from the reader's.
-    async fn changed<'e, E>(&self, executor: E) -> ConnectResult<bool>
-    where
-        E: sqlx::Executor<'e, Database = Postgres>,
-    {
-        let Some((table, expected)) = &self.shape else {
-            return Ok(false);
+    /// Whether `shape` (the table's now) differs from the one the reader was made for.
+    fn differs(&self, shape: Option<&str>) -> bool {
+        self.table
+            .as_ref()
+            .is_some_and(|t| shape != Some(t.shape.as_str()))
+    }
+
+    /// The bound below which rows' times are safe to read (see the module's guarantees).
+    fn bound(&self, clock: &Clock) -> DateTime<Utc> {
+        let by_delay = clock.now - self.delay;
+        let bound = clock.oldest_writer.map_or(by_delay, |o| o.min(by_delay));
+        let Some(&first) = self.timestamps.first() else {
+            return bound;
         };
-        let now: Option<String> =
-            sqlx::query_scalar(&format!("SELECT {}", catalog::shape_sql("to_regclass($1)")))
-                .bind(table)
-                .fetch_one(executor)
-                .await
-                .map_err(|e| db_error(&self.name, "reading its columns", e))?;
-        Ok(now.as_deref() != Some(expected.as_str()))
+        let digits = self
+            .timestamps
+            .iter()
+            .filter_map(|&i| self.columns[i].fraction_digits)
+            .min();
+        columns::truncate(bound, &self.columns[first].kind, digits, self.tz)
     }
 
     /// Reads what is new (a page of `bulk` mode's pass is handled by [`Reader::read_all`]).
-    pub async fn read(&mut self, pool: &PgPool) -> ConnectResult<Read> {
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|e| db_error(&self.name, "starting a read", e))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error(&self.name, "starting a read", e))?;
-        let (now, oldest, xip): (DateTime<Utc>, Option<DateTime<Utc>>, Vec<String>) =
-            sqlx::query_as(sql::BOUNDS)
-                .bind(APPLICATION_NAME)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| db_error(&self.name, "reading the safe bound", e))?;
+    pub async fn read(&mut self, db: &Database) -> ConnectResult<Read> {
+        let clock = if self.needs_clock {
+            db.clock(&self.name).await?
+        } else {
+            Clock {
+                now: Utc::now(),
+                oldest_writer: None,
+            }
+        };
+        let (mut tx, snapshot) = db.begin(&self.name, self.table.as_ref()).await?;
         // Rows written after a column was added must not be read with the old columns.
-        if self.changed(&mut *tx).await? {
-            return Ok(Read {
-                changed: true,
-                ..Read::default()
-            });
+        if self.differs(snapshot.shape.as_deref()) {
+            return Ok(Read::changed());
         }
-        let by_delay = now - self.delay;
-        let bound = oldest.map_or(by_delay, |o| o.min(by_delay));
-        let rows = self.fetch(&mut tx, bound, self.batch as i64).await?;
+        let bound = self.bound(&clock);
+        let query = self.query();
+        let rows = self.fetch(&mut tx, query, bound, None).await?;
         let mut read = Read {
             more: rows.len() >= self.batch,
             ..Read::default()
         };
         let rows = match self.mode {
-            Mode::Incrementing => self.past_gaps(rows, &xip, &mut read),
+            Mode::Incrementing => self.past_gaps(rows, &clock, &snapshot.pending, &mut read),
             Mode::Timestamp => self.whole_runs(&mut tx, rows, bound).await?,
             _ => rows,
         };
-        tx.commit()
-            .await
-            .map_err(|e| db_error(&self.name, "ending a read", e))?;
-        self.emit(&rows, &mut read);
+        tx.commit(&self.name).await?;
+        self.emit(rows, &mut read);
         Ok(read)
     }
 
     /// Every row (`bulk` mode), without an offset.
-    pub async fn read_all(&self, pool: &PgPool) -> ConnectResult<Read> {
-        if self.changed(pool).await? {
-            return Ok(Read {
-                changed: true,
-                ..Read::default()
-            });
+    pub async fn read_all(&self, db: &Database) -> ConnectResult<Read> {
+        if let Some(table) = &self.table
+            && self.differs(db.shape(table).await?.as_deref())
+        {
+            return Ok(Read::changed());
         }
-        let rows: Vec<PgRow> = sqlx::query(&self.statement.bulk)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| db_error(&self.name, "reading", e))?;
+        let rows = db
+            .fetch_all(&self.statement.bulk.sql, &self.layout(), &self.name)
+            .await?;
         let mut read = Read::default();
-        for row in &rows {
-            match self.record(row, RowsOffset::default()) {
+        for row in rows {
+            match self.record(row.values, RowsOffset::default()) {
                 (r, None) => read.records.push(r),
                 (r, Some(e)) => read.rejected.push((r, e)),
             }
@@ -320,57 +340,65 @@ impl Reader {
         Ok(read)
     }
 
-    async fn fetch(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-        bound: DateTime<Utc>,
-        limit: i64,
-    ) -> ConnectResult<Vec<PgRow>> {
-        let time = self.offset.time();
-        let inc = self.offset.incrementing;
-        let query = match (self.mode, time, inc) {
-            (Mode::Incrementing, _, Some(i)) => sqlx::query(&self.statement.after_id).bind(i),
-            (Mode::Incrementing, _, None) => sqlx::query(&self.statement.first_ids),
-            (Mode::Timestamp, Some(t), _) => sqlx::query(&self.statement.after_time).bind(t),
-            (Mode::TimestampIncrementing, Some(t), Some(i)) => {
-                sqlx::query(&self.statement.after_time_and_id)
-                    .bind(t)
-                    .bind(i)
-            }
-            (Mode::TimestampIncrementing, Some(t), None) => {
-                sqlx::query(&self.statement.after_time).bind(t)
-            }
-            _ => sqlx::query(&self.statement.first_times),
-        };
-        let query = if self.mode.uses_timestamp() {
-            query.bind(bound)
-        } else {
-            query
-        };
-        query
-            .bind(limit)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(|e| db_error(&self.name, "reading", e))
+    /// The statement for the offset as it stands.
+    fn query(&self) -> &Query {
+        let s = &self.statement;
+        match (self.mode, self.offset.time(), self.offset.incrementing) {
+            (Mode::Incrementing, _, Some(_)) => &s.after_id,
+            (Mode::Incrementing, _, None) => &s.first_ids,
+            (Mode::Timestamp, Some(_), _) => &s.after_time,
+            (Mode::TimestampIncrementing, Some(_), Some(_)) => &s.after_time_and_id,
+            (Mode::TimestampIncrementing, Some(_), None) => &s.after_time,
+            _ => &s.first_times,
+        }
     }
 
-    /// Incrementing mode: the rows up to the first gap a transaction in progress may fill.
-    fn past_gaps(&mut self, rows: Vec<PgRow>, xip: &[String], read: &mut Read) -> Vec<PgRow> {
+    /// The rows of `query` at the offset, below `bound`; `time` stands for the offset's time
+    /// when given (a run's).
+    async fn fetch(
+        &self,
+        tx: &mut Tx,
+        query: &Query,
+        bound: DateTime<Utc>,
+        time: Option<DateTime<Utc>>,
+    ) -> ConnectResult<Vec<Fetched>> {
+        let binds: Vec<Bind> = query
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Time => Bind::Time(time.or(self.offset.time()).unwrap_or_default()),
+                Param::Id => Bind::Int(self.offset.incrementing.unwrap_or_default()),
+                Param::Bound => Bind::Time(bound),
+                Param::Limit => Bind::Int(self.batch as i64),
+            })
+            .collect();
+        tx.fetch(&query.sql, &binds, &self.layout(), &self.name)
+            .await
+    }
+
+    /// Incrementing mode: the rows up to the first gap something in progress may fill.
+    fn past_gaps(
+        &mut self,
+        rows: Vec<Fetched>,
+        clock: &Clock,
+        pending: &Pending,
+        read: &mut Read,
+    ) -> Vec<Fetched> {
         let mut prev = self.offset.incrementing;
         let mut kept = Vec::with_capacity(rows.len());
         for row in rows {
-            let Some(id) = self.id(&row) else { break };
+            let Some(id) = row.id else { break };
             let contiguous = prev.is_some_and(|p| id == p + 1);
-            if !contiguous && !xip.is_empty() {
+            if !contiguous && !pending.is_empty() {
                 let waited = self
                     .gap
                     .as_ref()
-                    .is_some_and(|g| g.before == id && g.xids.iter().all(|x| !xip.contains(x)));
+                    .is_some_and(|g| g.before == id && g.pending.settled(clock, pending));
                 if !waited {
                     if self.gap.as_ref().is_none_or(|g| g.before != id) {
                         self.gap = Some(Gap {
                             before: id,
-                            xids: xip.to_vec(),
+                            pending: pending.clone(),
                         });
                     }
                     read.held_back = true;
@@ -388,48 +416,51 @@ impl Reader {
     /// Timestamp mode: whole runs of equal timestamps only.
     async fn whole_runs(
         &self,
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-        mut rows: Vec<PgRow>,
+        tx: &mut Tx,
+        mut rows: Vec<Fetched>,
         bound: DateTime<Utc>,
-    ) -> ConnectResult<Vec<PgRow>> {
+    ) -> ConnectResult<Vec<Fetched>> {
         if rows.len() < self.batch {
             return Ok(rows); // everything below the bound: the last run is whole
         }
-        let Some(last) = rows.last().and_then(|r| self.time(r)) else {
+        let Some(last) = rows.last().and_then(|r| r.time) else {
             return Ok(rows);
         };
-        let run_start = rows
-            .iter()
-            .position(|r| self.time(r) == Some(last))
-            .unwrap_or(0);
+        let run_start = rows.iter().position(|r| r.time == Some(last)).unwrap_or(0);
         if run_start > 0 {
             rows.truncate(run_start);
             return Ok(rows);
         }
         // The whole batch is one run: read all of it.
-        sqlx::query(&self.statement.at_time)
-            .bind(last)
-            .bind(bound)
-            .fetch_all(&mut **tx)
+        self.fetch(tx, &self.statement.at_time, bound, Some(last))
             .await
-            .map_err(|e| db_error(&self.name, "reading a run of equal timestamps", e))
+            .map_err(|e| {
+                ConnectError::new(
+                    e.fault(),
+                    e.is_retriable(),
+                    format!("{} (a run of equal timestamps)", e.message()),
+                )
+            })
     }
 
-    fn emit(&mut self, rows: &[PgRow], read: &mut Read) {
-        for (i, row) in rows.iter().enumerate() {
-            let time = self.time(row);
+    fn emit(&mut self, rows: Vec<Fetched>, read: &mut Read) {
+        let times: Vec<_> = rows.iter().map(|r| r.time).collect();
+        for (i, row) in rows.into_iter().enumerate() {
             let mut offset = self.offset;
-            if let Some(id) = self.incrementing.and_then(|_| self.id(row)) {
+            if self.incrementing.is_some()
+                && let Some(id) = row.id
+            {
                 offset.incrementing = Some(id);
             }
             // In timestamp mode, a row moves the offset to its time only as the last of its run.
-            let last_of_run = self.mode != Mode::Timestamp
-                || rows.get(i + 1).is_none_or(|next| self.time(next) != time);
-            if self.mode.uses_timestamp() && last_of_run {
-                offset.set_time(time);
+            let last_of_run =
+                self.mode != Mode::Timestamp || times.get(i + 1).is_none_or(|t| *t != times[i]);
+            // A row whose time could not be read (it goes to the error policy) keeps the offset.
+            if self.mode.uses_timestamp() && last_of_run && times[i].is_some() {
+                offset.set_time(times[i]);
             }
             self.offset = offset;
-            match self.record(row, offset) {
+            match self.record(row.values, offset) {
                 (r, None) => read.records.push(r),
                 (r, Some(e)) => read.rejected.push((r, e)),
             }
@@ -437,11 +468,15 @@ impl Reader {
     }
 
     /// The row as a record; with the first error of a value that could not be read.
-    fn record(&self, row: &PgRow, offset: RowsOffset) -> (SourceRecord, Option<ConnectError>) {
+    fn record(
+        &self,
+        values: Vec<ConnectResult<Value>>,
+        offset: RowsOffset,
+    ) -> (SourceRecord, Option<ConnectError>) {
         let mut value = Struct::new();
         let mut error = None;
-        for (i, column) in self.columns.iter().enumerate() {
-            match columns::value(row, i, column, self.tz) {
+        for (i, v) in values.into_iter().enumerate() {
+            match v {
                 Ok(v) => value.put(Arc::clone(&self.names[i]), v),
                 Err(e) => {
                     error.get_or_insert(e);
@@ -489,26 +524,6 @@ impl Reader {
             }
         }
     }
-
-    fn id(&self, row: &PgRow) -> Option<i64> {
-        let i = self.incrementing?;
-        match columns::value(row, i, &self.columns[i], self.tz).ok()? {
-            Value::Int8(v) => Some(v.into()),
-            Value::Int16(v) => Some(v.into()),
-            Value::Int32(v) => Some(v.into()),
-            Value::Int64(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// The row's timestamp at full precision: the first non-NULL timestamp column.
-    fn time(&self, row: &PgRow) -> Option<DateTime<Utc>> {
-        self.timestamps.iter().find_map(|&i| {
-            columns::instant(row, i, &self.columns[i], self.tz)
-                .ok()
-                .flatten()
-        })
-    }
 }
 
 /// The incrementing column when none is named: the primary key, if it is one non-null
@@ -552,22 +567,5 @@ fn describe_key(key: &Value) -> String {
             .join(", "),
         Value::Null => "(none: the table has no primary key)".to_owned(),
         other => plain(other),
-    }
-}
-
-/// A database error as a task error: retriable when the database may answer later.
-pub fn db_error(what: &str, doing: &str, e: sqlx::Error) -> ConnectError {
-    let retriable = matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    ) || matches!(&e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001"));
-    let message = format!("{what}: {doing} failed: {e}");
-    if retriable {
-        ConnectError::retriable(message)
-    } else {
-        ConnectError::user(message)
     }
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use sluice_connector_api::{
     ConnectResult, ConnectorConfig, Props, SourceRecord, SourceTask, SourceTaskContext, async_trait,
 };
-use sqlx::postgres::PgPool;
 use tokio::time::Instant;
 
-use super::catalog::{self, TableId};
+use super::catalog::TableId;
 use super::config::{JdbcSourceConfig, Mode};
+use super::db::Database;
 use super::offset::{RowsOffset, RowsPartition};
-use super::reader::Reader;
+use super::reader::{Reader, Source};
 
 /// Longest wait inside one `poll`, so the task stays responsive to pause and stop.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ struct Scheduled {
 pub struct JdbcSourceTask {
     ctx: Option<SourceTaskContext>,
     config: Option<JdbcSourceConfig>,
-    pool: Option<PgPool>,
+    db: Option<Database>,
     readers: Vec<Scheduled>,
     /// The reader looked at first in the next poll (round robin).
     next: usize,
@@ -57,59 +57,57 @@ impl JdbcSourceTask {
 impl SourceTask for JdbcSourceTask {
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
         let config = JdbcSourceConfig::from_props(props)?;
-        let pool = catalog::connect(&config).await?;
-        let database = catalog::database(&pool).await?;
-        if config.mode != Mode::Bulk && !catalog::sees_all_transactions(&pool).await {
-            tracing::warn!(
-                task = %ctx.task_id,
-                "the JDBC source's user is not a member of pg_read_all_stats: other users' open \
-                 transactions cannot hold back its read bound, so rows they commit late may be \
-                 missed in timestamp modes; GRANT pg_read_all_stats TO the user"
-            );
+        let db = Database::connect(&config).await?;
+        let database = db.database().await?;
+        if config.mode != Mode::Bulk
+            && let Some(warning) = db.blind_spot().await
+        {
+            tracing::warn!(task = %ctx.task_id, "{warning}");
         }
+        let dialect = db.dialect();
         let now = Instant::now();
         let mut readers: Vec<(Reader, Option<TableId>)> = Vec::new();
         if let Some(query) = &config.query {
-            let columns = catalog::describe_query(&pool, query, config.numeric_mapping).await?;
+            let columns = db.describe_query(query, config.numeric_mapping).await?;
             let partition = RowsPartition::query();
             let offset = Self::stored_offset(&ctx, &partition, None);
+            let source = Source {
+                partition,
+                name: "query".to_owned(),
+                topic: config.topic_prefix.clone(),
+                schema_name: "query".to_owned(),
+                from: format!("({query}) AS sluice_query"),
+                table: None,
+            };
             readers.push((
-                Reader::new(
-                    &config,
-                    partition,
-                    "query".to_owned(),
-                    config.topic_prefix.clone(),
-                    "query",
-                    format!("({query}) AS sluice_query"),
-                    columns,
-                    &[],
-                    offset,
-                )?,
+                Reader::new(&config, dialect, source, columns, &[], offset)?,
                 None,
             ));
         }
         for table in &config.tables {
-            let (columns, key) =
-                catalog::describe_table(&pool, table, config.numeric_mapping).await?;
-            let partition = RowsPartition::table(&database, &table.schema, &table.name);
+            let (columns, key) = db.describe_table(table, config.numeric_mapping).await?;
+            let partition = RowsPartition::table(db.qualified(&database, table));
             let offset = Self::stored_offset(&ctx, &partition, Some(table));
+            let source = Source {
+                partition,
+                name: table.display(),
+                topic: format!("{}{}", config.topic_prefix, table.name),
+                schema_name: table.name.clone(),
+                from: table.quoted(dialect, config.quote_identifiers),
+                table: Some(table.clone()),
+            };
             readers.push((
-                Reader::new(
-                    &config,
-                    partition,
-                    table.display(),
-                    format!("{}{}", config.topic_prefix, table.name),
-                    &table.name,
-                    table.quoted(config.quote_identifiers),
-                    columns,
-                    &key,
-                    offset,
-                )?
-                .with_shape(table.quoted(true), table.shape.clone()),
+                Reader::new(&config, dialect, source, columns, &key, offset)?,
                 Some(table.clone()),
             ));
         }
-        tracing::info!(task = %ctx.task_id, "reading {} from PostgreSQL at {}", readers.len(), config.url.host());
+        tracing::info!(
+            task = %ctx.task_id,
+            "reading {} from {} at {}",
+            readers.len(),
+            dialect.product(),
+            config.url.host()
+        );
         self.readers = readers
             .into_iter()
             .map(|(reader, table)| Scheduled {
@@ -118,14 +116,14 @@ impl SourceTask for JdbcSourceTask {
                 next_read: now,
             })
             .collect();
-        self.pool = Some(pool);
+        self.db = Some(db);
         self.config = Some(config);
         self.ctx = Some(ctx);
         Ok(())
     }
 
     async fn poll(&mut self) -> ConnectResult<Vec<SourceRecord>> {
-        let (Some(ctx), Some(config), Some(pool)) = (&self.ctx, &self.config, &self.pool) else {
+        let (Some(ctx), Some(config), Some(db)) = (&self.ctx, &self.config, &self.db) else {
             return Ok(Vec::new());
         };
         let n = self.readers.len();
@@ -150,9 +148,9 @@ impl SourceTask for JdbcSourceTask {
         self.next = (i + 1) % n;
         let scheduled = &mut self.readers[i];
         let result = if config.mode == Mode::Bulk {
-            scheduled.reader.read_all(pool).await
+            scheduled.reader.read_all(db).await
         } else {
-            scheduled.reader.read(pool).await
+            scheduled.reader.read(db).await
         };
         let table = scheduled.table.clone();
         let (read, gone) = match (result, table) {
@@ -164,7 +162,7 @@ impl SourceTask for JdbcSourceTask {
             (Err(e), _) if e.is_retriable() => return Err(e),
             // A statement can still fail when the table changes between the check and it.
             (Err(e), Some(table)) => {
-                let now_shape = catalog::shape(pool, &table).await?;
+                let now_shape = db.shape(&table).await?;
                 if now_shape.as_deref() == Some(table.shape.as_str()) {
                     return Err(e);
                 }
@@ -205,8 +203,8 @@ impl SourceTask for JdbcSourceTask {
     }
 
     async fn stop(&mut self) -> ConnectResult<()> {
-        if let Some(pool) = self.pool.take() {
-            pool.close().await;
+        if let Some(db) = self.db.take() {
+            db.close().await;
         }
         Ok(())
     }
