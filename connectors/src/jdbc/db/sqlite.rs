@@ -243,7 +243,12 @@ fn column(name: String, declared: &str, mapping: NumericMapping) -> Column {
     if has("BOOL") {
         native(Kind::Boolean)
     } else if has("DATETIME") || has("TIMESTAMP") {
-        native(Kind::Timestamp)
+        // Of unknown precision, and SQLite's own CURRENT_TIMESTAMP has whole seconds: the bound
+        // is cut to the second, so a second still gaining rows is not read yet.
+        Column {
+            fraction_digits: Some(0),
+            ..native(Kind::Timestamp)
+        }
     } else if has("DATE") {
         native(Kind::Date)
     } else if has("TIME") {
