@@ -2,7 +2,7 @@
 # Runs the whole test suite on a fresh or warm machine.
 #
 # Installs what is missing (system libraries for librdkafka, cargo-nextest, the s3s-fs S3 server,
-# a Python virtualenv with pyarrow and DuckDB, PostgreSQL's server), builds the workspace,
+# a Python virtualenv with pyarrow and DuckDB, PostgreSQL's and MariaDB's servers), builds the workspace,
 # then runs every unit, integration and doc test. Integration tests start their own real broker
 # processes (`sluice broker`, the embedded tansu engine) and `sluice` worker processes on free
 # ports, so no external service has to be running.
@@ -59,6 +59,13 @@ export SLUICE_SERVERLESS="$TOOLS/serverless"
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "installing PostgreSQL"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+fi
+# A real MariaDB server for the JDBC source tests: each test runs mariadb-install-db and mariadbd
+# in a temporary directory on a free port (tests/src/mariadb.rs). The package's own service is
+# not used (nor started: there is no init system here).
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  echo "installing MariaDB"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server
 fi
 
 # Lake readers for the S3 fidelity test (pyarrow's dataset API and DuckDB) and moto's server (STS

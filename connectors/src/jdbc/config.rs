@@ -142,9 +142,10 @@ impl ConnectorConfig for JdbcSourceConfig {
                 key(
                     URL,
                     ConfigType::String,
-                    "The database: jdbc:postgresql://host:port/db (or postgres://…). User and \
-                    password may be in it, but connection.user and connection.password keep the \
-                    password out of the URL.",
+                    "The database: jdbc:postgresql://host:port/db, jdbc:mysql://host:port/db, \
+                    jdbc:mariadb://host:port/db or jdbc:sqlite:<file> (or postgres://…, \
+                    mysql://…, sqlite:<file>). User and password may be in it, but \
+                    connection.user and connection.password keep the password out of the URL.",
                 )
                 .importance(Importance::High)
                 .validator(Validator::Custom(check_url)),
