@@ -4,109 +4,48 @@
 //! unreachable database.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use sluice_tests::kafka::{Consumed, consume_all, create_topic};
+use sluice_tests::jdbc::{JdbcTest, WAIT, counts, payload};
+use sluice_tests::kafka::{consume_all, create_topic};
 use sluice_tests::postgres::Postgres;
 use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
 
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A broker, a PostgreSQL server and a pool to it, a worker, and this test's connector name and
-/// topic prefix.
+/// A test's broker and worker, a PostgreSQL server and a pool to it.
 struct Setup {
-    broker: Broker,
+    t: JdbcTest,
     pg: Postgres,
     db: sqlx::PgPool,
-    worker: Worker,
-    name: String,
-    prefix: String,
 }
 
 impl Setup {
     async fn start() -> Self {
-        let broker = Broker::start();
+        let t = JdbcTest::start().await;
         let pg = Postgres::start();
         let db = pg.pool().await;
-        let worker = Worker::start(WorkerSettings::new(&broker)).await;
-        Self {
-            broker,
-            pg,
-            db,
-            worker,
-            name: unique("jdbc"),
-            prefix: unique("pg-"),
-        }
-    }
-
-    /// A table name unique to this test.
-    fn table(base: &str) -> String {
-        unique(base).replace('-', "_")
+        Self { t, pg, db }
     }
 
     async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(&self.db)
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {e}\n{}", self.pg.log()));
     }
 
-    /// Creates the source with the test's settings and `extra`.
+    /// Creates the source on the test's server with `extra`.
     async fn source(&self, extra: Value) {
-        let mut c = json!({
-            "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
-            "tasks.max": "1",
-            "connection.url":
-                format!("jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres", self.pg.port),
-            "topic.prefix": self.prefix,
-            "poll.interval.ms": "200",
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "false",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter.schemas.enable": "true",
-        });
-        c.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().cloned().unwrap_or_default());
-        self.worker.create(&self.name, c).await;
+        let url = format!(
+            "jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres",
+            self.pg.port
+        );
+        self.t.source(&url, extra).await;
     }
-
-    /// The records of `table`'s topic, once there are at least `at_least`.
-    async fn rows(&self, table: &str, at_least: usize) -> Vec<Consumed> {
-        let topic = format!("{}{table}", self.prefix);
-        consume_all(&self.broker.bootstrap, &topic, at_least, WAIT).await
-    }
-
-    async fn task_counter(&self, counter: &str) -> u64 {
-        let path = format!("/connectors/{}/status", self.name);
-        let status = self.worker.get(&path).await.body;
-        status["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t["errors"]["counters"][counter].as_u64())
-            .sum()
-    }
-}
-
-fn payload(r: &Consumed) -> Value {
-    r.json()["payload"].clone()
-}
-
-/// How often each value of `field` arrived.
-fn counts(records: &[Consumed], field: &str) -> BTreeMap<i64, usize> {
-    let mut counts = BTreeMap::new();
-    for r in records {
-        let id = payload(r)[field].as_i64().expect("an integer field");
-        *counts.entry(id).or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test]
 async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
     let mut t = Setup::start().await;
-    let table = Setup::table("items");
+    let table = JdbcTest::table("items");
     t.exec(&format!(
         "CREATE TYPE {table}_mood AS ENUM ('happy', 'sad');
              CREATE TABLE {table} (
@@ -125,7 +64,7 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
     .await;
     t.source(json!({"mode": "incrementing", "table.whitelist": table}))
         .await;
-    let first = t.rows(&table, 2).await;
+    let first = t.t.rows(&table, 2).await;
     let row = payload(&first[0]);
     assert_eq!(
         first[0].key.as_deref(),
@@ -183,16 +122,16 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
         "INSERT INTO {table} (n) SELECT g FROM generate_series(1, 2000) AS g"
     ))
     .await;
-    let offsets = format!("/connectors/{}/offsets", t.name);
+    let offsets = format!("/connectors/{}/offsets", t.t.name);
     let stored = eventually("an offset past row 500", WAIT, || async {
-        let body = t.worker.get(&offsets).await.body;
+        let body = t.t.worker.get(&offsets).await.body;
         let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
         (inc >= 500).then_some(inc)
     })
     .await;
-    t.worker.kill();
-    t.worker.restart().await;
-    let all = t.rows(&table, 2_002).await;
+    t.t.worker.kill();
+    t.t.worker.restart().await;
+    let all = t.t.rows(&table, 2_002).await;
     let ids = counts(&all, "id");
     assert_eq!(ids.len(), 2_002, "every row at least once");
     assert_eq!(
@@ -204,7 +143,7 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
         duplicates as i64 <= 2_002 - stored,
         "{duplicates} duplicates: read again from before the stored offset {stored}"
     );
-    let offsets = t.worker.get(&offsets).await.body;
+    let offsets = t.t.worker.get(&offsets).await.body;
     assert_eq!(
         offsets["offsets"][0]["partition"],
         json!({"protocol": "1", "table": format!("postgres.public.{table}")}),
@@ -215,7 +154,7 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
 #[tokio::test]
 async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
     let t = Setup::start().await;
-    let table = Setup::table("orders");
+    let table = JdbcTest::table("orders");
     t.exec(&format!(
         "CREATE TABLE {table} (id serial PRIMARY KEY, note text NOT NULL)"
     ))
@@ -233,13 +172,13 @@ async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
     // The source saw id 2 without id 1 and held back (Confluent's connector would read 2 and
     // never 1).
     eventually("the source to hold back at the gap", WAIT, || async {
-        (t.task_counter("jdbc.gap.waits").await >= 2).then_some(())
+        (t.t.task_counter("jdbc.gap.waits").await >= 2).then_some(())
     })
     .await;
     slow.commit().await.unwrap();
     t.exec(&format!("INSERT INTO {table} (note) VALUES ('after')"))
         .await;
-    let records = t.rows(&table, 3).await;
+    let records = t.t.rows(&table, 3).await;
     // Rows spread over the topic's partitions by key: compare them by id.
     let notes: BTreeMap<i64, Value> = records
         .iter()
@@ -260,7 +199,7 @@ async fn a_row_whose_transaction_commits_after_a_later_id_is_not_lost() {
 #[tokio::test]
 async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
     let t = Setup::start().await;
-    let table = Setup::table("events");
+    let table = JdbcTest::table("events");
     t.exec(&format!(
         "CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamptz NOT NULL);
          INSERT INTO {table} SELECT g, '2026-12-01 00:00:00+00' FROM generate_series(1, 1000) g;
@@ -272,7 +211,7 @@ async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
                     "table.whitelist": table, "batch.max.rows": "100"}),
     )
     .await;
-    let records = t.rows(&table, 1_150).await;
+    let records = t.t.rows(&table, 1_150).await;
     let ids = counts(&records, "id");
     assert_eq!(ids.len(), 1_150, "no row lost at a batch boundary");
     assert_eq!(
@@ -283,14 +222,14 @@ async fn a_thousand_rows_sharing_a_timestamp_are_all_read_across_batches() {
     // A newer row arrives after them.
     t.exec(&format!("INSERT INTO {table} VALUES (2001, now())"))
         .await;
-    let more = t.rows(&table, 1_151).await;
+    let more = t.t.rows(&table, 1_151).await;
     assert!(counts(&more, "id").contains_key(&2001));
 }
 
 #[tokio::test]
 async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementing() {
     let t = Setup::start().await;
-    let table = Setup::table("accounts");
+    let table = JdbcTest::table("accounts");
     t.exec(&format!(
         "CREATE TABLE {table} (id int PRIMARY KEY, region text NOT NULL, balance numeric(10,2),
            updated_at timestamptz NOT NULL);
@@ -301,7 +240,7 @@ async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementin
     .await;
     // In query mode the prefix is the topic. One partition: a query's rows have no key, and their
     // order is what is checked.
-    create_topic(&t.broker.bootstrap, &t.prefix, 1).await;
+    create_topic(&t.t.broker.bootstrap, &t.t.prefix, 1).await;
     let query = format!(
         "SELECT id, region, balance, updated_at FROM {table} WHERE region = 'eu' ORDER BY id DESC"
     );
@@ -309,7 +248,7 @@ async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementin
                     "timestamp.column.name": "updated_at", "incrementing.column.name": "id",
                     "batch.max.rows": "1"}))
         .await;
-    let records = t.rows("", 3).await;
+    let records = t.t.rows("", 3).await;
     let ids: Vec<i64> = records
         .iter()
         .map(|r| payload(r)["id"].as_i64().unwrap())
@@ -325,7 +264,7 @@ async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementin
         "UPDATE {table} SET balance = 11.00, updated_at = now() WHERE id = 1"
     ))
     .await;
-    let again = t.rows("", 4).await;
+    let again = t.t.rows("", 4).await;
     assert_eq!(payload(&again[3])["id"], 1);
     assert_eq!(payload(&again[3])["balance"], "11.00");
 }
@@ -333,7 +272,7 @@ async fn a_query_with_its_own_where_and_order_by_reads_timestamp_and_incrementin
 #[tokio::test]
 async fn a_table_created_later_is_picked_up() {
     let t = Setup::start().await;
-    let (a, b) = (Setup::table("first"), Setup::table("second"));
+    let (a, b) = (JdbcTest::table("first"), JdbcTest::table("second"));
     t.exec(&format!(
         "CREATE TABLE {a} (id int PRIMARY KEY); INSERT INTO {a} VALUES (1)"
     ))
@@ -343,20 +282,20 @@ async fn a_table_created_later_is_picked_up() {
                     "poll.interval.ms": "60000"}),
     )
     .await;
-    t.rows(&a, 1).await;
+    t.t.rows(&a, 1).await;
     t.exec(&format!(
         "CREATE TABLE {b} (id int PRIMARY KEY); INSERT INTO {b} VALUES (7)"
     ))
     .await;
-    let records = t.rows(&b, 1).await;
+    let records = t.t.rows(&b, 1).await;
     assert_eq!(payload(&records[0])["id"], 7);
-    t.worker.wait_for_state(&t.name, "RUNNING", 2).await;
+    t.t.worker.wait_for_state(&t.t.name, "RUNNING", 2).await;
 }
 
 #[tokio::test]
 async fn a_column_added_is_read_and_a_dropped_table_does_not_fail_the_task() {
     let t = Setup::start().await;
-    let (a, b) = (Setup::table("altered"), Setup::table("dropped"));
+    let (a, b) = (JdbcTest::table("altered"), JdbcTest::table("dropped"));
     t.exec(&format!(
         "CREATE TABLE {a} (id serial PRIMARY KEY, n int NOT NULL); INSERT INTO {a} (n) VALUES (1);
          CREATE TABLE {b} (id serial PRIMARY KEY); INSERT INTO {b} DEFAULT VALUES;"
@@ -364,14 +303,14 @@ async fn a_column_added_is_read_and_a_dropped_table_does_not_fail_the_task() {
     .await;
     t.source(json!({"mode": "incrementing", "table.poll.interval.ms": "500"}))
         .await;
-    t.rows(&a, 1).await;
-    t.rows(&b, 1).await;
+    t.t.rows(&a, 1).await;
+    t.t.rows(&b, 1).await;
     t.exec(&format!(
         "ALTER TABLE {a} ADD COLUMN label text; INSERT INTO {a} (n, label) VALUES (2, 'new');
          DROP TABLE {b};"
     ))
     .await;
-    let rows = t.rows(&a, 2).await;
+    let rows = t.t.rows(&a, 2).await;
     let last = rows
         .iter()
         .map(payload)
@@ -379,16 +318,16 @@ async fn a_column_added_is_read_and_a_dropped_table_does_not_fail_the_task() {
         .expect("row 2");
     assert_eq!(last["label"], "new", "the added column is read: {last}");
     t.exec(&format!("INSERT INTO {a} (n) VALUES (3)")).await;
-    let rows = t.rows(&a, 3).await;
+    let rows = t.t.rows(&a, 3).await;
     assert_eq!(counts(&rows, "id").len(), 3);
-    let status = t.worker.wait_for_state(&t.name, "RUNNING", 1).await;
+    let status = t.t.worker.wait_for_state(&t.t.name, "RUNNING", 1).await;
     assert_eq!(status["tasks"][0]["state"], "RUNNING");
 }
 
 #[tokio::test]
 async fn a_value_that_cannot_be_read_goes_to_the_dead_letter_queue_naming_table_and_key() {
     let t = Setup::start().await;
-    let table = Setup::table("readings");
+    let table = JdbcTest::table("readings");
     let dlq = unique("jdbc-dlq");
     // 'infinity' has no Connect Timestamp.
     t.exec(&format!(
@@ -402,7 +341,7 @@ async fn a_value_that_cannot_be_read_goes_to_the_dead_letter_queue_naming_table_
                     "errors.deadletterqueue.topic.replication.factor": "1",
                     "errors.deadletterqueue.context.headers.enable": "true"}))
         .await;
-    let dead = consume_all(&t.broker.bootstrap, &dlq, 1, WAIT).await;
+    let dead = consume_all(&t.t.broker.bootstrap, &dlq, 1, WAIT).await;
     let message = dead[0]
         .header("__connect.errors.exception.message")
         .unwrap_or_default();
@@ -411,7 +350,7 @@ async fn a_value_that_cannot_be_read_goes_to_the_dead_letter_queue_naming_table_
         "{message}"
     );
     assert!(message.contains("column at"), "{message}");
-    let rows = t.rows(&table, 2).await;
+    let rows = t.t.rows(&table, 2).await;
     assert_eq!(
         counts(&rows, "id").into_keys().collect::<Vec<_>>(),
         [1, 3],
