@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::kafka::{Consumed, consume_all};
-use crate::{Broker, Value, Worker, WorkerSettings, json, unique};
+use crate::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
 
 /// How long a test waits for rows.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -84,6 +84,32 @@ impl JdbcTest {
             .flatten()
             .filter_map(|t| t["errors"]["counters"][counter].as_u64())
             .sum()
+    }
+
+    /// With `rows` rows in `table` (ids 1 to `rows`) being read in incrementing mode: SIGKILLs
+    /// the worker once an offset past row 500 is stored, restarts it, and asserts that every row
+    /// arrives and that the only duplicates are rows after the stored offset.
+    pub async fn kill_mid_table_and_check_every_row(&mut self, table: &str, rows: usize) {
+        let stored = eventually("an offset past row 500", WAIT, || async {
+            let body = self.offsets().await;
+            let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
+            (inc >= 500).then_some(inc)
+        })
+        .await;
+        self.worker.kill();
+        self.worker.restart().await;
+        let all = self.rows(table, rows).await;
+        let last = i64::try_from(rows).expect("a row count");
+        assert_eq!(
+            counts(&all, "id").keys().copied().collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>(),
+            "every row at least once"
+        );
+        let duplicates = all.len() - rows;
+        assert!(
+            duplicates as i64 <= last - stored,
+            "{duplicates} duplicates: read again from before the stored offset {stored}"
+        );
     }
 
     /// The source's stored offsets (`GET /connectors/{name}/offsets`).

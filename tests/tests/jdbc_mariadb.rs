@@ -121,26 +121,7 @@ async fn every_type_arrives_exact_in_its_time_zone_and_a_sigkill_loses_no_row() 
         "INSERT INTO {table} (n) SELECT seq FROM seq_1_to_2000"
     ))
     .await;
-    let stored = eventually("an offset past row 500", WAIT, || async {
-        let body = s.t.offsets().await;
-        let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
-        (inc >= 500).then_some(inc)
-    })
-    .await;
-    s.t.worker.kill();
-    s.t.worker.restart().await;
-    let all = s.t.rows(&table, 2_002).await;
-    let ids = counts(&all, "id");
-    assert_eq!(
-        ids.keys().copied().collect::<Vec<_>>(),
-        (1..=2_002).collect::<Vec<_>>(),
-        "every row at least once"
-    );
-    let duplicates = all.len() - 2_002;
-    assert!(
-        duplicates as i64 <= 2_002 - stored,
-        "{duplicates} duplicates: read again from before the stored offset {stored}"
-    );
+    s.t.kill_mid_table_and_check_every_row(&table, 2_002).await;
     assert_eq!(
         s.t.offsets().await["offsets"][0]["partition"],
         json!({"protocol": "1", "table": format!("sluice.{table}")}),

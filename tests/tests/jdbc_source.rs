@@ -122,30 +122,9 @@ async fn every_type_arrives_exact_and_a_sigkill_mid_table_loses_no_row() {
         "INSERT INTO {table} (n) SELECT g FROM generate_series(1, 2000) AS g"
     ))
     .await;
-    let offsets = format!("/connectors/{}/offsets", t.t.name);
-    let stored = eventually("an offset past row 500", WAIT, || async {
-        let body = t.t.worker.get(&offsets).await.body;
-        let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
-        (inc >= 500).then_some(inc)
-    })
-    .await;
-    t.t.worker.kill();
-    t.t.worker.restart().await;
-    let all = t.t.rows(&table, 2_002).await;
-    let ids = counts(&all, "id");
-    assert_eq!(ids.len(), 2_002, "every row at least once");
+    t.t.kill_mid_table_and_check_every_row(&table, 2_002).await;
     assert_eq!(
-        ids.keys().copied().collect::<Vec<_>>(),
-        (1..=2_002).collect::<Vec<_>>()
-    );
-    let duplicates = all.len() - 2_002;
-    assert!(
-        duplicates as i64 <= 2_002 - stored,
-        "{duplicates} duplicates: read again from before the stored offset {stored}"
-    );
-    let offsets = t.t.worker.get(&offsets).await.body;
-    assert_eq!(
-        offsets["offsets"][0]["partition"],
+        t.t.offsets().await["offsets"][0]["partition"],
         json!({"protocol": "1", "table": format!("postgres.public.{table}")}),
         "Confluent's source partition"
     );

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sluice_tests::jdbc::{JdbcTest, WAIT, counts, field_schema, payload};
 use sluice_tests::kafka::{consume_all, create_topic};
-use sluice_tests::{Value, eventually, json, unique};
+use sluice_tests::{Value, json, unique};
 
 /// A test's broker and worker, and a SQLite file with a connection writing it.
 struct Setup {
@@ -117,25 +117,7 @@ async fn every_declared_type_arrives_exact_and_a_sigkill_loses_no_row() {
          INSERT INTO {table} (n) SELECT x FROM g;"
     ))
     .await;
-    let stored = eventually("an offset past row 500", WAIT, || async {
-        let body = s.t.offsets().await;
-        let inc = body["offsets"][0]["offset"]["incrementing"].as_i64()?;
-        (inc >= 500).then_some(inc)
-    })
-    .await;
-    s.t.worker.kill();
-    s.t.worker.restart().await;
-    let all = s.t.rows(&table, 2_002).await;
-    assert_eq!(
-        counts(&all, "id").keys().copied().collect::<Vec<_>>(),
-        (1..=2_002).collect::<Vec<_>>(),
-        "every row at least once"
-    );
-    let duplicates = all.len() - 2_002;
-    assert!(
-        duplicates as i64 <= 2_002 - stored,
-        "{duplicates} duplicates: read again from before the stored offset {stored}"
-    );
+    s.t.kill_mid_table_and_check_every_row(&table, 2_002).await;
     assert_eq!(
         s.t.offsets().await["offsets"][0]["partition"],
         json!({"protocol": "1", "table": table}),

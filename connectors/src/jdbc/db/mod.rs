@@ -391,6 +391,35 @@ impl Tx {
     }
 }
 
+/// The user and password of `config`: `connection.user`/`connection.password`, else the URL's.
+fn credentials(config: &JdbcSourceConfig) -> (Option<&str>, Option<&str>) {
+    (
+        config.user.as_deref().or(config.url.user.as_deref()),
+        config
+            .password
+            .as_ref()
+            .or(config.url.password.as_ref())
+            .map(|p| p.expose()),
+    )
+}
+
+/// A pool of two connections with `options`, after one plain connection: the pool would retry on
+/// its own until its timeout and then report only that it timed out, not why (refused,
+/// authentication).
+async fn pool_of<DB: sqlx::Database>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+) -> Result<sqlx::Pool<DB>, String> {
+    use sqlx::Connection as _;
+    let first = within_timeout(DB::Connection::connect_with(&options)).await?;
+    let _ = first.close().await;
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(2)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Connects with `connect` within [`CONNECT_TIMEOUT`], as one message on failure.
 async fn within_timeout<T, F>(connect: F) -> Result<T, String>
 where

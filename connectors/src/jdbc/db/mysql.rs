@@ -16,12 +16,10 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use sluice_connector_api::{ConnectError, ConnectResult, Value};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{Column as _, Connection, Executor, Row, TypeInfo};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
+use sqlx::{Column as _, Executor, Row, TypeInfo};
 
-use super::{
-    Bind, CONNECT_TIMEOUT, Clock, Fetched, Layout, Pending, Snapshot, Tx, db_error, within_timeout,
-};
+use super::{Bind, Clock, Fetched, Layout, Pending, Snapshot, Tx, credentials, db_error, pool_of};
 use crate::jdbc::catalog::TableId;
 use crate::jdbc::columns::{
     Column, Kind, days, decimal, decode_error, from_text, local_to_utc, numeric, time_ms,
@@ -39,20 +37,14 @@ pub async fn connect(config: &JdbcSourceConfig) -> Result<MySqlPool, String> {
         .parse()
         .map_err(|e| format!("connection.url: {e}"))?;
     options = options.timezone(Some("+00:00".to_owned()));
-    if let Some(user) = config.user.as_deref().or(config.url.user.as_deref()) {
+    let (user, password) = credentials(config);
+    if let Some(user) = user {
         options = options.username(user);
     }
-    if let Some(password) = config.password.as_ref().or(config.url.password.as_ref()) {
-        options = options.password(password.expose());
+    if let Some(password) = password {
+        options = options.password(password);
     }
-    let first = within_timeout(MySqlConnection::connect_with(&options)).await?;
-    let _ = first.close().await;
-    MySqlPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| e.to_string())
+    pool_of(options).await
 }
 
 /// The database the URL names (MySQL's schema of its tables).

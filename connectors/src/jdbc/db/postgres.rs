@@ -13,12 +13,12 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use sluice_connector_api::{ConnectResult, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Column as _, Connection, Executor, Row, TypeInfo};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
+use sqlx::{Column as _, Executor, Row, TypeInfo};
 
 use super::{
-    APPLICATION_NAME, Bind, CONNECT_TIMEOUT, Clock, Fetched, Layout, Pending, Snapshot, Tx,
-    db_error, within_timeout,
+    APPLICATION_NAME, Bind, Clock, Fetched, Layout, Pending, Snapshot, Tx, credentials, db_error,
+    pool_of,
 };
 use crate::jdbc::catalog::TableId;
 use crate::jdbc::columns::{
@@ -26,8 +26,7 @@ use crate::jdbc::columns::{
 };
 use crate::jdbc::config::{JdbcSourceConfig, NumericMapping};
 
-/// A pool to the database of `config` (one connection tried first: the pool would retry on its
-/// own until its timeout and then report only that it timed out, not why).
+/// A pool to the database of `config`, in `db.timezone`.
 pub async fn connect(config: &JdbcSourceConfig) -> Result<PgPool, String> {
     let mut options: PgConnectOptions = config
         .url
@@ -37,20 +36,14 @@ pub async fn connect(config: &JdbcSourceConfig) -> Result<PgPool, String> {
     options = options
         .application_name(APPLICATION_NAME)
         .options([("TimeZone", config.db_timezone.as_str())]);
-    if let Some(user) = config.user.as_deref().or(config.url.user.as_deref()) {
+    let (user, password) = credentials(config);
+    if let Some(user) = user {
         options = options.username(user);
     }
-    if let Some(password) = config.password.as_ref().or(config.url.password.as_ref()) {
-        options = options.password(password.expose());
+    if let Some(password) = password {
+        options = options.password(password);
     }
-    let first = within_timeout(PgConnection::connect_with(&options)).await?;
-    let _ = first.close().await;
-    PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| e.to_string())
+    pool_of(options).await
 }
 
 /// The database's name.
