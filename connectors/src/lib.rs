@@ -1,5 +1,5 @@
 //! Sluice's built-in connectors, one folder each, each behind a cargo feature of its name
-//! (`datagen`, `dlq-router`, `file`, `jdbc`, `kinesis`, `lambda`, `s3`; all on by default), and the kit they share: [`aws`]
+//! (`datagen`, `dlq-router`, `file`, `jdbc`, `kinesis`, `lambda`, `postgres-cdc`, `s3`; all on by default), and the kit they share: [`aws`]
 //! (client settings and error classification for every AWS connector) and `dispatched` (the state
 //! a sink task shares with its dispatcher, and its back-pressure).
 //!
@@ -15,6 +15,8 @@
 //!   per shard), with an envelope format that carries a Kafka record through Kinesis unchanged.
 //! - [`lambda`]: the Lambda inference sink: batches, many invocations in flight, results back in
 //!   Kafka in each partition's order, under Confluent's class and config names.
+//! - [`postgres_cdc`]: the PostgreSQL CDC source: Debezium's change events from logical
+//!   replication, under Debezium's class, config names, topics and offsets.
 //! - [`s3`]: the S3 Parquet sink, exactly once, under Confluent's class name and config names.
 
 #[cfg(feature = "aws")]
@@ -33,6 +35,8 @@ pub mod jdbc;
 pub mod kinesis;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "postgres-cdc")]
+pub mod postgres_cdc;
 #[cfg(feature = "s3")]
 pub mod s3;
 
@@ -75,6 +79,12 @@ pub fn builtin() -> PluginRegistry {
     let registry = registry.with(Plugin::source::<jdbc::JdbcSourceConnector>(
         jdbc::CLASS,
         &["JdbcSource", "JdbcSourceConnector"],
+        VERSION,
+    ));
+    #[cfg(feature = "postgres-cdc")]
+    let registry = registry.with(Plugin::source::<postgres_cdc::PostgresCdcConnector>(
+        postgres_cdc::CLASS,
+        &["PostgresCdc", "PostgresConnector"],
         VERSION,
     ));
     #[cfg(feature = "kinesis")]

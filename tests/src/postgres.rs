@@ -20,6 +20,7 @@ pub struct Postgres {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    options: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -120,21 +121,42 @@ impl Postgres {
             ])
             .arg(&data);
         run(initdb, "initdb");
+        // In the config file rather than on the command line, so that a test can change it with
+        // ALTER SYSTEM and a restart.
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nwal_level = logical\n");
+        std::fs::write(&conf, text).expect("writing postgresql.conf");
         let port = free_port();
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c wal_level=logical -c max_connections=200",
+             -c full_page_writes=off -c max_connections=200",
             dir.path().display()
         );
-        let mut start = server_command(&bin, "pg_ctl");
-        start
-            .args(["-w", "-t", "60", "-D"])
-            .arg(&data)
-            .args(["-o", &options, "-l"])
-            .arg(dir.path().join("server.log"))
-            .arg("start");
-        run(start, "pg_ctl start");
-        Self { port, dir, bin }
+        let server = Self {
+            port,
+            dir,
+            bin,
+            options,
+        };
+        server.pg_ctl("start");
+        server
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let mut c = server_command(&self.bin, "pg_ctl");
+        c.args(["-w", "-t", "60", "-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-o", &self.options, "-l"])
+            .arg(self.dir.path().join("server.log"))
+            .args(["-m", "fast", action]);
+        run(c, &format!("pg_ctl {action}"));
+    }
+
+    /// Restarts the server (so that settings changed with `ALTER SYSTEM` that need a restart
+    /// apply); returns once it accepts connections again.
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
     }
 
     /// A URL of database `postgres` as the superuser, for the connector.
