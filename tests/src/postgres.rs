@@ -153,6 +153,12 @@ impl Postgres {
         run(c, &format!("pg_ctl {action}"));
     }
 
+    /// A client program of the server's binaries (`pg_recvlogical`, `psql`), run as the
+    /// `postgres` user when this process is root.
+    pub fn program(&self, name: &str) -> Command {
+        server_command(&self.bin, name)
+    }
+
     /// Restarts the server (so that settings changed with `ALTER SYSTEM` that need a restart
     /// apply); returns once it accepts connections again.
     pub fn restart(&self) {

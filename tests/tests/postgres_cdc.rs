@@ -538,3 +538,90 @@ async fn a_server_without_logical_wal_fails_the_task_saying_how_to_fix_it() {
         .body;
     assert!(!status.to_string().contains("not-this-one-s3cret"));
 }
+
+#[tokio::test]
+async fn extract_new_record_state_flattens_events_for_row_sinks() {
+    let t = Cdc::start().await;
+    let rows = table_name("rows");
+    t.exec(&format!(
+        "CREATE TABLE {rows} (id int PRIMARY KEY, note text)"
+    ))
+    .await;
+    create_topic(&t.broker.bootstrap, &t.topic(&rows), 1).await;
+    t.source(json!({
+        "transforms": "unwrap",
+        "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+        "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
+        "transforms.unwrap.add.fields": "op,table,source.lsn",
+    }))
+    .await;
+    eventually("the slot", WAIT, || async { t.confirmed().await }).await;
+    t.exec(&format!(
+        "INSERT INTO {rows} VALUES (1, 'a'); UPDATE {rows} SET note = 'b' WHERE id = 1; \
+         DELETE FROM {rows} WHERE id = 1;"
+    ))
+    .await;
+    let out = t.events(&rows, 3).await;
+    let flat: Vec<Value> = out.iter().map(payload).collect();
+    assert_eq!(flat.len(), 3, "no tombstone in rewrite mode: {flat:?}");
+    assert_eq!(flat[0]["note"], "a");
+    assert_eq!(flat[0]["__op"], "c");
+    assert_eq!(flat[0]["__deleted"], "false");
+    assert_eq!(flat[1]["note"], "b");
+    assert_eq!(flat[2]["id"], 1);
+    assert_eq!(flat[2]["__op"], "d");
+    assert_eq!(flat[2]["__deleted"], "true");
+    assert_eq!(flat[2]["__table"], rows.as_str());
+    assert!(flat[2]["__source_lsn"].as_i64().is_some_and(|l| l > 0));
+}
+
+#[tokio::test]
+async fn a_slot_held_by_another_client_fails_the_task_saying_so() {
+    let t = Cdc::start().await;
+    t.exec(&format!(
+        "CREATE PUBLICATION {} FOR ALL TABLES",
+        t.publication
+    ))
+    .await;
+    t.exec(&format!(
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+        t.slot
+    ))
+    .await;
+    let mut holder =
+        t.pg.program("pg_recvlogical")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "--start",
+                "-f",
+                "/dev/null",
+            ])
+            .args(["-p", &t.pg.port.to_string(), "--slot", &t.slot])
+            .args(["-o", "proto_version=1", "-o"])
+            .arg(format!("publication_names={}", t.publication))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pg_recvlogical");
+    eventually("pg_recvlogical to hold the slot", WAIT, || async {
+        let active: Option<bool> =
+            sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+                .bind(t.slot.clone())
+                .fetch_optional(&t.db)
+                .await
+                .expect("the slot");
+        (active == Some(true)).then_some(())
+    })
+    .await;
+    t.source(json!({})).await;
+    let trace = t.worker.failed_task_trace(&t.name).await;
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(trace.contains("in use by another client"), "{trace}");
+    assert!(trace.contains(&t.slot), "{trace}");
+}

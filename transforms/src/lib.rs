@@ -19,9 +19,11 @@
 //! record on unchanged. Records with a schema get a schema that matches the transformed value.
 //!
 //! Class names are Kafka Connect's (`org.apache.kafka.connect.transforms.Cast$Value`); the simple
-//! name (`Cast$Value`) is accepted too.
+//! name (`Cast$Value`) is accepted too. Debezium's `io.debezium.transforms.ExtractNewRecordState`
+//! flattens change events of the PostgreSQL CDC source.
 
 mod cast;
+mod debezium;
 mod fields;
 mod predicates;
 mod router;
@@ -48,6 +50,12 @@ pub(crate) enum Target {
 }
 
 const PACKAGE: &str = "org.apache.kafka.connect.transforms.";
+
+/// Debezium's transforms, by class name (the simple name is accepted too).
+const DEBEZIUM: &[(&str, Factory)] = &[(
+    "io.debezium.transforms.ExtractNewRecordState",
+    debezium::extract_new_record_state,
+)];
 
 type Factory = fn(Option<Target>, &Props) -> Result<Box<dyn Transform>, Vec<(String, String)>>;
 
@@ -79,6 +87,7 @@ pub fn transform_classes() -> Vec<String> {
                 vec![format!("{PACKAGE}{name}")]
             }
         })
+        .chain(DEBEZIUM.iter().map(|(class, _)| (*class).to_owned()))
         .collect()
 }
 
@@ -91,6 +100,13 @@ pub fn predicate_classes() -> Vec<String> {
 }
 
 fn find_transform(class: &str) -> Option<(Option<Target>, Factory)> {
+    let class = class.trim();
+    if let Some((_, factory)) = DEBEZIUM
+        .iter()
+        .find(|(c, _)| *c == class || c.rsplit('.').next() == Some(class))
+    {
+        return Some((None, *factory));
+    }
     let simple = class.strip_prefix(PACKAGE).unwrap_or(class);
     let (name, target) = match simple.split_once('$') {
         Some((name, "Key")) => (name, Some(Target::Key)),
