@@ -9,7 +9,7 @@
 //!   to their topic when due), a parking lot, or an explicit discard.
 //! - [`file`]: Kafka's FileStream source (lines in) and sink (JSON lines out), under Kafka's class
 //!   names so existing configs work unchanged.
-//! - [`jdbc`]: the JDBC source (PostgreSQL for now): tables or a query into Kafka under Confluent's
+//! - [`jdbc`]: the JDBC source (PostgreSQL, MySQL/MariaDB, SQLite): tables or a query into Kafka under Confluent's
 //!   class, config names and offsets, without the rows Confluent's connector is known to lose.
 //! - [`kinesis`]: Kinesis Data Streams sink (ordered per partition key) and source (checkpointed
 //!   per shard), with an envelope format that carries a Kafka record through Kinesis unchanged.
