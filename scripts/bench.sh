@@ -12,6 +12,7 @@
 #                                       aws-sdk-lambda invoke loop, batch 1/20 × 1/8 in flight
 #                                       (default 20000)
 #   scripts/bench.sh jdbc [rows]        PostgreSQL → Kafka (JDBC source) against a bare sqlx read loop
+#   scripts/bench.sh cdc [changes]      PostgreSQL changes → Kafka (CDC source) against pg_recvlogical
 #                                       and a Python psycopg + confluent-kafka loop (default 1000000)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
@@ -61,6 +62,16 @@ if [ "${1:-}" = jdbc ]; then
   fi
   export SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/sluice-jdbc-bench" "$@"
+fi
+if [ "${1:-}" = cdc ]; then
+  shift
+  VENV="$HOME/.cache/sluice/venv"
+  if ! "$VENV/bin/python" -c 'import psycopg2, confluent_kafka' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet psycopg2-binary confluent-kafka
+  fi
+  export SLUICE_BENCH_PYTHON="$VENV/bin/python"
+  exec "$CARGO_TARGET_DIR/release/sluice-cdc-bench" "$@"
 fi
 if [ "${1:-}" = lambda ]; then
   shift

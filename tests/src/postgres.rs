@@ -153,6 +153,11 @@ impl Postgres {
         run(c, &format!("pg_ctl {action}"));
     }
 
+    /// The path of one of the server's binaries (`pg_recvlogical`).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
     /// A client program of the server's binaries (`pg_recvlogical`, `psql`), run as the
     /// `postgres` user when this process is root.
     pub fn program(&self, name: &str) -> Command {

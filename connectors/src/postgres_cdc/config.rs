@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use regex::Regex;
-
+use super::filter::{Filter, check_regexes};
 use super::types::Modes;
 use sluice_connector_api::{
     ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorConfig, Importance, ParsedConfig,
@@ -122,42 +121,6 @@ pub struct PostgresCdcConfig {
     pub snapshot_fetch_size: usize,
     /// `skipped.operations`: the `op`s not emitted (`c`, `u`, `d`, `t`).
     pub skipped_operations: Vec<String>,
-}
-
-/// Include and exclude lists of anchored regexes (Debezium's matching: the whole identifier).
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
-}
-
-impl Filter {
-    /// Whether `name` is selected: by the include list when it is set, else not by the exclude
-    /// list.
-    pub fn matches(&self, name: &str) -> bool {
-        if !self.include.is_empty() {
-            return self.include.iter().any(|r| r.is_match(name));
-        }
-        !self.exclude.iter().any(|r| r.is_match(name))
-    }
-
-    /// Whether no list is set (everything is selected).
-    pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
-    }
-}
-
-fn anchored(raw: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{raw})$")).map_err(|e| format!("{raw:?} is not a regex: {e}"))
-}
-
-fn check_regexes(raw: &str) -> Result<(), String> {
-    split(raw).try_for_each(|r| anchored(r).map(|_| ()))
-}
-
-/// Debezium's lists are comma separated; a comma inside a regex is not supported there either.
-fn split(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn check_port(raw: &str) -> Result<(), String> {
@@ -495,13 +458,7 @@ impl ConnectorConfig for PostgresCdcConfig {
                     format!("cannot be combined with {include}: set one"),
                 );
             }
-            let compile = |list: Vec<String>| -> Vec<Regex> {
-                list.iter().filter_map(|r| anchored(r).ok()).collect()
-            };
-            Filter {
-                include: compile(i),
-                exclude: compile(e),
-            }
+            Filter::new(&i, &e)
         };
         let schemas = filter(SCHEMA_INCLUDE, SCHEMA_EXCLUDE);
         let tables = filter(TABLE_INCLUDE, TABLE_EXCLUDE);

@@ -19,6 +19,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod filter;
 pub mod offset;
 pub mod pgoutput;
 pub mod session;
@@ -26,6 +27,7 @@ pub mod snapshot;
 pub mod stream;
 pub mod table;
 pub mod task;
+pub mod text;
 pub mod types;
 
 use std::sync::{Arc, OnceLock};
