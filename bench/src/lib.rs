@@ -269,3 +269,27 @@ pub fn s3_event(i: u64) -> Vec<u8> {
 }
 
 pub mod kinesis;
+
+/// A consumer of `topic` from its start with a short fetch wait, for measuring how soon records
+/// arrive (group `group`).
+pub fn lag_consumer(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Result<rdkafka::consumer::BaseConsumer> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// The `q` quantile (0.5 for p50) of `samples`, which it sorts.
+pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}

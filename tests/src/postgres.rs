@@ -185,6 +185,14 @@ impl Postgres {
             .expect("connecting to the test PostgreSQL")
     }
 
+    /// Runs `sql` (one or more statements) on `db`, panicking with the server's log if it fails.
+    pub async fn exec(&self, db: &PgPool, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}\n{}", self.log()));
+    }
+
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -26,10 +26,7 @@ impl Setup {
     }
 
     async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sql)
-            .execute(&self.db)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}\n{}", self.pg.log()));
+        self.pg.exec(&self.db, sql).await;
     }
 
     /// Creates the source on the test's server with `extra`.

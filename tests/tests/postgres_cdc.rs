@@ -44,10 +44,7 @@ impl Cdc {
     }
 
     async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sql)
-            .execute(&self.db)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}\n{}", self.pg.log()));
+        self.pg.exec(&self.db, sql).await;
     }
 
     /// Creates the connector with the test's settings and `extra`.

@@ -87,9 +87,6 @@ pub(crate) fn extract_new_record_state(
                 format!("{other:?}: one of drop, rewrite, none"),
             )]);
         }
-        (None, None) if props.contains_key("drop.tombstones") && !drop_tombstones => {
-            Deletes::Tombstone
-        }
         (None, None) => Deletes::Tombstone,
     };
     let prefix = |k: &str| props.get(k).cloned().unwrap_or_else(|| "__".to_owned());

@@ -20,14 +20,12 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde_json::json;
 use sluice_bench::kinesis::{Run, child_run, table};
 use sluice_bench::{
-    Killed, Result, cpu_seconds, create_connector, create_topic, free_port, start_broker,
-    wait_for_records, wait_healthy, worker_command,
+    Killed, Result, cpu_seconds, create_connector, create_topic, free_port, lag_consumer, quantile,
+    start_broker, wait_for_records, wait_healthy, worker_command,
 };
 use sluice_tests::postgres::Postgres;
 
@@ -127,13 +125,7 @@ async fn lag(bootstrap: &str, pg: &Postgres, db: &sqlx::PgPool) -> Result<(f64, 
     let _worker = Killed(worker_command(bootstrap, &id, port)?.spawn()?);
     wait_healthy(&http, port).await?;
     create_connector(&http, port, &connector(pg, &id, "slot_lag", "lag_pub")).await?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{id}-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "5")
-        .create()?;
-    consumer.subscribe(&[&topic])?;
+    let consumer = lag_consumer(bootstrap, &format!("{id}-reader"), &topic)?;
     // One row first, so the timed rows meet a streaming task (not its start-up).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -181,9 +173,8 @@ async fn lag(bootstrap: &str, pg: &Postgres, db: &sqlx::PgPool) -> Result<(f64, 
     if lags.len() < TICKS * ROWS {
         return Err(format!("{} of {} changes arrived", lags.len(), TICKS * ROWS).into());
     }
-    lags.sort_by(f64::total_cmp);
-    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
-    Ok((at(0.5), at(0.99), lags.len()))
+    let (p50, p99) = (quantile(&mut lags, 0.5), quantile(&mut lags, 0.99));
+    Ok((p50, p99, lags.len()))
 }
 
 #[tokio::main(flavor = "multi_thread")]

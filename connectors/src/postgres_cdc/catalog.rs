@@ -10,24 +10,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Connection, Row};
 
 use super::config::{PostgresCdcConfig, PublicationAutocreate};
-use super::types::{PgType, builtin_array_element};
+use super::types::{PgType, SESSION_SETTINGS, builtin_array_element};
 
-/// A PostgreSQL error as a connector error: retriable when the server is going away or
-/// starting, a configuration problem otherwise.
-pub fn db_error(what: &str, e: sqlx::Error) -> ConnectError {
-    let message = format!("{what}: {e}");
-    match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => {
-            ConnectError::retriable(message)
-        }
-        sqlx::Error::Database(d)
-            if d.code()
-                .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
-        {
-            ConnectError::retriable(message)
-        }
-        _ => ConnectError::user(message),
-    }
+/// A PostgreSQL error as a connector error, classified as the JDBC source classifies it
+/// (retriable when the server is going away, restarting or unreachable).
+pub fn db_error(doing: &str, e: sqlx::Error) -> ConnectError {
+    crate::jdbc::db::db_error("PostgreSQL", doing, e)
 }
 
 /// An ordinary connection's options for `config` (the password stays in them, never in a
@@ -47,14 +35,7 @@ pub fn connect_options(config: &PostgresCdcConfig) -> PgConnectOptions {
             "verify-full" => PgSslMode::VerifyFull,
             _ => PgSslMode::Prefer,
         })
-        .options([
-            ("DateStyle", "ISO"),
-            ("TimeZone", "UTC"),
-            ("IntervalStyle", "iso_8601"),
-            ("bytea_output", "hex"),
-            ("extra_float_digits", "3"),
-            ("lc_monetary", "C"),
-        ]);
+        .options(SESSION_SETTINGS.iter().copied());
     if let Some(p) = &config.password {
         o = o.password(p.expose());
     }

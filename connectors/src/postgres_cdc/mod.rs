@@ -148,9 +148,7 @@ pub(crate) fn heartbeat(config: &PostgresCdcConfig, offset: &CdcOffset) -> Conne
         value: Value::Struct(Struct::new().with("ts_ms", Value::Int64(now_ms()))),
         ..Record::default()
     };
-    let partition = ServerPartition {
-        server: config.topic_prefix.clone(),
-    };
+    let partition = ServerPartition::of(&config.topic_prefix);
     Ok(Item::Record(SourceRecord::new(record, &partition, offset)?))
 }
 

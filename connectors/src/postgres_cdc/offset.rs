@@ -18,6 +18,15 @@ pub struct ServerPartition {
     pub server: String,
 }
 
+impl ServerPartition {
+    /// The partition of a connector with `topic.prefix` `prefix`.
+    pub fn of(prefix: &str) -> Self {
+        Self {
+            server: prefix.to_owned(),
+        }
+    }
+}
+
 /// A record's position.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CdcOffset {

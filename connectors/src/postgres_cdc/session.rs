@@ -15,7 +15,7 @@ use super::config::{PostgresCdcConfig, SnapshotMode};
 use super::offset::CdcOffset;
 use super::snapshot;
 use super::stream::Stream;
-use super::types::SESSION_OPTIONS;
+use super::types::session_options;
 
 /// How long a slot still held by a session that is going away (the previous run of this task
 /// after a crash) is waited for before the task fails.
@@ -46,7 +46,7 @@ fn replication_config(config: &PostgresCdcConfig) -> ReplicationConfig {
     )
     .with_port(config.port)
     .with_tls(tls)
-    .with_options(SESSION_OPTIONS)
+    .with_options(session_options())
     .with_status_interval(config.status_update_interval)
     .with_buffer_size(config.max_queue_size)
     .with_application_name("sluice-postgres-cdc")

@@ -52,9 +52,7 @@ pub async fn run(
         config.server()
     );
     let modes = config.modes();
-    let partition = ServerPartition {
-        server: config.topic_prefix.clone(),
-    };
+    let partition = ServerPartition::of(&config.topic_prefix);
     let mut types = Types::default();
     let ts_us = now_ms() * 1000;
     let mut pending: Option<(Table, Vec<Datum>)> = None;

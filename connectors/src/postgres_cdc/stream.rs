@@ -73,9 +73,7 @@ impl<'a> Stream<'a> {
             catalog,
             types: Types::default(),
             tables: HashMap::new(),
-            partition: ServerPartition {
-                server: config.topic_prefix.clone(),
-            },
+            partition: ServerPartition::of(&config.topic_prefix),
             stored: resume.clone(),
             sent: resume.clone(),
             resume,
@@ -105,9 +103,6 @@ impl<'a> Stream<'a> {
                     })?;
                     let Some(event) = event else { return Ok(()) };
                     for item in self.on_event(event).await? {
-                        if let Item::Record(r) | Item::Rejected(r, _) = &item {
-                            self.sent = r.offset_as().ok();
-                        }
                         if out.send(item).await.is_err() {
                             return Ok(());
                         }
@@ -126,11 +121,10 @@ impl<'a> Stream<'a> {
                     self.confirm_idle(client);
                 }
                 _ = tick(&mut heartbeat) => {
-                    if let Some(item) = self.heartbeat().await? {
-                        self.sent = match &item { Item::Record(r) => r.offset_as().ok(), _ => None };
-                        if out.send(item).await.is_err() {
-                            return Ok(());
-                        }
+                    if let Some(item) = self.heartbeat().await?
+                        && out.send(item).await.is_err()
+                    {
+                        return Ok(());
                     }
                 }
                 _ = out.closed() => return Ok(()),
@@ -170,7 +164,9 @@ impl<'a> Stream<'a> {
             message_type: Some("HEARTBEAT".into()),
             ..CdcOffset::default()
         };
-        super::heartbeat(self.config, &offset).map(Some)
+        let item = super::heartbeat(self.config, &offset)?;
+        self.sent = Some(offset);
+        Ok(Some(item))
     }
 
     async fn on_event(&mut self, event: ReplicationEvent) -> ConnectResult<Vec<Item>> {
@@ -224,13 +220,17 @@ impl<'a> Stream<'a> {
             } => (relation, old, Some(new), "u"),
             Message::Delete { relation, old, .. } => (relation, Some(old), None, "d"),
             Message::Truncate { relations, .. } => {
-                let position = self.advance(lsn);
+                let Some(mut offset) = self.advance(lsn) else {
+                    return Ok(Vec::new());
+                };
+                offset.message_type = Some("TRUNCATE".into());
                 let mut items = Vec::new();
                 for relation in relations {
                     if let Some(Some(table)) = self.tables.get(&relation) {
-                        items.extend(self.truncate(table, position.as_ref())?);
+                        items.extend(self.truncate(table, &offset)?);
                     }
                 }
+                self.note_sent(&items, offset);
                 return Ok(items);
             }
             Message::Type { .. } | Message::Origin { .. } | Message::Other(_) => {
@@ -241,10 +241,28 @@ impl<'a> Stream<'a> {
         let Some(Some(table)) = self.tables.get(&relation) else {
             return Ok(Vec::new());
         };
-        let Some(offset) = position else {
+        let Some(mut offset) = position else {
             return Ok(Vec::new());
         };
-        self.change(table, op, old, new, offset)
+        offset.message_type = Some(
+            match op {
+                "c" => "INSERT",
+                "u" => "UPDATE",
+                _ => "DELETE",
+            }
+            .into(),
+        );
+        let items = self.change(table, op, old, new, &offset)?;
+        self.note_sent(&items, offset);
+        Ok(items)
+    }
+
+    /// Remembers `offset`, the position of the last of `items`, as the last one sent (when any
+    /// was), so the idle rule can compare it with what the runtime stored.
+    fn note_sent(&mut self, items: &[Item], offset: CdcOffset) {
+        if !items.is_empty() {
+            self.sent = Some(offset);
+        }
     }
 
     /// Moves to the next change at `lsn`; its offset, or `None` when the stored offset covers it.
@@ -344,19 +362,11 @@ impl<'a> Stream<'a> {
         op: &str,
         old: Option<Vec<Datum>>,
         new: Option<Vec<Datum>>,
-        mut offset: CdcOffset,
+        offset: &CdcOffset,
     ) -> ConnectResult<Vec<Item>> {
         if self.config.skips(op) {
             return Ok(Vec::new());
         }
-        offset.message_type = Some(
-            match op {
-                "c" => "INSERT",
-                "u" => "UPDATE",
-                _ => "DELETE",
-            }
-            .into(),
-        );
         let modes = self.config.modes();
         let placeholder = &self.config.unavailable_value_placeholder;
         let read =
@@ -370,14 +380,14 @@ impl<'a> Stream<'a> {
             (Ok(b), Ok(a)) => (b, a),
             (Err(e), _) | (_, Err(e)) => {
                 let tuple = new.as_deref().or(old.as_deref()).unwrap_or_default();
-                return Ok(vec![rejected(table, tuple, e, &self.partition, &offset)?]);
+                return Ok(vec![rejected(table, tuple, e, &self.partition, offset)?]);
             }
         };
         // A record before the last of one change carries the position just before the change,
         // so that a crash between them reads the change again rather than losing its end.
         let mut earlier = offset.clone();
         earlier.lsn_events_processed = offset.lsn_events_processed.map(|n| n - 1);
-        let source = self.source(&offset);
+        let source = self.source(offset);
         let now_us = now_ms() * 1000;
         let tombstones = self.config.tombstones_on_delete;
         let mut out = Vec::new();
@@ -387,9 +397,9 @@ impl<'a> Stream<'a> {
                 let value = envelope(table, "d", before, None, &source, now_us);
                 if tombstones && key != Value::Null {
                     out.push(self.record(table, key.clone(), Some(value), &earlier)?);
-                    out.push(self.record(table, key, None, &offset)?);
+                    out.push(self.record(table, key, None, offset)?);
                 } else {
-                    out.push(self.record(table, key, Some(value), &offset)?);
+                    out.push(self.record(table, key, Some(value), offset)?);
                 }
             }
             ("u", Some(before), Some(after)) if table.key(&before) != table.key(&after) => {
@@ -403,41 +413,26 @@ impl<'a> Stream<'a> {
                     out.push(self.record(table, old_key, None, &earlier)?);
                 }
                 let create = envelope(table, "c", None, Some(after), &source, now_us);
-                out.push(self.record(table, new_key, Some(create), &offset)?);
+                out.push(self.record(table, new_key, Some(create), offset)?);
             }
             (op, before, after) => {
                 let before = if table.full_identity { before } else { None };
                 let key = after.as_ref().map_or(Value::Null, |a| table.key(a));
                 let value = envelope(table, op, before, after, &source, now_us);
-                out.push(self.record(table, key, Some(value), &offset)?);
+                out.push(self.record(table, key, Some(value), offset)?);
             }
         }
         Ok(out.into_iter().map(Item::Record).collect())
     }
 
-    fn truncate(&self, table: &Table, offset: Option<&CdcOffset>) -> ConnectResult<Vec<Item>> {
-        let Some(offset) = offset else {
-            return Ok(Vec::new());
-        };
+    fn truncate(&self, table: &Table, offset: &CdcOffset) -> ConnectResult<Vec<Item>> {
         if self.config.skips("t") {
             return Ok(Vec::new());
         }
-        let mut offset = offset.clone();
-        offset.message_type = Some("TRUNCATE".into());
-        let value = envelope(
-            table,
-            "t",
-            None,
-            None,
-            &self.source(&offset),
-            now_ms() * 1000,
-        );
-        Ok(vec![Item::Record(self.record(
-            table,
-            Value::Null,
-            Some(value),
-            &offset,
-        )?)])
+        let source = self.source(offset);
+        let value = envelope(table, "t", None, None, &source, now_ms() * 1000);
+        let record = self.record(table, Value::Null, Some(value), offset)?;
+        Ok(vec![Item::Record(record)])
     }
 }
 

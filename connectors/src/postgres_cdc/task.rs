@@ -73,9 +73,7 @@ impl PostgresCdcTask {
 impl SourceTask for PostgresCdcTask {
     async fn start(&mut self, ctx: SourceTaskContext, props: &Props) -> ConnectResult<()> {
         let config = PostgresCdcConfig::from_props(props)?;
-        let partition = ServerPartition {
-            server: config.topic_prefix.clone(),
-        };
+        let partition = ServerPartition::of(&config.topic_prefix);
         self.partition = match serde_json::to_value(&partition) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => SourcePartition::new(),
@@ -114,30 +112,38 @@ impl SourceTask for PostgresCdcTask {
             }
             Ok(Some(item)) => item,
         };
+        // The offset of the last record handed over, decoded once per poll (a rejected change's
+        // is decoded when it is reported, which is rare).
+        let mut last_rejected: Option<CdcOffset> = None;
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 Item::Record(record) => {
-                    self.returned = record.offset_as().ok();
+                    last_rejected = None;
                     records.push(record);
                 }
                 Item::Rejected(record, error) => {
-                    self.returned = record.offset_as().ok();
+                    last_rejected = record.offset_as().ok();
                     ctx.report(&record, error).await?;
                 }
                 Item::Failed(error) => {
                     self.reader = None;
-                    if records.is_empty() {
+                    if records.is_empty() && last_rejected.is_none() {
                         return Err(error);
                     }
-                    // Hand over what was read; the error comes with the next poll's new reader.
+                    // Hand over what was read; the next poll starts a new reader after it.
                     tracing::warn!("the PostgreSQL reader stopped: {}", error.message());
-                    return Ok(records);
+                    break;
                 }
             }
             if records.len() < config.max_batch_size {
-                next = reader.items.try_recv().ok();
+                next = self.reader.as_mut().and_then(|r| r.items.try_recv().ok());
             }
+        }
+        if let Some(offset) = last_rejected {
+            self.returned = Some(offset);
+        } else if let Some(last) = records.last() {
+            self.returned = last.offset_as().ok();
         }
         ctx.count("cdc.records.read", records.len() as u64);
         Ok(records)

@@ -12,9 +12,8 @@
 //! A type Debezium leaves out unless `include.unknown.datatypes` is set (geometric types, ranges,
 //! `tsvector`, ...) is its text here.
 //!
-//! The session that produces the text pins `DateStyle=ISO`, `TimeZone=UTC`,
-//! `IntervalStyle=iso_8601`, `bytea_output=hex`, `extra_float_digits=3` and `lc_monetary=C`, so
-//! the parsers below read one format.
+//! Both sessions that produce the text pin [`SESSION_SETTINGS`], so the parsers of
+//! [`super::text`] read one format.
 
 use sluice_connector_api::{Field, Schema, SchemaType, Struct, Value, logical};
 
@@ -24,9 +23,26 @@ use super::text::{
 };
 use crate::jdbc::columns::{days, unscaled};
 
-/// The session settings under which the parsers below read PostgreSQL's text output.
-pub const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 \
-     -c bytea_output=hex -c extra_float_digits=3 -c lc_monetary=C";
+/// The session settings under which [`super::text`] reads PostgreSQL's text output: pinned on
+/// the replication session (whose walsender writes pgoutput's values) and on the ordinary
+/// connections (whose `::text` the snapshot reads), so both produce one format.
+pub const SESSION_SETTINGS: &[(&str, &str)] = &[
+    ("DateStyle", "ISO"),
+    ("TimeZone", "UTC"),
+    ("IntervalStyle", "iso_8601"),
+    ("bytea_output", "hex"),
+    ("extra_float_digits", "3"),
+    ("lc_monetary", "C"),
+];
+
+/// [`SESSION_SETTINGS`] as a startup `options` value (`-c name=value ...`).
+pub fn session_options() -> String {
+    SESSION_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// A column's type, resolved (domains to their base type, arrays to their element).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,9 +202,9 @@ impl PgType {
                 TimePrecision::Connect => Schema::date(),
                 _ => named(SchemaType::Int32, "io.debezium.time.Date"),
             },
-            PgType::Time(digits) => match modes.time {
+            PgType::Time(_) => match modes.time {
                 TimePrecision::Connect => named(SchemaType::Int32, logical::TIME),
-                TimePrecision::Adaptive if *digits <= 3 => {
+                _ if self.time_in_millis(modes) => {
                     named(SchemaType::Int32, "io.debezium.time.Time")
                 }
                 _ => named(SchemaType::Int64, "io.debezium.time.MicroTime"),
@@ -212,6 +228,19 @@ impl PgType {
             }
             PgType::Array(item) => Schema::array(item.schema(modes).optional()),
             PgType::Text => Schema::new(SchemaType::String),
+        }
+    }
+
+    /// Whether a `time` column is milliseconds (Connect's `Time`, Debezium's `Time` for at most 3
+    /// digits in `adaptive`) rather than microseconds.
+    fn time_in_millis(&self, modes: Modes) -> bool {
+        let PgType::Time(digits) = self else {
+            return false;
+        };
+        match modes.time {
+            TimePrecision::Connect => true,
+            TimePrecision::Adaptive => *digits <= 3,
+            TimePrecision::AdaptiveTimeMicroseconds => false,
         }
     }
 
@@ -262,9 +291,10 @@ impl PgType {
             }
             PgType::Time(_) => {
                 let micros = time_micros(text).ok_or_else(|| bad(&"not hh:mm:ss[.f]"))?;
-                match self.schema(modes).kind {
-                    SchemaType::Int32 => Value::Int32((micros / 1000) as i32),
-                    _ => Value::Int64(micros),
+                if self.time_in_millis(modes) {
+                    Value::Int32((micros / 1000) as i32)
+                } else {
+                    Value::Int64(micros)
                 }
             }
             PgType::Timestamp(digits) => {
