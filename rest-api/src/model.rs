@@ -109,6 +109,10 @@ pub struct TaskErrors {
     /// The most recent failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// Where a task with an overflow stream sends its records now: `kafka`, `diverting` (to its
+    /// overflow stream) or `recovering` (replaying what it diverted); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<String>,
 }
 
 /// One failed record, as shown in status.

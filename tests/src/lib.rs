@@ -145,8 +145,9 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 pub struct Broker {
     /// `host:port`.
     pub bootstrap: String,
+    port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -154,21 +155,61 @@ impl Broker {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+        let child = Self::spawn(port, dir.path());
+        Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+            child,
+            dir,
+        }
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("broker.log"))
+            .expect("log file");
         let mut child = Command::new(sluice_bin())
             .args(["broker", "--port", &port.to_string(), "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting broker");
         wait_for_port(port, &mut child, "broker");
-        Self {
-            bootstrap: format!("127.0.0.1:{port}"),
-            child,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// SIGKILLs the broker (its data stays).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, self.dir.path());
+    }
+
+    /// SIGSTOPs the broker: connections stay open and nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONTs a frozen broker.
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::config::WorkerConfig;
 use crate::task::errors::breaker::BreakerSettings;
 use crate::task::errors::{DeadLetterSettings, ErrorPolicy, StageError};
+use crate::task::overflow::{self, SinkOverflowSettings, SourceOverflowSettings};
 
 /// Definition of the common keys for a connector of `kind`.
 pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
@@ -223,6 +224,7 @@ pub fn common_config_def(kind: ConnectorType) -> ConfigDef {
             .group("Topic Creation")
             .validator(Validator::at_least(-1.0)),
         );
+    let def = overflow::define(def, kind);
     match kind {
         ConnectorType::Source => def,
         ConnectorType::Sink => def
@@ -270,6 +272,10 @@ pub struct RuntimeSettings {
     /// (partitions, replication factor) of topics the connector writes to, created when absent;
     /// `None` when the worker has `topic.creation.enable=false`.
     pub topic_creation: Option<(i32, i32)>,
+    /// Source only: where records go while Kafka cannot take them (`overflow.*`).
+    pub source_overflow: Option<SourceOverflowSettings>,
+    /// Sink only: where records failing with retriable errors go (`errors.overflow.*`).
+    pub sink_overflow: Option<SinkOverflowSettings>,
 }
 
 /// The converter `key` names: the connector's own setting, else the plugin's default, else the
@@ -387,6 +393,10 @@ impl RuntimeSettings {
                 Err((key, message)) => errors.push(key, message),
             }
         }
+        let (source_overflow, sink_overflow) = match kind {
+            ConnectorType::Source => (overflow::source_settings(props, &mut errors), None),
+            ConnectorType::Sink => (None, overflow::sink(props, &mut errors)),
+        };
         let errors_policy = error_policy(props);
         if let Some(dlq) = &errors_policy.dead_letter
             && subscription.contains(&dlq.topic)
@@ -423,6 +433,8 @@ impl RuntimeSettings {
                 errors: errors_policy,
                 subscription,
                 topic_creation,
+                source_overflow,
+                sink_overflow,
             }),
             _ => Err(errors),
         }

@@ -26,6 +26,8 @@ pub struct Metrics {
     skipped: IntCounterVec,
     counters: IntCounterVec,
     gauges: IntGaugeVec,
+    overflow_records: IntCounterVec,
+    overflow_switches: IntCounterVec,
     tasks: Mutex<BTreeMap<TaskId, Arc<TaskMetrics>>>,
 }
 
@@ -95,6 +97,19 @@ impl Metrics {
                     .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
                 vec
             },
+            overflow_records: counter_vec(
+                &registry,
+                "sluice_overflow_records_total",
+                "Records of a task with an overflow stream, per target: kafka, kinesis \
+                 (diverted) and replayed (from the overflow stream into Kafka).",
+                &["connector", "task", "target"],
+            ),
+            overflow_switches: counter_vec(
+                &registry,
+                "sluice_overflow_switches_total",
+                "Overflow state changes of a task, per new state: diverting, recovering, kafka.",
+                &["connector", "task", "to"],
+            ),
             registry,
             tasks: Mutex::default(),
         }
@@ -114,6 +129,9 @@ impl Metrics {
                 counters: self.counters.clone(),
                 gauges: self.gauges.clone(),
                 custom_gauges: Mutex::default(),
+                overflow_records: self.overflow_records.clone(),
+                overflow_switches: self.overflow_switches.clone(),
+                overflow_state: Mutex::default(),
                 labels: (id.connector.clone(), task.clone()),
                 custom: Mutex::default(),
                 last_error: Mutex::default(),
@@ -150,6 +168,9 @@ pub struct TaskMetrics {
     skipped: IntCounter,
     counters: IntCounterVec,
     gauges: IntGaugeVec,
+    overflow_records: IntCounterVec,
+    overflow_switches: IntCounterVec,
+    overflow_state: Mutex<Option<&'static str>>,
     labels: (String, String),
     custom: Mutex<BTreeMap<String, IntCounter>>,
     custom_gauges: Mutex<BTreeMap<String, IntGauge>>,
@@ -217,6 +238,27 @@ impl TaskMetrics {
         }
     }
 
+    /// Counts records of a task with an overflow stream sent to `target`.
+    pub fn overflow_records(&self, target: &str, n: u64) {
+        self.overflow_records
+            .with_label_values(&[self.labels.0.as_str(), self.labels.1.as_str(), target])
+            .inc_by(n);
+    }
+
+    /// The task's overflow state is now `state` (`kafka`, `diverting`, `recovering`); the
+    /// first call sets it without counting a switch.
+    pub fn overflow_state(&self, state: &'static str) {
+        let before = self.overflow_state.lock().replace(state);
+        if before.is_some_and(|b| b != state) {
+            self.overflow_switches
+                .with_label_values(&[self.labels.0.as_str(), self.labels.1.as_str(), state])
+                .inc();
+        }
+        if before != Some(state) {
+            self.changed();
+        }
+    }
+
     /// The figures shown in the task's status.
     pub fn summary(&self) -> TaskErrors {
         let custom = self.custom.lock();
@@ -233,6 +275,7 @@ impl TaskMetrics {
                 .map(|(k, g)| (k.clone(), g.get()))
                 .collect(),
             last_error: self.last_error.lock().clone(),
+            overflow: self.overflow_state.lock().map(str::to_owned),
         }
     }
 }

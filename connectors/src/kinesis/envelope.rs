@@ -51,6 +51,9 @@ pub struct Envelope {
     pub source_partition: Option<Map<String, Json>>,
     /// A source record's source offset.
     pub source_offset: Option<Map<String, Json>>,
+    /// The task run that diverted it to an overflow stream (`connector/task/run`), so that the
+    /// run can replay exactly its own records; `None` for the Kinesis sink's records.
+    pub diverted_by: Option<String>,
 }
 
 /// An envelope to encode, borrowing the record's parts.
@@ -74,6 +77,8 @@ pub struct EnvelopeRef<'a> {
     pub source_partition: Option<&'a Map<String, Json>>,
     /// See [`Envelope::source_offset`].
     pub source_offset: Option<&'a Map<String, Json>>,
+    /// See [`Envelope::diverted_by`].
+    pub diverted_by: Option<&'a str>,
 }
 
 struct B64<'a>(Option<&'a [u8]>);
@@ -127,6 +132,9 @@ impl Serialize for EnvelopeRef<'_> {
         if let Some(o) = self.source_offset {
             m.serialize_entry("source_offset", o)?;
         }
+        if let Some(by) = self.diverted_by {
+            m.serialize_entry("diverted_by", by)?;
+        }
         m.end()
     }
 }
@@ -156,6 +164,8 @@ struct Wire {
     source_partition: Option<Map<String, Json>>,
     #[serde(default)]
     source_offset: Option<Map<String, Json>>,
+    #[serde(default)]
+    diverted_by: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +213,7 @@ pub fn decode(data: &[u8]) -> Result<Envelope, String> {
         headers,
         source_partition: wire.source_partition,
         source_offset: wire.source_offset,
+        diverted_by: wire.diverted_by,
     })
 }
 
@@ -219,6 +230,7 @@ impl Envelope {
             headers: &self.headers,
             source_partition: self.source_partition.as_ref(),
             source_offset: self.source_offset.as_ref(),
+            diverted_by: self.diverted_by.as_deref(),
         }
     }
 }
@@ -275,11 +287,12 @@ mod tests {
             ]),
             source_partition: Some(Map::from_iter([("table".into(), Json::from("t"))])),
             source_offset: None,
+            diverted_by: Some("jdbc/0/3f2a".into()),
         };
         let text = String::from_utf8(encode(&original.as_ref())).unwrap();
         assert_eq!(
             text,
-            r#"{"sluice.envelope":1,"topic":"orders","partition":3,"offset":1042,"timestamp":1764633600000,"key":"b3JkZXItNw==","value":null,"headers":[{"key":"trace","value":"YWJj"},{"key":"empty","value":""},{"key":"null","value":null}],"source_partition":{"table":"t"}}"#
+            r#"{"sluice.envelope":1,"topic":"orders","partition":3,"offset":1042,"timestamp":1764633600000,"key":"b3JkZXItNw==","value":null,"headers":[{"key":"trace","value":"YWJj"},{"key":"empty","value":""},{"key":"null","value":null}],"source_partition":{"table":"t"},"diverted_by":"jdbc/0/3f2a"}"#
         );
         assert_eq!(decode(text.as_bytes()).unwrap(), original);
     }

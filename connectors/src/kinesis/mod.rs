@@ -11,6 +11,7 @@
 //! [`source`].
 
 pub mod envelope;
+pub mod overflow;
 pub mod sink;
 pub mod source;
 pub mod stream;
@@ -26,5 +27,6 @@ pub enum RecordFormat {
     Envelope,
 }
 
+pub use sink::dispatch::Placed;
 pub use sink::{CLASS as SINK_CLASS, KinesisSinkConnector};
 pub use source::{CLASS as SOURCE_CLASS, KinesisSourceConnector};

@@ -49,17 +49,31 @@ pub async fn acknowledged(delivery: DeliveryFuture) -> Delivered {
     }
 }
 
-/// Routes each delivery report to the future of its record.
-struct Deliveries;
+/// Routes each delivery report to the future of its record, and notes when librdkafka reports
+/// every broker down.
+#[derive(Default)]
+struct Deliveries {
+    brokers_down: AtomicBool,
+}
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!("librdkafka: {error}: {reason}");
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<oneshot::Sender<Result<(i32, i64), Undelivered>>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tx: Self::DeliveryOpaque) {
         let delivered = match result {
-            Ok(m) => Ok((m.partition(), m.offset())),
+            Ok(m) => {
+                self.brokers_down.store(false, Ordering::Relaxed);
+                Ok((m.partition(), m.offset()))
+            }
             Err((e, m)) => Err(Undelivered {
                 error: e.clone(),
                 message: m.detach(),
@@ -92,7 +106,8 @@ impl Drop for Inner {
 impl Producer {
     /// Creates the producer from `config` and starts its delivery thread.
     pub fn create(config: &ClientConfig) -> KafkaResult<Self> {
-        let base: Arc<BaseProducer<Deliveries>> = Arc::new(config.create_with_context(Deliveries)?);
+        let base: Arc<BaseProducer<Deliveries>> =
+            Arc::new(config.create_with_context(Deliveries::default())?);
         let stop = Arc::new(AtomicBool::new(false));
         {
             let base = Arc::clone(&base);
@@ -187,6 +202,34 @@ impl Producer {
         P: ToBytes + ?Sized,
     {
         acknowledged(self.queue(record, queue_timeout).await?).await
+    }
+
+    /// Whether librdkafka reported every broker down since the last acknowledged record or
+    /// successful [`probe`](Self::probe).
+    pub fn brokers_down(&self) -> bool {
+        self.inner
+            .base
+            .context()
+            .brokers_down
+            .load(Ordering::Relaxed)
+    }
+
+    /// Asks the cluster for its metadata (blocking, up to `timeout`): whether a broker answered.
+    pub fn probe(&self, timeout: Duration) -> bool {
+        let answered = self
+            .inner
+            .base
+            .client()
+            .fetch_metadata(None, timeout)
+            .is_ok();
+        if answered {
+            self.inner
+                .base
+                .context()
+                .brokers_down
+                .store(false, Ordering::Relaxed);
+        }
+        answered
     }
 
     /// Fetches `topic`'s partition leaders now rather than on the first send (blocking, up to

@@ -7,6 +7,7 @@
 //! then calls the connector's `stop`.
 
 pub mod errors;
+pub mod overflow;
 mod sink;
 mod source;
 

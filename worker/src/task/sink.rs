@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use sluice_connector_api::dead_letter::Stage;
 
 use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
+use super::overflow::SinkOverflow;
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::error::WorkerError;
@@ -148,6 +149,8 @@ struct Control {
     errors: Arc<ErrorHandler>,
     /// Reads a reported record's original bytes; created on first use.
     reader: Arc<Mutex<Option<Reader>>>,
+    /// Where records failing with retriable errors go (`errors.overflow.*`).
+    overflow: Option<SinkOverflow>,
 }
 
 /// Runs a blocking librdkafka call off the async worker's core when the runtime allows it.
@@ -168,7 +171,12 @@ impl Control {
         settings: SharedSettings,
         errors: Arc<ErrorHandler>,
     ) -> Self {
+        let overflow = settings
+            .sink_overflow
+            .as_ref()
+            .map(|o| SinkOverflow::new(&id, o, Arc::clone(errors.metrics())));
         Self {
+            overflow,
             id,
             clients,
             consumer: std::sync::OnceLock::new(),
@@ -188,6 +196,14 @@ impl Control {
     /// Applies the error policy to a record that failed after it reached the task (`report`, or a
     /// value the task had the runtime decode late).
     async fn handle_failed(&self, record: &SinkRecord, failed: StageError) -> ConnectResult<()> {
+        // The external system keeps refusing (the sink spent its retry budget): the overflow
+        // stream takes the record instead of the dead-letter queue.
+        if let Some(overflow) = &self.overflow
+            && failed.error.is_retriable()
+        {
+            let original = self.original(&record.origin, record.offset).await?;
+            return overflow.divert(record, original, &failed.error).await;
+        }
         let original = if self.errors.wants_original() {
             self.original(&record.origin, record.offset).await?
         } else {

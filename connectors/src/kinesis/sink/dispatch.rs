@@ -237,6 +237,25 @@ impl Running {
 
 /// One `PutRecords` call.
 async fn put_records(stream: &Stream, entries: &[Entry]) -> CallResult {
+    let answers = put_records_placed(stream, entries).await?;
+    Ok(answers.into_iter().map(|(outcome, _)| outcome).collect())
+}
+
+/// Where Kinesis stored a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The shard.
+    pub shard: String,
+    /// Its sequence number there.
+    pub sequence: String,
+}
+
+/// One `PutRecords` call: each record's outcome and, when accepted, where it was stored; `Err`
+/// when the call failed for good (the stream was deleted, access denied).
+pub(crate) async fn put_records_placed(
+    stream: &Stream,
+    entries: &[Entry],
+) -> Result<Vec<(Outcome, Option<Placed>)>, ConnectError> {
     let mut request = Vec::with_capacity(entries.len());
     for e in entries {
         let entry = PutRecordsRequestEntry::builder()
@@ -253,6 +272,17 @@ async fn put_records(stream: &Stream, entries: &[Entry]) -> CallResult {
         .set_records(Some(request))
         .send()
         .await;
+    let unsent = |message: String| {
+        entries
+            .iter()
+            .map(|_| {
+                (
+                    Outcome::Unsent(ConnectError::retriable(message.clone())),
+                    None,
+                )
+            })
+            .collect()
+    };
     let output = match answer {
         Ok(output) => output,
         Err(e) => {
@@ -261,41 +291,45 @@ async fn put_records(stream: &Stream, entries: &[Entry]) -> CallResult {
                 return Err(error);
             }
             tracing::warn!("PutRecords failed, retrying: {}", error.message());
-            let message = error.message().to_owned();
-            return Ok(entries
-                .iter()
-                .map(|_| Outcome::Unsent(ConnectError::retriable(message.clone())))
-                .collect());
+            return Ok(unsent(error.message().to_owned()));
         }
     };
     let results = output.records();
     if results.len() != entries.len() {
         // Not a valid answer: nothing can be known of any record, so all go again.
-        let message = format!(
+        return Ok(unsent(format!(
             "PutRecords answered {} results for {} records",
             results.len(),
             entries.len()
-        );
-        return Ok(entries
-            .iter()
-            .map(|_| Outcome::Unsent(ConnectError::retriable(message.clone())))
-            .collect());
+        )));
     }
     Ok(results
         .iter()
-        .map(|r| match r.error_code() {
-            None if r.sequence_number().is_some() => Outcome::Accepted,
-            None => Outcome::Unsent(ConnectError::retriable(
-                "PutRecords answered a record with neither a sequence number nor an error",
-            )),
-            Some(code) => {
-                let message = format!("{code}: {}", r.error_message().unwrap_or_default());
-                if RETRIABLE_RECORD_CODES.contains(&code) {
-                    Outcome::Refused(ConnectError::retriable(message))
-                } else {
-                    Outcome::Failed(ConnectError::external(message))
+        .map(
+            |r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
+                (None, shard, Some(sequence)) => (
+                    Outcome::Accepted,
+                    Some(Placed {
+                        shard: shard.unwrap_or_default().to_owned(),
+                        sequence: sequence.to_owned(),
+                    }),
+                ),
+                (None, _, None) => (
+                    Outcome::Unsent(ConnectError::retriable(
+                        "PutRecords answered a record with neither a sequence number nor an error",
+                    )),
+                    None,
+                ),
+                (Some(code), _, _) => {
+                    let message = format!("{code}: {}", r.error_message().unwrap_or_default());
+                    let outcome = if RETRIABLE_RECORD_CODES.contains(&code) {
+                        Outcome::Refused(ConnectError::retriable(message))
+                    } else {
+                        Outcome::Failed(ConnectError::external(message))
+                    };
+                    (outcome, None)
                 }
-            }
-        })
+            },
+        )
         .collect())
 }

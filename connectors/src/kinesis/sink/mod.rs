@@ -12,7 +12,7 @@
 //!   partitions until it is below half.
 
 pub mod config;
-mod dispatch;
+pub(crate) mod dispatch;
 pub mod records;
 pub mod scheduler;
 

@@ -74,7 +74,7 @@ fn json_field(text: &[u8], name: &str) -> Option<Value> {
 
 /// The bytes as a partition key: as they are when they are 1 to 256 characters of UTF-8, else
 /// their digest.
-fn valid(bytes: &[u8]) -> Arc<str> {
+pub fn valid(bytes: &[u8]) -> Arc<str> {
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.is_empty() && text.chars().count() <= MAX_PARTITION_KEY_CHARS => {
             Arc::from(text)
@@ -122,6 +122,7 @@ pub fn data(format: RecordFormat, record: &SinkRecord) -> Vec<u8> {
                 headers: &r.headers,
                 source_partition: None,
                 source_offset: None,
+                diverted_by: None,
             })
         }
     }

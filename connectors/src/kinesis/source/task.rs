@@ -32,8 +32,8 @@ use tokio::time::Instant;
 
 use super::config::{KinesisSourceConfig, StartPosition};
 use crate::kinesis::RecordFormat;
-use crate::kinesis::envelope;
 use crate::kinesis::stream::Stream;
+use crate::kinesis::{envelope, overflow};
 
 /// Header with the shard a record was read from.
 pub const SHARD_HEADER: &str = "kinesis.shard.id";
@@ -321,6 +321,11 @@ impl Running {
                 }),
                 RecordFormat::Envelope => envelope::decode(data).map(|e| {
                     headers = e.headers;
+                    if e.diverted_by.is_some() {
+                        // Diverted by a task's overflow: marked, as the task's own replay does.
+                        let from = format!("{}/{id}/{seq}", self.stream.name);
+                        headers.add_str(overflow::REPLAYED_HEADER, &from);
+                    }
                     let (topic, partition) = match &self.config.topic {
                         Some(topic) => (topic.clone(), None),
                         None => (e.topic, e.partition),

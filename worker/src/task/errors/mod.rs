@@ -217,7 +217,7 @@ impl ErrorHandler {
     }
 
     /// The task's metrics.
-    pub fn metrics(&self) -> &TaskMetrics {
+    pub fn metrics(&self) -> &Arc<TaskMetrics> {
         &self.metrics
     }
 

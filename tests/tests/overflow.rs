@@ -1,0 +1,210 @@
+//! Overflow through Kinesis against a real broker process (SIGKILLed and restarted on its data,
+//! or SIGSTOPped) and a real Kinesis emulator (kinesalite): a datagen source diverts while Kafka
+//! cannot take its records and replays them once it can; a sink whose external system keeps
+//! refusing diverts, and a Kinesis source replays into the topic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use sluice_tests::kafka::{Consumed, consume_all};
+use sluice_tests::kinesis::KinesisEmulator;
+use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, unique};
+
+const ID_HEADER: &str = "__sluice.overflow.id";
+const REPLAYED_HEADER: &str = "__sluice.overflow.replayed";
+
+/// The value of the Prometheus sample `name{...}` whose labels include every one of `labels`.
+async fn metric(worker: &Worker, name: &str, labels: &[&str]) -> f64 {
+    let text = worker.get("/metrics").await.body;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn datagen(topic: &str, stream: &str, endpoint: &str, per_task: i64, extra: Value) -> Value {
+    let mut c = json!({
+        "connector.class": "Datagen",
+        "kafka.topic": topic,
+        "quickstart": "clickstream",
+        "records.per.second": "250",
+        "iterations": per_task.to_string(),
+        "tasks.max": "2",
+        "key.cardinality": "20",
+        "topic.creation.default.partitions": "2",
+        "overflow.kinesis.stream": stream,
+        "overflow.kinesis.region": "us-east-1",
+        "overflow.kinesis.endpoint": endpoint,
+        "overflow.aws.access.key.id": "test",
+        "overflow.aws.secret.access.key": "test",
+        "overflow.produce.timeout.ms": "2000",
+        "overflow.recovery.ms": "2000",
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    c
+}
+
+/// A datagen record's (task, seq), from the JsonConverter envelope's payload.
+fn pair(r: &Consumed) -> (i64, i64) {
+    let v = r.json();
+    let p = &v["payload"];
+    (p["task"].as_i64().unwrap(), p["seq"].as_i64().unwrap())
+}
+
+/// What the topic holds of the datagen's (task, seq) pairs.
+struct Held {
+    /// Copies per pair.
+    copies: BTreeMap<(i64, i64), usize>,
+    /// Copies per overflow id (each record's id is unique to its source position).
+    by_id: BTreeMap<String, usize>,
+    replayed: usize,
+}
+
+fn held(records: &[Consumed]) -> Held {
+    let mut h = Held {
+        copies: BTreeMap::new(),
+        by_id: BTreeMap::new(),
+        replayed: 0,
+    };
+    for r in records {
+        let pair = pair(r);
+        *h.copies.entry(pair).or_default() += 1;
+        let id = r
+            .header(ID_HEADER)
+            .unwrap_or_else(|| panic!("{pair:?} has no {ID_HEADER} header"));
+        *h.by_id.entry(id).or_default() += 1;
+        if r.header(REPLAYED_HEADER).is_some() {
+            h.replayed += 1;
+        }
+    }
+    h
+}
+
+/// Per key, the first copies of each task's records are in `seq` order.
+fn assert_key_order(records: &[Consumed]) {
+    let mut by_key: BTreeMap<(Vec<u8>, i64), Vec<i64>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut sorted = records.to_vec();
+    // Per key, order is Kafka's order within the key's partition.
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let pair = pair(r);
+        if seen.insert(pair) {
+            by_key
+                .entry((r.key.clone().unwrap_or_default(), pair.0))
+                .or_default()
+                .push(pair.1);
+        }
+    }
+    for ((key, task), seqs) in by_key {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "key {:?} of task {task} out of order: {seqs:?}",
+            String::from_utf8_lossy(&key)
+        );
+    }
+}
+
+async fn wait_for_all(broker: &Broker, topic: &str, tasks: i64, per_task: i64) -> Vec<Consumed> {
+    eventually(
+        "every sequence number in the topic",
+        Duration::from_secs(120),
+        || async {
+            let records = consume_all(&broker.bootstrap, topic, 0, Duration::from_secs(10)).await;
+            let h = held(&records);
+            let all = (0..tasks).all(|t| (0..per_task).all(|s| h.copies.contains_key(&(t, s))));
+            all.then_some(records)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_sigkilled_broker_diverts_to_kinesis_and_every_record_comes_back_in_key_order() {
+    const PER_TASK: i64 = 4000;
+    let mut broker = Broker::start();
+    let kinesis = KinesisEmulator::start().await;
+    let stream = unique("spill");
+    kinesis.create_stream(&stream, 2).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let topic = unique("clicks");
+    worker
+        .create(
+            "gen",
+            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
+        )
+        .await;
+    consume_all(&broker.bootstrap, &topic, 1000, Duration::from_secs(60)).await;
+
+    broker.kill();
+    eventually("both tasks divert", Duration::from_secs(30), || async {
+        let n = metric(
+            &worker,
+            "sluice_overflow_switches_total",
+            &["connector=\"gen\"", "to=\"diverting\""],
+        )
+        .await;
+        (n >= 2.0).then_some(())
+    })
+    .await;
+    // Down for a while: the stream fills.
+    eventually("records in the stream", Duration::from_secs(30), || async {
+        let n = kinesis.read_all(&stream).await.len();
+        (n >= 1000).then_some(n)
+    })
+    .await;
+    let status = worker.get("/connectors/gen/status").await.body;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    broker.restart();
+
+    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    let h = held(&records);
+    assert!(h.replayed > 0, "nothing was replayed");
+    let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
+    let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
+    assert_eq!(
+        duplicates, id_duplicates,
+        "every duplicate shares its original's overflow id"
+    );
+    eprintln!(
+        "records {}, replayed {}, duplicates {duplicates}",
+        records.len(),
+        h.replayed
+    );
+    assert_key_order(&records);
+    let back = metric(
+        &worker,
+        "sluice_overflow_switches_total",
+        &["connector=\"gen\"", "to=\"kafka\""],
+    )
+    .await;
+    assert!(back >= 2.0, "both tasks came back to Kafka: {back}");
+    let diverted = metric(
+        &worker,
+        "sluice_overflow_records_total",
+        &["connector=\"gen\"", "target=\"kinesis\""],
+    )
+    .await;
+    let replayed = metric(
+        &worker,
+        "sluice_overflow_records_total",
+        &["connector=\"gen\"", "target=\"replayed\""],
+    )
+    .await;
+    assert!(
+        replayed >= diverted && diverted > 0.0,
+        "diverted {diverted}, replayed {replayed}"
+    );
+    let log = worker.log();
+    for said in [
+        "diverting records to the overflow stream",
+        "replaying diverted records into Kafka",
+        "Kafka is back",
+    ] {
+        assert!(log.contains(said), "the log says {said:?}");
+    }
+}
