@@ -208,3 +208,205 @@ async fn a_sigkilled_broker_diverts_to_kinesis_and_every_record_comes_back_in_ke
         assert!(log.contains(said), "the log says {said:?}");
     }
 }
+
+#[tokio::test]
+async fn a_frozen_broker_is_slow_not_gone_the_task_diverts_on_the_produce_timeout_then_recovers() {
+    const PER_TASK: i64 = 2500;
+    let broker = Broker::start();
+    let kinesis = KinesisEmulator::start().await;
+    let stream = unique("spill");
+    kinesis.create_stream(&stream, 1).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let topic = unique("clicks");
+    worker
+        .create(
+            "gen",
+            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
+        )
+        .await;
+    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
+
+    // SIGSTOP: connections stay open and nothing answers, so librdkafka never reports the
+    // brokers down; only the produce timeout can tell.
+    broker.freeze();
+    eventually("both tasks divert", Duration::from_secs(30), || async {
+        let n = metric(
+            &worker,
+            "sluice_overflow_switches_total",
+            &["connector=\"gen\"", "to=\"diverting\""],
+        )
+        .await;
+        (n >= 2.0).then_some(())
+    })
+    .await;
+    eventually("records in the stream", Duration::from_secs(30), || async {
+        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
+    })
+    .await;
+    broker.thaw();
+
+    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    assert_key_order(&records);
+    let h = held(&records);
+    assert!(h.replayed > 0, "nothing was replayed");
+    let log = worker.log();
+    assert!(
+        log.contains("was not acknowledged within overflow.produce.timeout.ms=2000"),
+        "the switch names the produce timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_sigkilled_while_diverting_loses_nothing() {
+    const PER_TASK: i64 = 2500;
+    let mut broker = Broker::start();
+    let kinesis = KinesisEmulator::start().await;
+    let stream = unique("spill");
+    kinesis.create_stream(&stream, 2).await;
+    let mut worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let topic = unique("clicks");
+    worker
+        .create(
+            "gen",
+            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
+        )
+        .await;
+    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
+    broker.kill();
+    eventually("records in the stream", Duration::from_secs(30), || async {
+        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
+    })
+    .await;
+    // The diverting run dies with its kept offsets: the next run polls from the stored ones.
+    worker.kill();
+    broker.restart();
+    worker.restart().await;
+
+    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    let h = held(&records);
+    let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
+    let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
+    assert_eq!(
+        duplicates, id_duplicates,
+        "duplicates share their overflow id"
+    );
+    eprintln!("records {}, duplicates {duplicates}", records.len());
+}
+
+/// A scoring function; every call is throttled by the proxy while the test wants it.
+const HANDLERS: &str = r#"
+exports.score = async (batch) => batch.map((r) => ({ partition: r.partition, offset: r.offset, score: r.value.id * 2 }));
+"#;
+
+#[tokio::test]
+async fn a_throttled_lambda_sink_diverts_after_its_budget_and_the_failback_source_redelivers() {
+    use sluice_tests::kafka::{Produce, create_topic, produce};
+    use sluice_tests::lambda::{LambdaEmulator, ThrottleProxy};
+    use std::sync::atomic::Ordering;
+
+    let broker = Broker::start();
+    let kinesis = KinesisEmulator::start().await;
+    let lambda = LambdaEmulator::start(HANDLERS, &["score"]);
+    let proxy = ThrottleProxy::start(&lambda.endpoint).await;
+    proxy.throttling.every.store(1, Ordering::SeqCst);
+    let stream = unique("spill");
+    kinesis.create_stream(&stream, 1).await;
+    let (topic, scores) = (unique("features"), unique("scores"));
+    create_topic(&broker.bootstrap, &topic, 1).await;
+    create_topic(&broker.bootstrap, &scores, 1).await;
+    let inputs: Vec<Produce> = (0..20)
+        .map(|i| {
+            Produce::json(0, &json!({"id": i}))
+                .key(format!("device-{}", i % 4).as_bytes())
+                .header("n", i.to_string().as_bytes())
+        })
+        .collect();
+    produce(&broker.bootstrap, &topic, &inputs).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    worker
+        .create(
+            "infer",
+            json!({
+                "connector.class": "LambdaSink",
+                "topics": topic,
+                "aws.lambda.function.name": LambdaEmulator::function("score"),
+                "aws.lambda.region": "us-east-1",
+                "aws.lambda.endpoint": proxy.endpoint,
+                "aws.access.key.id": "test",
+                "aws.secret.access.key": "test",
+                "aws.lambda.response.topic": scores,
+                "aws.lambda.retry.backoff.ms": "20",
+                "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+                "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                "value.converter.schemas.enable": "false",
+                "errors.retry.timeout": "1000",
+                "errors.overflow.kinesis.stream": stream,
+                "errors.overflow.kinesis.region": "us-east-1",
+                "errors.overflow.kinesis.endpoint": kinesis.endpoint,
+                "errors.overflow.aws.access.key.id": "test",
+                "errors.overflow.aws.secret.access.key": "test",
+            }),
+        )
+        .await;
+    // Every record goes to the stream, and the sink commits past them (nothing in a DLQ).
+    let diverted = eventually("20 records diverted", Duration::from_secs(60), || async {
+        let all = kinesis.read_all(&stream).await;
+        (all.len() >= 20).then_some(all)
+    })
+    .await;
+    assert_eq!(diverted.len(), 20, "each record diverted once");
+    eventually(
+        "the sink commits past them",
+        Duration::from_secs(60),
+        || async { (worker.committed_sink_records("infer").await? == 20).then_some(()) },
+    )
+    .await;
+    assert!(proxy.throttling.throttled.load(Ordering::SeqCst) > 2);
+
+    // Lambda takes calls again; the failback source replays the stream into the topic.
+    proxy.throttling.every.store(0, Ordering::SeqCst);
+    worker
+        .create(
+            "failback",
+            json!({
+                "connector.class": "KinesisSource",
+                "kinesis.stream": stream,
+                "kinesis.region": "us-east-1",
+                "kinesis.endpoint": kinesis.endpoint,
+                "aws.access.key.id": "test",
+                "aws.secret.access.key": "test",
+                "kinesis.record.format": "envelope",
+                "kinesis.position": "TRIM_HORIZON",
+                "kinesis.empty.records.backoff.ms": "200",
+            }),
+        )
+        .await;
+    let all = consume_all(&broker.bootstrap, &topic, 40, Duration::from_secs(60)).await;
+    let replayed: Vec<&Consumed> = all
+        .iter()
+        .filter(|r| r.header(REPLAYED_HEADER).is_some())
+        .collect();
+    assert_eq!(replayed.len(), 20);
+    for (i, r) in replayed.iter().enumerate() {
+        let original = &all[i];
+        assert_eq!(
+            (&r.key, &r.value, r.header("n"), r.timestamp),
+            (
+                &original.key,
+                &original.value,
+                original.header("n"),
+                original.timestamp
+            ),
+            "replayed as it was"
+        );
+        assert!(r.header(ID_HEADER).is_some());
+    }
+    // The sink gets them again: one score per input id.
+    let results = consume_all(&broker.bootstrap, &scores, 20, Duration::from_secs(60)).await;
+    let mut got: Vec<i64> = results
+        .iter()
+        .map(|r| r.json()["score"].as_i64().unwrap() / 2)
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}
