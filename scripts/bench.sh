@@ -14,6 +14,8 @@
 #   scripts/bench.sh jdbc [rows]        PostgreSQL → Kafka (JDBC source) against a bare sqlx read loop
 #   scripts/bench.sh cdc [changes]      PostgreSQL changes → Kafka (CDC source) against pg_recvlogical
 #                                       and a Python psycopg + confluent-kafka loop (default 1000000)
+#   scripts/bench.sh overflow [trials]  a datagen source diverting to Kinesis (kinesalite) while the
+#                                       broker is down, then replaying (default 5 trials)
 #   scripts/bench.sh s3-stages [records] the S3 sink's stages (JSON, Arrow, Parquet) on their own,
 #                                       without Kafka or S3 (default 200000)
 set -euo pipefail
@@ -36,9 +38,10 @@ if [ "${1:-}" = s3 ]; then
   export SLUICE_S3S_FS="$TOOLS/bin/s3s-fs" SLUICE_BENCH_PYTHON="$VENV/bin/python"
   exec "$CARGO_TARGET_DIR/release/sluice-s3-bench" "$@"
 fi
-if [ "${1:-}" = kinesis ] || [ "${1:-}" = kinesis-source ]; then
+if [ "${1:-}" = kinesis ] || [ "${1:-}" = kinesis-source ] || [ "${1:-}" = overflow ]; then
   bench=sluice-kinesis-bench
   [ "$1" = kinesis-source ] && bench=sluice-kinesis-source-bench
+  [ "$1" = overflow ] && bench=sluice-overflow-bench
   shift
   TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice/tools}"
   if [ ! -f "$TOOLS/kinesalite/node_modules/kinesalite/package.json" ]; then
