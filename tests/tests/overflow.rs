@@ -410,3 +410,74 @@ async fn a_throttled_lambda_sink_diverts_after_its_budget_and_the_failback_sourc
     got.sort();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn relaxed_mode_comes_back_at_once_and_a_failback_source_replays_the_stream() {
+    const PER_TASK: i64 = 2500;
+    let mut broker = Broker::start();
+    let kinesis = KinesisEmulator::start().await;
+    let stream = unique("spill");
+    kinesis.create_stream(&stream, 2).await;
+    let worker = Worker::start(WorkerSettings::new(&broker)).await;
+    let topic = unique("clicks");
+    worker
+        .create(
+            "gen",
+            datagen(
+                &topic,
+                &stream,
+                &kinesis.endpoint,
+                PER_TASK,
+                json!({"overflow.mode": "relaxed"}),
+            ),
+        )
+        .await;
+    // Beside it all the time, as in production: replays whatever lands in the stream.
+    worker
+        .create(
+            "failback",
+            json!({
+                "connector.class": "KinesisSource",
+                "kinesis.stream": stream,
+                "kinesis.region": "us-east-1",
+                "kinesis.endpoint": kinesis.endpoint,
+                "aws.access.key.id": "test",
+                "aws.secret.access.key": "test",
+                "kinesis.record.format": "envelope",
+                "kinesis.empty.records.backoff.ms": "200",
+            }),
+        )
+        .await;
+    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
+    broker.kill();
+    eventually("records in the stream", Duration::from_secs(30), || async {
+        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
+    })
+    .await;
+    broker.restart();
+
+    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    let h = held(&records);
+    assert!(
+        h.replayed >= 500,
+        "the failback source replayed {}",
+        h.replayed
+    );
+    let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
+    let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
+    assert_eq!(
+        duplicates, id_duplicates,
+        "duplicates share their overflow id"
+    );
+    let replayed_by_task = metric(
+        &worker,
+        "sluice_overflow_records_total",
+        &["connector=\"gen\"", "target=\"replayed\""],
+    )
+    .await;
+    assert_eq!(
+        replayed_by_task, 0.0,
+        "relaxed: the task replays nothing itself"
+    );
+    assert!(worker.log().contains("Kafka is back"));
+}

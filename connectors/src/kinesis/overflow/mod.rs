@@ -132,11 +132,7 @@ pub fn sequence_cmp(a: &str, b: &str) -> Ordering {
 #[derive(Clone)]
 pub struct OverflowWriter {
     stream: Stream,
-    tx: mpsc::UnboundedSender<(
-        Arc<str>,
-        Vec<u8>,
-        oneshot::Sender<Result<Placed, ConnectError>>,
-    )>,
+    tx: mpsc::UnboundedSender<Request>,
     written: Arc<Mutex<BTreeMap<String, ShardRange>>>,
 }
 
@@ -177,13 +173,15 @@ impl OverflowWriter {
 }
 
 type Waiter = oneshot::Sender<Result<Placed, ConnectError>>;
+/// A record to divert: its partition key, its data, and who waits for the answer.
+type Request = (Arc<str>, Vec<u8>, Waiter);
 type Answers = Result<Vec<(Outcome, Option<Placed>)>, ConnectError>;
 
 /// The writer's loop: until every handle is dropped; calls in flight are then abandoned (their
 /// callers stopped waiting).
 async fn run(
     stream: Stream,
-    mut rx: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>, Waiter)>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
     written: Arc<Mutex<BTreeMap<String, ShardRange>>>,
 ) {
     let limits = BatchLimits {

@@ -223,7 +223,7 @@ impl SourceOverflow {
             let answered = self
                 .probe
                 .take()
-                .and_then(|p| futures::FutureExt::now_or_never(p))
+                .and_then(futures::FutureExt::now_or_never)
                 .and_then(Result::ok)
                 .unwrap_or(false);
             if answered {
