@@ -8,6 +8,7 @@
 //! the task resumes from the last written offsets: records polled after them are produced again,
 //! so duplicates are bounded by one flush interval and nothing is lost.
 
+mod flow;
 mod in_flight;
 
 pub(crate) use in_flight::DivertAck;
@@ -26,9 +27,10 @@ use sluice_connector_api::{
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::flow::{Flow, MAX_DIVERTED_IN_FLIGHT, late_reason};
 use self::in_flight::{Acked, InFlight, Pending, Refusal, Tracked, Unsettled};
 use super::errors::{ErrorHandler, Failure, Origin, Original, StageError};
-use super::overflow::{self, OverflowMode, Replayed, SourceOverflow};
+use super::overflow::{self, SourceOverflow};
 use super::{Desired, Reporter, SharedSettings, TaskSettings, TaskState};
 use crate::connector_config::RuntimeSettings;
 use crate::kafka::{DeliveryFuture, KafkaClients, Producer, TopicSpec, Undelivered, future_record};
@@ -113,76 +115,6 @@ pub struct SourceTaskRunner {
     pub reporter: Reporter,
     /// Topics written to so far.
     pub topics: std::collections::HashSet<String>,
-}
-
-/// The records a task has sent and not settled, the offsets settled since the last commit, and
-/// the task's overflow, if it has one.
-struct Flow {
-    in_flight: InFlight,
-    acked: Acked,
-    overflow: Option<SourceOverflow>,
-}
-
-/// Most records a diverting task has in the overflow stream's hands before it waits for the
-/// oldest.
-const MAX_DIVERTED_IN_FLIGHT: usize = 10_000;
-/// Longest wait, when stopping, for the overflow stream to answer what was diverted.
-const STOP_DIVERTED_WAIT: Duration = Duration::from_secs(30);
-
-impl Flow {
-    fn diverting(&self) -> bool {
-        self.overflow
-            .as_ref()
-            .is_some_and(SourceOverflow::diverting)
-    }
-
-    /// How long a Kafka delivery may take before the task diverts; `None` without an overflow.
-    fn late_after(&self) -> Option<Duration> {
-        self.overflow.as_ref().map(SourceOverflow::produce_timeout)
-    }
-
-    /// Switches to diverting: the records Kafka has not acknowledged go to the stream first.
-    fn divert(&mut self, reason: &str) {
-        let Some(o) = &mut self.overflow else {
-            return;
-        };
-        if o.diverting() {
-            return;
-        }
-        o.divert_now(reason);
-        let o = &*o;
-        let n = self
-            .in_flight
-            .divert_deliveries(|record, partition, offset| o.divert(record, partition, offset));
-        if n > 0 {
-            tracing::info!(
-                records = n,
-                "records Kafka had not acknowledged were diverted too (their Kafka copies may \
-                 still land, with the same __sluice.overflow.id header)"
-            );
-        }
-    }
-
-    /// Sends a record to the overflow stream, at the back of the line.
-    fn push_diverted(
-        &mut self,
-        record: ProducerRecord,
-        partition: SourcePartition,
-        offset: SourceOffset,
-    ) {
-        let Some(o) = &self.overflow else {
-            return;
-        };
-        let ack = o.divert(&record, &partition, &offset);
-        self.in_flight.0.push_back(Tracked {
-            pending: Pending::Diverted {
-                ack,
-                record: Box::new(record),
-            },
-            partition,
-            offset,
-        });
-    }
 }
 
 /// How a record's trip to the producer's queue ended.
@@ -322,7 +254,7 @@ impl SourceTaskRunner {
             o.tag(&mut outgoing, &source_partition, &source_offset);
         }
         if flow.diverting() {
-            flow.push_diverted(outgoing, source_partition, source_offset);
+            flow.push_diverted(outgoing, source_partition, source_offset, false);
             if flow.in_flight.0.len() > MAX_DIVERTED_IN_FLIGHT {
                 self.settle_one(flow).await?;
             }
@@ -365,7 +297,7 @@ impl SourceTaskRunner {
             }
             Queued::Divert(reason) => {
                 flow.divert(&reason);
-                flow.push_diverted(outgoing, source_partition, source_offset);
+                flow.push_diverted(outgoing, source_partition, source_offset, false);
                 return Ok(());
             }
             Queued::Refused(e) => e,
@@ -423,60 +355,6 @@ impl SourceTaskRunner {
                 Err((e, _)) => return Ok(Queued::Refused(e)),
             }
         }
-    }
-
-    /// Diverts when a trigger fired; comes back to Kafka once it has answered long enough.
-    async fn tend_overflow(&mut self, flow: &mut Flow) -> Result<(), String> {
-        let Some(o) = &mut flow.overflow else {
-            return Ok(());
-        };
-        if let Some(reason) = o.trigger(flow.in_flight.oldest_delivery()) {
-            flow.divert(&reason);
-            return Ok(());
-        }
-        if o.recovery_due() {
-            self.recover(flow).await?;
-        }
-        Ok(())
-    }
-
-    /// Kafka answers again: waits until the stream holds everything diverted, replays it
-    /// (`ordered`), writes the kept offsets, and sends to Kafka again. A failure on the way keeps
-    /// the task diverting.
-    async fn recover(&mut self, flow: &mut Flow) -> Result<(), String> {
-        while self.settle_one(flow).await? {}
-        let Some(o) = &mut flow.overflow else {
-            return Ok(());
-        };
-        o.all_diverted();
-        match o
-            .replay(
-                &self.clients,
-                &mut self.topics,
-                self.settings.topic_creation,
-                &self.desired,
-            )
-            .await
-        {
-            Ok(Replayed::All) => {}
-            // The next run polls what was not replayed again: no offset is written.
-            Ok(Replayed::Stopped) => return Ok(()),
-            Err(why) => {
-                o.replay_failed(&why);
-                return Ok(());
-            }
-        }
-        let timeout = o.produce_timeout();
-        if let Err(why) = self.write_offsets(flow, Some(timeout)).await {
-            if let Some(o) = &mut flow.overflow {
-                o.replay_failed(&why);
-            }
-            return Ok(());
-        }
-        if let Some(o) = &mut flow.overflow {
-            o.back_to_kafka();
-        }
-        Ok(())
     }
 
     /// Waits for the oldest sent record; `false` when there was none. A Kafka delivery that is
@@ -538,33 +416,6 @@ impl SourceTaskRunner {
         failure.map_or(Ok(()), Err)
     }
 
-    /// The last commit, when the task stops. A diverting task waits (a while) for the stream to
-    /// answer; in `ordered` mode it writes no offset of a diverted record, so the next run polls
-    /// them again rather than leave them unreplayed.
-    async fn final_commit(&mut self, flow: &mut Flow) -> Result<(), String> {
-        if !flow.diverting() {
-            return self.commit(flow).await;
-        }
-        let deadline = Instant::now() + STOP_DIVERTED_WAIT;
-        while tokio::time::timeout_at(deadline, self.settle_one(flow))
-            .await
-            .is_ok_and(|settled| settled.is_ok_and(|more| more))
-        {}
-        let relaxed = flow
-            .overflow
-            .as_ref()
-            .is_some_and(|o| o.mode() == OverflowMode::Relaxed);
-        if relaxed {
-            let late_after = flow.late_after();
-            if let Err(why) = self.write_offsets(flow, late_after).await {
-                tracing::warn!(task = %self.id, "stopping while diverting: {why}; the next run polls those records again");
-            }
-        } else {
-            tracing::info!(task = %self.id, "stopping while diverting: the offsets of diverted records are not written, so the next run polls them again");
-        }
-        Ok(())
-    }
-
     /// Writes the settled offsets (within `timeout`, when given); on failure they are kept for
     /// the next write.
     async fn write_offsets(
@@ -622,17 +473,7 @@ impl SourceTaskRunner {
                         timestamp: original.timestamp,
                     };
                     flow.divert(&format!("Kafka gave up on a record: {error}"));
-                    if let Some(o) = &flow.overflow {
-                        let ack = o.divert(&record, &partition, &offset);
-                        flow.in_flight.0.push_front(Tracked {
-                            pending: Pending::Diverted {
-                                ack,
-                                record: Box::new(record),
-                            },
-                            partition,
-                            offset,
-                        });
-                    }
+                    flow.push_diverted(record, partition, offset, true);
                     return Ok(());
                 }
                 let origin = Origin::Source {
@@ -666,13 +507,6 @@ impl SourceTaskRunner {
         }
         Ok(())
     }
-}
-
-fn late_reason(flow: &Flow) -> String {
-    format!(
-        "a record was not acknowledged within overflow.produce.timeout.ms={}",
-        flow.late_after().unwrap_or_default().as_millis()
-    )
 }
 
 /// Applies the error policy to a record that failed for good.
