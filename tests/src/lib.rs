@@ -469,6 +469,22 @@ impl Worker {
         took
     }
 
+    /// The sum of the `/metrics` samples of `name` whose labels include each of `labels`
+    /// (`connector="gen"`); 0 when there are none.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let body = self.get("/metrics").await.body;
+        body.as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{'))
+            })
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The worker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -13,17 +13,6 @@ use sluice_tests::{Broker, Value, Worker, WorkerSettings, eventually, json, uniq
 const ID_HEADER: &str = "__sluice.overflow.id";
 const REPLAYED_HEADER: &str = "__sluice.overflow.replayed";
 
-/// The value of the Prometheus sample `name{...}` whose labels include every one of `labels`.
-async fn metric(worker: &Worker, name: &str, labels: &[&str]) -> f64 {
-    let text = worker.get("/metrics").await.body;
-    let text = text.as_str().unwrap_or_default().to_owned();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn datagen(topic: &str, stream: &str, endpoint: &str, per_task: i64, extra: Value) -> Value {
     let mut c = json!({
         "connector.class": "Datagen",
@@ -123,83 +112,117 @@ async fn wait_for_all(broker: &Broker, topic: &str, tasks: i64, per_task: i64) -
     .await
 }
 
-#[tokio::test]
-async fn a_sigkilled_broker_diverts_to_kinesis_and_every_record_comes_back_in_key_order() {
-    const PER_TASK: i64 = 4000;
-    let mut broker = Broker::start();
-    let kinesis = KinesisEmulator::start().await;
-    let stream = unique("spill");
-    kinesis.create_stream(&stream, 2).await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let topic = unique("clicks");
-    worker
-        .create(
-            "gen",
-            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
+/// A broker, kinesalite with the overflow stream, a worker, and a datagen connector `gen` (two
+/// tasks) with that stream as its overflow, once `flowing` records are in its topic.
+struct Diverting {
+    broker: Broker,
+    kinesis: KinesisEmulator,
+    stream: String,
+    worker: Worker,
+    topic: String,
+}
+
+impl Diverting {
+    async fn start(shards: i32, per_task: i64, extra: Value, flowing: usize) -> Self {
+        let broker = Broker::start();
+        let kinesis = KinesisEmulator::start().await;
+        let stream = unique("spill");
+        kinesis.create_stream(&stream, shards).await;
+        let worker = Worker::start(WorkerSettings::new(&broker)).await;
+        let topic = unique("clicks");
+        let config = datagen(&topic, &stream, &kinesis.endpoint, per_task, extra);
+        worker.create("gen", config).await;
+        consume_all(&broker.bootstrap, &topic, flowing, Duration::from_secs(60)).await;
+        Self {
+            broker,
+            kinesis,
+            stream,
+            worker,
+            topic,
+        }
+    }
+
+    /// Waits until `gen`'s task switches to `to` (`diverting`, `kafka`) counted `n` in all.
+    async fn switched(&self, to: &str, n: f64) {
+        let label = format!("to=\"{to}\"");
+        eventually(
+            &format!("{n} switches to {to}"),
+            Duration::from_secs(30),
+            || async {
+                let seen = self
+                    .worker
+                    .metric(
+                        "sluice_overflow_switches_total",
+                        &["connector=\"gen\"", &label],
+                    )
+                    .await;
+                (seen >= n).then_some(())
+            },
         )
         .await;
-    consume_all(&broker.bootstrap, &topic, 1000, Duration::from_secs(60)).await;
+    }
 
-    broker.kill();
-    eventually("both tasks divert", Duration::from_secs(30), || async {
-        let n = metric(
-            &worker,
-            "sluice_overflow_switches_total",
-            &["connector=\"gen\"", "to=\"diverting\""],
-        )
+    /// Waits until the overflow stream holds `n` records.
+    async fn stream_holds(&self, n: usize) {
+        eventually("records in the stream", Duration::from_secs(30), || async {
+            (self.kinesis.read_all(&self.stream).await.len() >= n).then_some(())
+        })
         .await;
-        (n >= 2.0).then_some(())
-    })
-    .await;
-    // Down for a while: the stream fills.
-    eventually("records in the stream", Duration::from_secs(30), || async {
-        let n = kinesis.read_all(&stream).await.len();
-        (n >= 1000).then_some(n)
-    })
-    .await;
-    let status = worker.get("/connectors/gen/status").await.body;
-    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
-    broker.restart();
+    }
 
-    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
-    let h = held(&records);
-    assert!(h.replayed > 0, "nothing was replayed");
+    /// `gen`'s records counted per overflow target.
+    async fn records(&self, target: &str) -> f64 {
+        let label = format!("target=\"{target}\"");
+        self.worker
+            .metric(
+                "sluice_overflow_records_total",
+                &["connector=\"gen\"", &label],
+            )
+            .await
+    }
+}
+
+/// Asserts that every extra copy of a (task, seq) shares its original's overflow id; returns how
+/// many there are.
+fn duplicates_share_ids(h: &Held) -> usize {
     let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
     let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
     assert_eq!(
         duplicates, id_duplicates,
         "every duplicate shares its original's overflow id"
     );
+    duplicates
+}
+
+#[tokio::test]
+async fn a_sigkilled_broker_diverts_to_kinesis_and_every_record_comes_back_in_key_order() {
+    const PER_TASK: i64 = 4000;
+    let mut d = Diverting::start(2, PER_TASK, json!({}), 1000).await;
+    d.broker.kill();
+    d.switched("diverting", 2.0).await;
+    // Down for a while: the stream fills.
+    d.stream_holds(1000).await;
+    let status = d.worker.get("/connectors/gen/status").await.body;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    d.broker.restart();
+
+    let records = wait_for_all(&d.broker, &d.topic, 2, PER_TASK).await;
+    let h = held(&records);
+    assert!(h.replayed > 0, "nothing was replayed");
+    let duplicates = duplicates_share_ids(&h);
     eprintln!(
         "records {}, replayed {}, duplicates {duplicates}",
         records.len(),
         h.replayed
     );
     assert_key_order(&records);
-    let back = metric(
-        &worker,
-        "sluice_overflow_switches_total",
-        &["connector=\"gen\"", "to=\"kafka\""],
-    )
-    .await;
-    assert!(back >= 2.0, "both tasks came back to Kafka: {back}");
-    let diverted = metric(
-        &worker,
-        "sluice_overflow_records_total",
-        &["connector=\"gen\"", "target=\"kinesis\""],
-    )
-    .await;
-    let replayed = metric(
-        &worker,
-        "sluice_overflow_records_total",
-        &["connector=\"gen\"", "target=\"replayed\""],
-    )
-    .await;
+    d.switched("kafka", 2.0).await;
+    let (diverted, replayed) = (d.records("kinesis").await, d.records("replayed").await);
     assert!(
         replayed >= diverted && diverted > 0.0,
         "diverted {diverted}, replayed {replayed}"
     );
-    let log = worker.log();
+    let log = d.worker.log();
     for said in [
         "diverting records to the overflow stream",
         "replaying diverted records into Kafka",
@@ -212,46 +235,22 @@ async fn a_sigkilled_broker_diverts_to_kinesis_and_every_record_comes_back_in_ke
 #[tokio::test]
 async fn a_frozen_broker_is_slow_not_gone_the_task_diverts_on_the_produce_timeout_then_recovers() {
     const PER_TASK: i64 = 2500;
-    let broker = Broker::start();
-    let kinesis = KinesisEmulator::start().await;
-    let stream = unique("spill");
-    kinesis.create_stream(&stream, 1).await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let topic = unique("clicks");
-    worker
-        .create(
-            "gen",
-            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
-        )
-        .await;
-    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
-
+    let d = Diverting::start(1, PER_TASK, json!({}), 500).await;
     // SIGSTOP: connections stay open and nothing answers, so librdkafka never reports the
     // brokers down; only the produce timeout can tell.
-    broker.freeze();
-    eventually("both tasks divert", Duration::from_secs(30), || async {
-        let n = metric(
-            &worker,
-            "sluice_overflow_switches_total",
-            &["connector=\"gen\"", "to=\"diverting\""],
-        )
-        .await;
-        (n >= 2.0).then_some(())
-    })
-    .await;
-    eventually("records in the stream", Duration::from_secs(30), || async {
-        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
-    })
-    .await;
-    broker.thaw();
+    d.broker.freeze();
+    d.switched("diverting", 2.0).await;
+    d.stream_holds(500).await;
+    d.broker.thaw();
 
-    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    let records = wait_for_all(&d.broker, &d.topic, 2, PER_TASK).await;
     assert_key_order(&records);
     let h = held(&records);
     assert!(h.replayed > 0, "nothing was replayed");
-    let log = worker.log();
     assert!(
-        log.contains("was not acknowledged within overflow.produce.timeout.ms=2000"),
+        d.worker
+            .log()
+            .contains("was not acknowledged within overflow.produce.timeout.ms=2000"),
         "the switch names the produce timeout"
     );
 }
@@ -259,37 +258,16 @@ async fn a_frozen_broker_is_slow_not_gone_the_task_diverts_on_the_produce_timeou
 #[tokio::test]
 async fn a_worker_sigkilled_while_diverting_loses_nothing() {
     const PER_TASK: i64 = 2500;
-    let mut broker = Broker::start();
-    let kinesis = KinesisEmulator::start().await;
-    let stream = unique("spill");
-    kinesis.create_stream(&stream, 2).await;
-    let mut worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let topic = unique("clicks");
-    worker
-        .create(
-            "gen",
-            datagen(&topic, &stream, &kinesis.endpoint, PER_TASK, json!({})),
-        )
-        .await;
-    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
-    broker.kill();
-    eventually("records in the stream", Duration::from_secs(30), || async {
-        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
-    })
-    .await;
+    let mut d = Diverting::start(2, PER_TASK, json!({}), 500).await;
+    d.broker.kill();
+    d.stream_holds(500).await;
     // The diverting run dies with its kept offsets: the next run polls from the stored ones.
-    worker.kill();
-    broker.restart();
-    worker.restart().await;
+    d.worker.kill();
+    d.broker.restart();
+    d.worker.restart().await;
 
-    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
-    let h = held(&records);
-    let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
-    let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
-    assert_eq!(
-        duplicates, id_duplicates,
-        "duplicates share their overflow id"
-    );
+    let records = wait_for_all(&d.broker, &d.topic, 2, PER_TASK).await;
+    let duplicates = duplicates_share_ids(&held(&records));
     eprintln!("records {}, duplicates {duplicates}", records.len());
 }
 
@@ -414,33 +392,16 @@ async fn a_throttled_lambda_sink_diverts_after_its_budget_and_the_failback_sourc
 #[tokio::test]
 async fn relaxed_mode_comes_back_at_once_and_a_failback_source_replays_the_stream() {
     const PER_TASK: i64 = 2500;
-    let mut broker = Broker::start();
-    let kinesis = KinesisEmulator::start().await;
-    let stream = unique("spill");
-    kinesis.create_stream(&stream, 2).await;
-    let worker = Worker::start(WorkerSettings::new(&broker)).await;
-    let topic = unique("clicks");
-    worker
-        .create(
-            "gen",
-            datagen(
-                &topic,
-                &stream,
-                &kinesis.endpoint,
-                PER_TASK,
-                json!({"overflow.mode": "relaxed"}),
-            ),
-        )
-        .await;
+    let mut d = Diverting::start(2, PER_TASK, json!({"overflow.mode": "relaxed"}), 500).await;
     // Beside it all the time, as in production: replays whatever lands in the stream.
-    worker
+    d.worker
         .create(
             "failback",
             json!({
                 "connector.class": "KinesisSource",
-                "kinesis.stream": stream,
+                "kinesis.stream": d.stream,
                 "kinesis.region": "us-east-1",
-                "kinesis.endpoint": kinesis.endpoint,
+                "kinesis.endpoint": d.kinesis.endpoint,
                 "aws.access.key.id": "test",
                 "aws.secret.access.key": "test",
                 "kinesis.record.format": "envelope",
@@ -448,36 +409,22 @@ async fn relaxed_mode_comes_back_at_once_and_a_failback_source_replays_the_strea
             }),
         )
         .await;
-    consume_all(&broker.bootstrap, &topic, 500, Duration::from_secs(60)).await;
-    broker.kill();
-    eventually("records in the stream", Duration::from_secs(30), || async {
-        (kinesis.read_all(&stream).await.len() >= 500).then_some(())
-    })
-    .await;
-    broker.restart();
+    d.broker.kill();
+    d.stream_holds(500).await;
+    d.broker.restart();
 
-    let records = wait_for_all(&broker, &topic, 2, PER_TASK).await;
+    let records = wait_for_all(&d.broker, &d.topic, 2, PER_TASK).await;
     let h = held(&records);
     assert!(
         h.replayed >= 500,
         "the failback source replayed {}",
         h.replayed
     );
-    let duplicates: usize = h.copies.values().map(|c| c - 1).sum();
-    let id_duplicates: usize = h.by_id.values().map(|c| c - 1).sum();
-    assert_eq!(
-        duplicates, id_duplicates,
-        "duplicates share their overflow id"
-    );
-    let replayed_by_task = metric(
-        &worker,
-        "sluice_overflow_records_total",
-        &["connector=\"gen\"", "target=\"replayed\""],
-    )
-    .await;
+    duplicates_share_ids(&h);
+    let replayed_by_task = d.records("replayed").await;
     assert_eq!(
         replayed_by_task, 0.0,
         "relaxed: the task replays nothing itself"
     );
-    assert!(worker.log().contains("Kafka is back"));
+    assert!(d.worker.log().contains("Kafka is back"));
 }

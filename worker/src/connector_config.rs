@@ -377,10 +377,7 @@ impl RuntimeSettings {
         worker: &WorkerConfig,
     ) -> Result<Self, ConfigErrors> {
         let kind = plugin.kind;
-        let mut errors = match common_config_def(kind).parse(props) {
-            Ok(_) => ConfigErrors::default(),
-            Err(e) => e,
-        };
+        let (parsed, mut errors) = common_config_def(kind).parse_all(props);
         let key_converter = converter(props, plugin, worker, "key.converter", &mut errors);
         let value_converter = converter(props, plugin, worker, "value.converter", &mut errors);
         let transforms = TransformChain::from_config(props)
@@ -394,7 +391,7 @@ impl RuntimeSettings {
             }
         }
         let (source_overflow, sink_overflow) = match kind {
-            ConnectorType::Source => (overflow::source_settings(props, &mut errors), None),
+            ConnectorType::Source => (overflow::source_settings(&parsed, props, &mut errors), None),
             ConnectorType::Sink => (None, overflow::sink(props, &mut errors)),
         };
         let errors_policy = error_policy(props);

@@ -23,20 +23,11 @@ const RUN: Duration = Duration::from_secs(40);
 const DOWN: Duration = Duration::from_secs(10);
 const RECOVERY_MS: u64 = 2000;
 
-/// The sum of the samples of `name` whose labels include every one of `labels`.
-async fn metric(worker: &Worker, name: &str, labels: &[&str]) -> f64 {
-    let body = worker.get("/metrics").await.body;
-    let text = body.as_str().unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn records(worker: &Worker, target: &str) -> f64 {
     let label = format!("target=\"{target}\"");
-    metric(worker, "sluice_overflow_records_total", &[&label]).await
+    worker
+        .metric("sluice_overflow_records_total", &[&label])
+        .await
 }
 
 /// Polls `check` every 10 ms until it holds; returns when it first did.
@@ -114,7 +105,10 @@ async fn trial() -> Result<Trial> {
     let restarted = Instant::now();
     broker.restart();
     let back = until("back on Kafka", Duration::from_secs(120), || async {
-        metric(&worker, "sluice_overflow_switches_total", &["to=\"kafka\""]).await >= 1.0
+        worker
+            .metric("sluice_overflow_switches_total", &["to=\"kafka\""])
+            .await
+            >= 1.0
     })
     .await?;
     let replayed = records(&worker, "replayed").await;

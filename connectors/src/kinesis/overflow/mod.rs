@@ -102,13 +102,18 @@ impl OverflowTarget {
 /// offset.
 pub fn overflow_id(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
     let mut hash = Sha256::new();
     for p in parts {
         hash.update(p.len().to_le_bytes());
         hash.update(p.as_bytes());
     }
     let digest = hash.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(32);
+    for b in &digest[..16] {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// Resolves when Kinesis stored the diverted record (where), or with why it never will.

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use sluice_connector_api::{
-    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorType, Importance, Props, Validator,
+    ConfigDef, ConfigErrors, ConfigKey, ConfigType, ConnectorType, Importance, ParsedConfig, Props,
+    Validator,
 };
 
 #[cfg(feature = "kinesis")]
@@ -152,30 +153,31 @@ pub fn define(def: ConfigDef, kind: ConnectorType) -> ConfigDef {
     }
 }
 
-fn millis(props: &Props, key: &str, default: u64) -> Duration {
-    Duration::from_millis(
-        props
-            .get(key)
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(default),
-    )
-}
-
-/// A source connector's overflow, if it names a stream; errors go to `errors`.
-pub fn source(props: &Props, errors: &mut ConfigErrors) -> Option<SourceOverflowSettings> {
+/// A source connector's overflow, if it names a stream: the timings from `parsed` (the common
+/// keys, checked already), the stream's keys from `props`; errors go to `errors`.
+pub fn source(
+    parsed: &ParsedConfig,
+    props: &Props,
+    errors: &mut ConfigErrors,
+) -> Option<SourceOverflowSettings> {
     let target = target(props, SOURCE, errors)?;
-    let mode = match props.get("overflow.mode").map(|m| m.trim()) {
-        Some(m) if m.eq_ignore_ascii_case("relaxed") => OverflowMode::Relaxed,
-        _ => OverflowMode::Ordered,
+    let mode = if parsed
+        .string("overflow.mode")
+        .trim()
+        .eq_ignore_ascii_case("relaxed")
+    {
+        OverflowMode::Relaxed
+    } else {
+        OverflowMode::Ordered
     };
     #[cfg(not(feature = "kinesis"))]
     let () = target;
     Some(SourceOverflowSettings {
         #[cfg(feature = "kinesis")]
         target,
-        produce_timeout: millis(props, "overflow.produce.timeout.ms", 5000),
-        queue_full: millis(props, "overflow.queue.full.ms", 2000),
-        recovery: millis(props, "overflow.recovery.ms", 10_000),
+        produce_timeout: parsed.duration_ms("overflow.produce.timeout.ms"),
+        queue_full: parsed.duration_ms("overflow.queue.full.ms"),
+        recovery: parsed.duration_ms("overflow.recovery.ms"),
         mode,
     })
 }

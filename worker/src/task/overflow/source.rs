@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value as Json;
 use sluice_connector_api::{ConnectError, ProducerRecord, SourceOffset, SourcePartition, TaskId};
 use sluice_connectors::kinesis::overflow::envelope::{self, EnvelopeRef};
 use sluice_connectors::kinesis::overflow::replay::ReadBack;
@@ -112,8 +111,9 @@ impl SourceOverflow {
         partition: &SourcePartition,
         offset: &SourceOffset,
     ) {
-        let partition = Json::Object(partition.clone()).to_string();
-        let offset = Json::Object(offset.clone()).to_string();
+        // Maps serialize with sorted keys: the same position gives the same text.
+        let partition = serde_json::to_string(partition).unwrap_or_default();
+        let offset = serde_json::to_string(offset).unwrap_or_default();
         let id = overflow_id(&[&self.connector, &partition, &offset]);
         record.headers.add_str(ID_HEADER, &id);
     }
@@ -127,13 +127,17 @@ impl SourceOverflow {
         if self.producer.brokers_down() {
             return Some("Kafka is unreachable: librdkafka reports every broker down".into());
         }
-        let timeout = self.settings.produce_timeout;
-        oldest.filter(|sent| sent.elapsed() >= timeout).map(|_| {
-            format!(
-                "a record was not acknowledged within overflow.produce.timeout.ms={}",
-                timeout.as_millis()
-            )
-        })
+        oldest
+            .filter(|sent| sent.elapsed() >= self.settings.produce_timeout)
+            .map(|_| self.late_reason())
+    }
+
+    /// Why a task diverts when Kafka is late with an acknowledgement.
+    pub fn late_reason(&self) -> String {
+        format!(
+            "a record was not acknowledged within overflow.produce.timeout.ms={}",
+            self.settings.produce_timeout.as_millis()
+        )
     }
 
     /// The producer's queue was full (`true`) or took a record (`false`): why the task should
@@ -193,7 +197,7 @@ impl SourceOverflow {
         // records without a key keep their source partition's.
         let key = match &record.key {
             Some(key) => partition_key_of(key),
-            None => partition_key_of(Json::Object(partition.clone()).to_string().as_bytes()),
+            None => partition_key_of(&serde_json::to_vec(partition).unwrap_or_default()),
         };
         self.metrics.overflow_records("kinesis", 1);
         let stored = self.writer.divert(key, data);

@@ -47,6 +47,9 @@ impl SourceOverflow {
     pub fn trigger(&self, _: Option<Instant>) -> Option<String> {
         match *self {}
     }
+    pub fn late_reason(&self) -> String {
+        match *self {}
+    }
     pub fn queue_full(&mut self, _: bool) -> Option<String> {
         match *self {}
     }

@@ -172,8 +172,8 @@ impl SourceTaskRunner {
 }
 
 pub(super) fn late_reason(flow: &Flow) -> String {
-    format!(
-        "a record was not acknowledged within overflow.produce.timeout.ms={}",
-        flow.late_after().unwrap_or_default().as_millis()
-    )
+    flow.overflow
+        .as_ref()
+        .map(SourceOverflow::late_reason)
+        .unwrap_or_default()
 }

@@ -106,11 +106,9 @@ impl InFlight {
     ) -> usize {
         let mut n = 0;
         for t in &mut self.0 {
-            if let Pending::Delivery {
-                kept: Some(record), ..
-            } = &mut t.pending
+            if let Pending::Delivery { kept, .. } = &mut t.pending
+                && let Some(record) = kept.take()
             {
-                let record = std::mem::take(record);
                 let ack = divert(&record, &t.partition, &t.offset);
                 t.pending = Pending::Diverted { ack, record };
                 n += 1;
